@@ -1,0 +1,1 @@
+"""Package data: CSS, logo, demo datasets."""

@@ -1,0 +1,1 @@
+"""Demo datasets made for the project, registered in dataset_info.json."""

@@ -1,0 +1,1 @@
+"""Translations, one YAML file per language."""

@@ -1,0 +1,1 @@
+"""LlamaBoard's web board (gradio). Never imports the training stack."""
