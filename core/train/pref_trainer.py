@@ -1,0 +1,309 @@
+"""Our preference trainers (dpo and kto) on transformers' Trainer.
+
+Why not trl's DPOTrainer / KTOTrainer: in trl 1.16 they tokenize the raw dataset themselves (we already have
+pairwise and feedback processors with our templates and `cutoff_len` rule), DPOTrainer rejects `orpo` and
+`simpo`, and their logging keys and reference handling change between releases. Here the trainer only turns our
+collated batches into log-probabilities and calls the loss functions of `core.train.pref_losses`; everything
+else (optimizer, schedule, checkpoints, resume, callbacks, distributed) is transformers' Trainer.
+
+Batches (see docs/architecture.md):
+- dpo: `input_ids`, `attention_mask`, `labels` of 2B rows, the B chosen rows first, then the B rejected rows.
+- kto: `input_ids`, `attention_mask`, `labels`, `kto_tags` (True = desirable) and the mismatched
+  `kl_input_ids`, `kl_attention_mask`, `kl_labels` used to estimate KL(policy || reference).
+
+Reference model: `ref_model` when given (full / freeze runs, or an explicit `ref_model`); otherwise the policy
+itself with its LoRA adapter switched off, so LoRA runs keep one copy of the weights in memory; none at all for
+the reference-free losses orpo and simpo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from core.train.pref_losses import (
+    AVERAGED_LOSSES,
+    PREF_LOSSES,
+    REFERENCE_FREE_LOSSES,
+    dpo_loss,
+    kto_loss,
+    orpo_loss,
+    simpo_loss,
+)
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum and per-token mean of the log-probabilities of the labelled tokens of each row.
+
+    `logits` `[N, L, V]` predict the token after each position, so they are compared with `labels` shifted left
+    by one; positions labelled IGNORE_INDEX (prompt, padding) do not count."""
+    labels = labels[:, 1:]
+    logits = logits[:, :-1].float()
+    mask = labels != IGNORE_INDEX
+    safe_labels = labels.masked_fill(~mask, 0)
+    token_logps = torch.gather(logits.log_softmax(-1), 2, safe_labels.unsqueeze(-1)).squeeze(-1)
+    sums = (token_logps * mask).sum(-1)
+    counts = mask.sum(-1).clamp(min=1)
+    return sums, sums / counts
+
+
+class MetricStore:
+    """Running sums of a fixed set of metrics per split, reduced across processes when logged.
+
+    Fixed keys and (sum, count) pairs keep the collective call the same shape on every process even when a
+    micro-batch had, say, no desirable example."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self._sums: dict[str, dict[str, list]] = {"train": {}, "eval": {}}
+
+    def add(self, split: str, key: str, values: torch.Tensor) -> None:
+        if values.numel() == 0:
+            return
+        total, count = self._sums[split].get(key, (0.0, 0))
+        self._sums[split][key] = (total + values.detach().float().sum(), count + values.numel())
+
+    def pending(self, split: str) -> bool:
+        return bool(self._sums[split])
+
+    def pop(self, split: str, accelerator: Any) -> dict[str, float]:
+        """Means since the last call, over every process; keys without any value are left out."""
+        stored = self._sums[split]
+        rows = [
+            [float(stored[k][0]) if k in stored else 0.0, float(stored[k][1]) if k in stored else 0.0]
+            for k in self.keys
+        ]
+        stored.clear()
+        table = torch.tensor(rows, dtype=torch.float64, device=accelerator.device)
+        table = accelerator.reduce(table, reduction="sum")
+        return {k: float(s / c) for k, (s, c) in zip(self.keys, table.tolist(), strict=True) if c > 0}
+
+
+class _ReferenceMixin:
+    """Reference log-probabilities from `self.ref_model`, or from the policy with its adapter off."""
+
+    ref_model: nn.Module | None
+
+    def _setup_reference(self, ref_model: nn.Module | None, needs_reference: bool) -> None:
+        if not needs_reference:
+            self.ref_model = None
+            return
+        if ref_model is not None:
+            ref_model.eval().requires_grad_(False)
+            self.ref_model = ref_model.to(self.args.device)
+            return
+        if not hasattr(self.accelerator.unwrap_model(self.model), "disable_adapter"):
+            raise ValueError(
+                "This preference run needs a reference model: the policy has no LoRA adapter to switch off. "
+                "Use finetuning_type: lora, set ref_model: <path>, or choose pref_loss: orpo / simpo."
+            )
+        self.ref_model = None
+
+    @contextlib.contextmanager
+    def _reference(self, model: nn.Module) -> Iterator[nn.Module]:
+        if self.ref_model is not None:
+            yield self.ref_model
+            return
+        with self.accelerator.unwrap_model(model).disable_adapter():
+            yield model
+
+    def _forward_logps(self, model: nn.Module, input_ids, attention_mask, labels) -> tuple[torch.Tensor, ...]:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return sequence_logps(logits, labels)
+
+
+class _PreferenceBase(_ReferenceMixin, Trainer):
+    """What dpo and kto share: metric storage, logging of `rewards/*`, loss-only evaluation."""
+
+    metric_keys: tuple[str, ...] = ()
+    # compute_loss returns the mean over the micro-batch; Trainer divides by gradient accumulation itself.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args: Any, finetuning_args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.finetuning_args = finetuning_args
+        self.metrics = MetricStore(self.metric_keys)
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict]:
+        loss = self.batch_loss(model, inputs, "train")
+        return (loss, {}) if return_outputs else loss
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor, None, None]:
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.batch_loss(model, inputs, "eval")
+        return loss.detach(), None, None
+
+    def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # Trainer logs training steps with `loss` and evaluations with `eval_loss`; the final summary has neither.
+        split = "train" if "loss" in logs else "eval" if "eval_loss" in logs else None
+        if split is not None and self.metrics.pending(split):
+            prefix = "" if split == "train" else "eval_"
+            means = self.metrics.pop(split, self.accelerator)
+            if "rewards/chosen" in means and "rewards/rejected" in means and "rewards/margins" not in means:
+                means["rewards/margins"] = means["rewards/chosen"] - means["rewards/rejected"]
+            if "rewards/accuracies" in means:
+                means["accuracy"] = means["rewards/accuracies"]  # the key LLaMA-Factory's board plots
+            logs.update({prefix + key: value for key, value in means.items()})
+        super().log(logs, start_time)
+
+
+class PreferenceTrainer(_PreferenceBase):
+    """dpo: pairwise batches, `pref_loss` in sigmoid, hinge, ipo, orpo, simpo, plus an SFT term (`pref_ftx`)."""
+
+    metric_keys = (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+        "sft_loss",
+    )
+
+    def __init__(self, *args: Any, finetuning_args: Any, ref_model: nn.Module | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, finetuning_args=finetuning_args, **kwargs)
+        self.loss_type = finetuning_args.pref_loss
+        if self.loss_type not in PREF_LOSSES:
+            raise ValueError(f"pref_loss: received {self.loss_type!r} — unknown; use one of {', '.join(PREF_LOSSES)}.")
+        self.beta = float(finetuning_args.pref_beta)
+        self.ftx = float(finetuning_args.pref_ftx or 0.0)
+        self.label_smoothing = float(finetuning_args.dpo_label_smoothing or 0.0)
+        self.simpo_gamma = float(finetuning_args.simpo_gamma)
+        self._setup_reference(ref_model, needs_reference=self.loss_type not in REFERENCE_FREE_LOSSES)
+
+    def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
+        batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        sums, avgs = self._forward_logps(model, *batch)
+        half = sums.shape[0] // 2
+        use_avg = self.loss_type in AVERAGED_LOSSES
+        policy = avgs if use_avg else sums
+        if self.loss_type == "orpo":
+            losses, chosen_rewards, rejected_rewards = orpo_loss(policy[:half], policy[half:], self.beta)
+        elif self.loss_type == "simpo":
+            losses, chosen_rewards, rejected_rewards = simpo_loss(
+                policy[:half], policy[half:], self.beta, self.simpo_gamma, self.label_smoothing
+            )
+        else:
+            with torch.no_grad(), self._reference(model) as ref_model:
+                ref_sums, ref_avgs = self._forward_logps(ref_model, *batch)
+            ref = ref_avgs if use_avg else ref_sums
+            losses, chosen_rewards, rejected_rewards = dpo_loss(
+                policy[:half], policy[half:], ref[:half], ref[half:], self.beta, self.loss_type, self.label_smoothing
+            )
+        sft_losses = -avgs[:half]
+        if self.ftx > 0:
+            losses = losses + self.ftx * sft_losses
+
+        self.metrics.add(split, "rewards/chosen", chosen_rewards)
+        self.metrics.add(split, "rewards/rejected", rejected_rewards)
+        self.metrics.add(split, "rewards/accuracies", (chosen_rewards > rejected_rewards).float())
+        self.metrics.add(split, "rewards/margins", chosen_rewards - rejected_rewards)
+        self.metrics.add(split, "logps/chosen", sums[:half])
+        self.metrics.add(split, "logps/rejected", sums[half:])
+        self.metrics.add(split, "sft_loss", sft_losses)
+        return losses.mean()
+
+
+class KTOTrainer(_PreferenceBase):
+    """kto: unpaired desirable / undesirable examples weighted by `kto_chosen_weight` / `kto_rejected_weight`.
+
+    `rewards/accuracies` is the share of examples whose implicit reward has the sign of their tag (positive for
+    desirable, negative for undesirable): KTO has no pairs to compare, and this is what it learns to separate."""
+
+    metric_keys = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "kl", "logps/chosen", "logps/rejected")
+
+    def __init__(self, *args: Any, finetuning_args: Any, ref_model: nn.Module | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, finetuning_args=finetuning_args, **kwargs)
+        self.beta = float(finetuning_args.pref_beta)
+        self.ftx = float(finetuning_args.pref_ftx or 0.0)
+        self.desirable_weight = float(finetuning_args.kto_chosen_weight)
+        self.undesirable_weight = float(finetuning_args.kto_rejected_weight)
+        self._setup_reference(ref_model, needs_reference=True)
+
+    def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
+        batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        kl_batch = (inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_labels"])
+        tags = inputs["kto_tags"].bool()
+        sums, avgs = self._forward_logps(model, *batch)
+        with torch.no_grad():
+            kl_sums, _ = self._forward_logps(model, *kl_batch)
+            with self._reference(model) as ref_model:
+                ref_sums, _ = self._forward_logps(ref_model, *batch)
+                ref_kl_sums, _ = self._forward_logps(ref_model, *kl_batch)
+            # One KL estimate for the whole (global) batch; it only shifts the target, no gradient flows through it.
+            kl = self.accelerator.gather((kl_sums - ref_kl_sums).mean().reshape(1)).mean().clamp(min=0)
+
+        losses, chosen_rewards, rejected_rewards = kto_loss(
+            sums[tags],
+            sums[~tags],
+            ref_sums[tags],
+            ref_sums[~tags],
+            kl,
+            self.beta,
+            self.desirable_weight,
+            self.undesirable_weight,
+        )
+        loss = losses.mean()
+        if self.ftx > 0 and tags.any():
+            loss = loss + self.ftx * (-avgs[tags]).mean()
+
+        self.metrics.add(split, "rewards/chosen", chosen_rewards)
+        self.metrics.add(split, "rewards/rejected", rejected_rewards)
+        self.metrics.add(
+            split, "rewards/accuracies", torch.cat(((chosen_rewards > 0).float(), (rejected_rewards < 0).float()))
+        )
+        self.metrics.add(split, "kl", kl.reshape(1))
+        self.metrics.add(split, "logps/chosen", sums[tags])
+        self.metrics.add(split, "logps/rejected", sums[~tags])
+        return loss
+
+
+def create_ref_model(tokenizer: Any, model_args: Any, finetuning_args: Any, add_valuehead: bool = False):
+    """The frozen reference a full / freeze run needs (LoRA runs switch their adapter off instead).
+
+    `ref_model` (+ `ref_model_adapters`) names another model; otherwise the run's own starting weights are
+    loaded a second time. Returns None when the run's policy can serve as its own reference."""
+    from core.model import load_model
+
+    if finetuning_args.ref_model:
+        ref_model_args = dataclasses.replace(
+            model_args,
+            model_name_or_path=finetuning_args.ref_model,
+            adapter_name_or_path=finetuning_args.ref_model_adapters,
+        )
+        ref_finetuning_args = dataclasses.replace(
+            finetuning_args, finetuning_type="lora" if finetuning_args.ref_model_adapters else "full"
+        )
+        logger.info("Reference model: %s", finetuning_args.ref_model)
+        return load_model(tokenizer, ref_model_args, ref_finetuning_args, is_trainable=False, add_valuehead=add_valuehead)
+    if finetuning_args.finetuning_type == "lora":
+        return None
+    logger.info("Reference model: a frozen copy of %s", model_args.model_name_or_path)
+    return load_model(tokenizer, model_args, finetuning_args, is_trainable=False, add_valuehead=add_valuehead)
