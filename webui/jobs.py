@@ -1,0 +1,440 @@
+"""Reading a run folder: its state, the tail of its log, its trainer_log.jsonl records, and lists of runs.
+
+Everything the board shows about a job comes from the job's folder (DESIGN.md section 3), so a job outlives the
+browser tab and the board. Readers keep a byte offset and read only what was appended since the last poll, so a
+poll costs the same at step 10 and at step 100,000; a half-written last line waits for the next poll.
+Run folders written by LLaMA-Factory (training_args.yaml, running_log.txt, trainer_log.jsonl) read too.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+JOB_JSON = "job.json"
+JOB_YAML = "job.yaml"
+JOB_LOG = "job.log"
+TRAINER_LOG = "trainer_log.jsonl"
+LF_ARGS = "training_args.yaml"
+LF_LOG = "running_log.txt"
+
+STATES = ("queued", "running", "finished", "failed", "aborted")
+LIVE_STATES = ("queued", "running")
+RESULT_FILES = ("train_results.json", "all_results.json")
+
+# Weights that make a folder usable as a checkpoint, per finetuning method.
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+MODEL_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_EXCEPTION_LINE_RE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning|Fault)\b.*")
+_TAIL_BYTES = 64 * 1024
+
+
+# --- Readers -------------------------------------------------------------------------------------------------------
+
+
+class TrainerLogReader:
+    """Incremental reader of a trainer_log.jsonl.
+
+    `poll()` returns the complete records appended since the last poll; `records` holds them all. Only new
+    bytes are read (`bytes_read` counts them); a last line without its newline is left for the next poll; a
+    line that is not JSON is skipped with a debug log line; a truncated or replaced file starts over.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.records: list[dict[str, Any]] = []
+        self.bytes_read = 0
+        self._offset = 0
+        self._inode: int | None = None
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        if stat.st_ino != self._inode or stat.st_size < self._offset:
+            if self._inode is not None:
+                logger.info("%s was replaced or truncated; reading it again from the start.", self.path)
+            self._inode, self._offset, self.records = stat.st_ino, 0, []
+        if stat.st_size == self._offset:
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read(stat.st_size - self._offset)
+        self.bytes_read += len(chunk)
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self._offset += end + 1
+        new = []
+        for line in chunk[:end].split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                logger.debug("Skipping a line of %s that is not JSON: %r", self.path, line[:200])
+                continue
+            if isinstance(record, dict):
+                new.append(record)
+        self.records.extend(new)
+        return new
+
+
+class LogTail:
+    """The last `max_chars` characters of a growing text log, reading only appended bytes.
+
+    The first poll of a large file reads only its end. Carriage-return progress bars collapse to their latest
+    state, as a terminal would show them.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_chars: int = 20000) -> None:
+        self.path = Path(path)
+        self.max_chars = max_chars
+        self.bytes_read = 0
+        self._offset = 0
+        self._inode: int | None = None
+        self._text = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def poll(self) -> str:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return self.text
+        if stat.st_ino != self._inode or stat.st_size < self._offset:
+            self._inode, self._offset, self._text = stat.st_ino, 0, ""
+            self._decoder.reset()
+        if stat.st_size > self._offset:
+            # UTF-8 takes at most 4 bytes a character: this many bytes always hold max_chars characters.
+            start = max(self._offset, stat.st_size - 4 * self.max_chars)
+            if start > self._offset:
+                self._decoder.reset()
+            with self.path.open("rb") as handle:
+                handle.seek(start)
+                chunk = handle.read(stat.st_size - start)
+            self.bytes_read += len(chunk)
+            self._offset = start + len(chunk)
+            self._text = (self._text + self._decoder.decode(chunk))[-self.max_chars :]
+        return self.text
+
+    @property
+    def text(self) -> str:
+        if "\r" not in self._text:
+            return self._text
+        return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in self._text.split("\n"))
+
+
+def read_tail(path: str | os.PathLike, max_bytes: int = _TAIL_BYTES) -> str:
+    """The last `max_bytes` of a text file (decoded leniently); "" when it does not exist."""
+    try:
+        with Path(path).open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            return handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def last_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The last complete JSON record of a trainer_log.jsonl, reading only its end."""
+    for line in reversed(read_tail(path).split("\n")):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a half-written last line
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def error_summary(log_text: str) -> str:
+    """One line naming what went wrong, from a job's log: the last exception line of the last traceback,
+    else the last line that mentions an error, else ""."""
+    lines = log_text.splitlines()
+    start = None
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith("Traceback (most recent call last)"):
+            start = index
+            break
+    if start is not None:
+        for line in lines[start + 1 :]:
+            if line and not line[0].isspace() and _EXCEPTION_LINE_RE.match(line):
+                return line.strip()[:300]
+    for line in reversed(lines):
+        if "error" in line.lower() and line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+# --- Job state ------------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        logger.warning("Cannot read %s: %s", path, err)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_job_json(run_dir: str | os.PathLike, job: dict[str, Any]) -> None:
+    """Write job.json atomically (temporary file + rename): a reader never sees half a file."""
+    path = Path(run_dir) / JOB_JSON
+    tmp = path.with_name(f".{JOB_JSON}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(job, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def process_alive(job: dict[str, Any]) -> bool:
+    """Is the job's main process still running? Checks the pid, and its start time or command line, so a pid
+    reused by another program does not count."""
+    pid = job.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = job.get("pid_create_time")
+        if isinstance(created, (int, float)):
+            return abs(proc.create_time() - created) < 1.0
+        return proc.cmdline() == list(job.get("argv") or [])
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def settled_state(run_dir: Path, job: dict[str, Any]) -> tuple[str, str]:
+    """(state, error) of a job whose process ended with nobody there to record it, judged from its files."""
+    if job.get("abort_requested"):
+        return "aborted", ""
+    if any((run_dir / name).exists() for name in RESULT_FILES):
+        return "finished", ""
+    log = job.get("log") or JOB_LOG
+    error = error_summary(read_tail(run_dir / log))
+    return "failed", error or "The job ended while no board was watching it, and left no results."
+
+
+def _parse_time(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """job.json plus derived facts; None when the folder holds no run.
+
+    Derived keys: name, path, stage, log (path of the log file), steps / total_steps (from the last record),
+    format ("llamaboard" or "llamafactory"). A "running" job whose process is gone is reported as it ended
+    (finished / failed / aborted) from its files; the file itself is left to the runner.
+    """
+    run_dir = Path(run_dir)
+    job = _read_json(run_dir / JOB_JSON)
+    if job is not None:
+        job.setdefault("format", "llamaboard")
+        args_file = run_dir / JOB_YAML
+        job.setdefault("log", JOB_LOG)
+        if job.get("state") in LIVE_STATES and not process_alive(job):
+            job["state"], job["error"] = settled_state(run_dir, job)
+            job["stale"] = True
+    elif (run_dir / LF_ARGS).exists() or (run_dir / LF_LOG).exists():
+        args_file = run_dir / LF_ARGS
+        finished = any((run_dir / name).exists() for name in RESULT_FILES)
+        error = "" if finished else error_summary(read_tail(run_dir / LF_LOG))
+        job = {
+            "format": "llamafactory",
+            "state": "finished" if finished else "failed",
+            "error": error,
+            "log": LF_LOG,
+            "created": (run_dir / LF_ARGS).stat().st_mtime if (run_dir / LF_ARGS).exists() else None,
+        }
+    elif (run_dir / JOB_YAML).exists() and (run_dir / TRAINER_LOG).exists():
+        # A run started from the CLI: no job.json, but the same files.
+        args_file = run_dir / JOB_YAML
+        finished = any((run_dir / name).exists() for name in RESULT_FILES)
+        job = {"format": "cli", "state": "finished" if finished else "unknown", "error": "", "log": JOB_LOG}
+        job["created"] = (run_dir / JOB_YAML).stat().st_mtime
+    else:
+        return None
+    job["path"] = str(run_dir)
+    job["name"] = run_dir.name
+    job["log_path"] = str(run_dir / job["log"])
+    if "stage" not in job:
+        job["stage"] = _stage_from_args(args_file)
+    record = last_record(run_dir / TRAINER_LOG)
+    job["steps"] = int(record.get("current_steps", 0)) if record else 0
+    job["total_steps"] = int(record.get("total_steps", 0)) if record else 0
+    if not job.get("created"):
+        job["created"] = run_dir.stat().st_mtime
+    return job
+
+
+def _stage_from_args(path: Path) -> str:
+    try:
+        args = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    return str(args.get("stage", "sft")) if isinstance(args, dict) else ""
+
+
+# --- Lists of runs and checkpoints -----------------------------------------------------------------------------------
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [child for child in path.iterdir() if child.is_dir() and not child.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def list_runs(
+    saves_root: str | os.PathLike,
+    model_name: str | None = None,
+    finetuning_type: str | None = None,
+) -> list[dict[str, Any]]:
+    """Runs under `saves_root/<model>/<method>/<run>/`, newest first.
+
+    `model_name` is the folder name under saves (see webui.models.save_name); None means every model, and
+    likewise for `finetuning_type`. Each entry: name ("<model>/<method>/<run>"), path, state, stage, steps,
+    total_steps, created (epoch seconds), error.
+    """
+    root = Path(saves_root)
+    model_dirs = [root / model_name] if model_name else _subdirs(root)
+    runs = []
+    for model_dir in model_dirs:
+        method_dirs = [model_dir / finetuning_type] if finetuning_type else _subdirs(model_dir)
+        for method_dir in method_dirs:
+            for run_dir in _subdirs(method_dir):
+                job = read_job(run_dir)
+                if job is None:
+                    continue
+                runs.append(
+                    {
+                        "name": f"{model_dir.name}/{method_dir.name}/{run_dir.name}",
+                        "path": str(run_dir),
+                        "state": job.get("state", "unknown"),
+                        "stage": job.get("stage", ""),
+                        "steps": job.get("steps", 0),
+                        "total_steps": job.get("total_steps", 0),
+                        "created": _parse_time(job.get("created")) or 0.0,
+                        "error": job.get("error", ""),
+                    }
+                )
+    runs.sort(key=lambda run: run["created"], reverse=True)
+    return runs
+
+
+def _holds_weights(folder: Path, finetuning_type: str) -> bool:
+    names = ADAPTER_FILES if finetuning_type == "lora" else MODEL_FILES
+    return any((folder / name).exists() for name in names)
+
+
+def list_checkpoints(saves_root: str | os.PathLike, model_name: str, finetuning_type: str) -> list[str]:
+    """Run names and "<run>/checkpoint-N" entries under `saves_root/<model_name>/<finetuning_type>/` that hold
+    weights of that method (adapters for lora, model weights for freeze / full); runs sorted by name,
+    intermediate checkpoints in step order after their run."""
+    method_dir = Path(saves_root) / model_name / finetuning_type
+    entries = []
+    for run_dir in sorted(_subdirs(method_dir), key=lambda path: path.name):
+        if _holds_weights(run_dir, finetuning_type):
+            entries.append(run_dir.name)
+        checkpoints = [(m, child) for child in _subdirs(run_dir) if (m := _CHECKPOINT_RE.match(child.name))]
+        for match, child in sorted(checkpoints, key=lambda item: int(item[0].group(1))):
+            if _holds_weights(child, finetuning_type):
+                entries.append(f"{run_dir.name}/{match.group(0)}")
+    return entries
+
+
+# --- Progress -------------------------------------------------------------------------------------------------------
+
+
+def format_seconds(seconds: float | None) -> str:
+    """H:MM:SS, as LLaMA-Factory writes elapsed and remaining times; "" for None."""
+    if seconds is None:
+        return ""
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _hms_to_seconds(text: Any) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parts = [float(part) for part in text.split(":")]
+    except ValueError:
+        return None
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + part
+    return seconds
+
+
+def progress(records: list[dict[str, Any]], job: dict[str, Any] | None) -> dict[str, Any]:
+    """Where a job stands: current and total steps, percentage, elapsed and remaining (H:MM:SS), and a short
+    label "current/total · elapsed < remaining". While the job runs, elapsed counts from its start time so the
+    bar moves between log lines."""
+    job = job or {}
+    record = records[-1] if records else {}
+    current = int(record.get("current_steps", 0) or 0)
+    total = int(record.get("total_steps", 0) or 0)
+    percentage = float(record.get("percentage", 100.0 * current / total if total else 0.0))
+    elapsed = record.get("elapsed_s")
+    if elapsed is None:
+        elapsed = _hms_to_seconds(record.get("elapsed_time"))
+    remaining = record.get("remaining_s")
+    if remaining is None:
+        remaining = _hms_to_seconds(record.get("remaining_time"))
+    state = job.get("state", "")
+    started = _parse_time(job.get("started"))
+    if state == "running" and started:
+        live = time.time() - started
+        if remaining is not None and elapsed is not None:
+            remaining = max(0.0, remaining - max(0.0, live - elapsed))
+        elapsed = live
+    elif state in ("finished", "failed", "aborted") and started and _parse_time(job.get("ended")):
+        elapsed = _parse_time(job["ended"]) - started
+    if state == "finished":
+        percentage, remaining = 100.0, 0.0
+        current = total = max(current, total)
+    percentage = max(0.0, min(100.0, round(percentage, 2)))
+    elapsed_text, remaining_text = format_seconds(elapsed), format_seconds(remaining)
+    label = f"{current}/{total}" if total else ""
+    if elapsed_text:
+        label += f" · {elapsed_text}" if label else elapsed_text
+    if remaining_text and state not in ("finished", "failed", "aborted"):
+        label += f" < {remaining_text}"
+    return {
+        "current": current,
+        "total": total,
+        "percentage": percentage,
+        "elapsed": elapsed_text,
+        "remaining": remaining_text,
+        "label": label,
+    }
