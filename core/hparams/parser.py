@@ -1,0 +1,736 @@
+"""From a YAML file, a dict or a command line to the argument dataclasses, with every problem reported at once.
+
+`read_args` and `check_dict` are pure (the board calls them); `get_train_args` / `get_infer_args` import torch and
+transformers when called.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import logging
+import os
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from core.hparams.data_args import DataArguments
+from core.hparams.finetuning_args import FinetuningArguments
+from core.hparams.generating_args import GeneratingArguments
+from core.hparams.keys import (
+    IGNORED_KEYS,
+    TRAINING_SPECS,
+    UNSUPPORTED_KEYS,
+    UNSUPPORTED_VALUES,
+    Spec,
+    coerce,
+    field_specs,
+    split_arg,
+)
+from core.hparams.model_args import ModelArguments
+
+if TYPE_CHECKING:
+    from core.hparams.training_args import TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GROUPS",
+    "ArgumentError",
+    "check_args",
+    "check_dict",
+    "get_infer_args",
+    "get_train_args",
+    "known_keys",
+    "normalize_args",
+    "read_args",
+]
+
+GROUPS: dict[str, type] = {
+    "model": ModelArguments,
+    "data": DataArguments,
+    "finetuning": FinetuningArguments,
+    "generating": GeneratingArguments,
+}
+_GROUP_SPECS: dict[str, dict[str, Spec]] = {name: field_specs(cls) for name, cls in GROUPS.items()}
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for cls in GROUPS.values() for f in fields(cls) if f.init and f.default is not MISSING
+}
+# The training keys the rules below read, at transformers' defaults.
+_DEFAULTS.update(
+    do_train=False,
+    do_eval=False,
+    do_predict=False,
+    predict_with_generate=False,
+    bf16=False,
+    fp16=False,
+    use_cpu=False,
+    eval_strategy="no",
+    max_steps=-1,
+    output_dir=None,
+    load_best_model_at_end=False,
+)
+_SFT_LIKE = ("sft", "rm", "ppo", "dpo", "kto")
+_LORA_KEYS = (
+    "lora_rank", "lora_alpha", "lora_dropout", "lora_target", "loraplus_lr_ratio", "use_rslora", "use_dora",
+    "pissa_init", "pissa_convert", "create_new_adapter", "additional_target",
+)  # fmt: skip
+_FREEZE_KEYS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
+_MISSING = object()
+
+
+class ArgumentError(ValueError):
+    """Every problem found in an argument dict; `.problems` lists them, `str()` is the readable list."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} with the arguments:"
+        return "\n".join([head, *(f"  - {problem}" for problem in self.problems)])
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _problem(key: str, value: Any, why: str, fix: str) -> str:
+    received = "missing" if value is _MISSING else f"received {_show(value)}"
+    return f"{key}: {received} — {why} — {fix}"
+
+
+# Reading
+
+
+def read_args(source: dict | str | os.PathLike | list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The argument dict from a dict (copied), a YAML / JSON file, or argv `[file, key=value, --key value, ...]`.
+
+    None reads `sys.argv[1:]`. Values on the command line are parsed as YAML (`lora_rank=16` is the int 16).
+    Raises ArgumentError for a missing or malformed file and for command-line items that are not overrides.
+    """
+    if source is None:
+        source = sys.argv[1:]
+    if isinstance(source, dict):
+        return dict(source)
+    if isinstance(source, str | os.PathLike):
+        return _load_file(Path(source))
+    if isinstance(source, list | tuple):
+        return _parse_argv([str(item) for item in source])
+    raise TypeError(f"read_args takes a dict, a file path or an argv list, not {type(source).__name__}")
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArgumentError([f"{path}: file not found — check the path (relative to {Path.cwd()})"])
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise ArgumentError([f"{path}: line {err.lineno}, column {err.colno}: {err.msg} — fix the JSON"]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = getattr(err, "problem", None) or str(err)
+        raise ArgumentError([f"{path}: {where}{what} — fix the YAML (each line is `key: value`)"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ArgumentError(
+            [f"{path}: holds a {type(data).__name__}, not `key: value` lines — write one `key: value` per line"]
+        )
+    return data
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _parse_argv(argv: list[str]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    index = 0
+    if argv and not argv[0].startswith("-") and "=" not in argv[0]:
+        args.update(_load_file(Path(argv[0])))
+        index = 1
+    problems = []
+    while index < len(argv):
+        item = argv[index]
+        index += 1
+        if item.startswith("--"):
+            key, equals, text = item[2:].partition("=")
+            if not equals:
+                if index < len(argv) and not argv[index].startswith("--"):
+                    text = argv[index]
+                    index += 1
+                else:
+                    text = "true"  # a bare flag, as in `--do_train`
+        elif "=" in item:
+            key, _, text = item.partition("=")
+        else:
+            problems.append(
+                f"{item}: not an override — after the config file, give key=value or --key value — "
+                "for example learning_rate=1e-4"
+            )
+            continue
+        args[key.strip().replace("-", "_")] = _parse_value(text)
+    if problems:
+        raise ArgumentError(problems)
+    return args
+
+
+# Checking
+
+
+def known_keys(training_specs: dict[str, Spec] | None = None) -> dict[str, Spec]:
+    """Every key an argument dict may hold (fields of the five groups), with its Spec."""
+    specs = dict(TRAINING_SPECS if training_specs is None else training_specs)
+    for group_specs in _GROUP_SPECS.values():
+        specs.update(group_specs)
+    return specs
+
+
+_LEGACY_SIMPLE = {
+    "evaluation_strategy": "eval_strategy",
+    "no_cuda": "use_cpu",
+    "max_seq_length": "cutoff_len",
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+    "add_special_tokens": "new_special_tokens",
+}
+
+
+def _translate_legacy(args: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Keys transformers 5 or LLaMA-Factory renamed, in today's names. Returns (args, problems, notes)."""
+    args = dict(args)
+    problems: list[str] = []
+    notes: list[str] = []
+    for old, new in _LEGACY_SIMPLE.items():
+        if old not in args:
+            continue
+        value = args.pop(old)
+        if new in args and args[new] != value:
+            problems.append(
+                _problem(
+                    old,
+                    value,
+                    f"it is the old name of {new}, which is also set to {_show(args[new])}",
+                    f"keep only {new}",
+                )
+            )
+        else:
+            args[new] = value
+    if "warmup_ratio" in args:
+        _translate_warmup_ratio(args, problems, notes)
+    if "group_by_length" in args:
+        value = args.pop("group_by_length")
+        try:
+            on = coerce(value, Spec("bool", optional=True))
+        except ValueError as err:
+            problems.append(_problem("group_by_length", value, str(err), "write true or false"))
+            on = False
+        if on:
+            current = args.get("train_sampling_strategy")
+            if current not in (None, "group_by_length"):
+                problems.append(
+                    _problem(
+                        "group_by_length",
+                        value,
+                        f"it conflicts with train_sampling_strategy: {current}",
+                        "keep only train_sampling_strategy",
+                    )
+                )
+            else:
+                args["train_sampling_strategy"] = "group_by_length"
+    if "logging_dir" in args:
+        args.pop("logging_dir")
+        notes.append(
+            "logging_dir: dropped — transformers 5 writes tensorboard logs to <output_dir>/runs; set the "
+            "TENSORBOARD_LOGGING_DIR environment variable to choose another folder"
+        )
+    if "save_safetensors" in args:
+        value = args.pop("save_safetensors")
+        if value not in (True, "true", None):
+            notes.append("save_safetensors: dropped — weights are always saved as safetensors")
+    return args, problems, notes
+
+
+def _translate_warmup_ratio(args: dict[str, Any], problems: list[str], notes: list[str]) -> None:
+    value = args.pop("warmup_ratio")
+    try:
+        ratio = coerce(value, Spec("float", optional=True))
+    except ValueError as err:
+        problems.append(_problem("warmup_ratio", value, str(err), "write a fraction such as 0.1"))
+        return
+    if not ratio:
+        return
+    steps = args.get("warmup_steps")
+    try:
+        steps = coerce(steps, Spec("float", optional=True))
+    except ValueError:
+        return  # reported when warmup_steps itself is checked
+    if steps:
+        notes.append(f"warmup_ratio: ignored — warmup_steps: {_show(steps)} is set and wins, as in transformers 4")
+    elif not 0 < ratio < 1:
+        problems.append(
+            _problem(
+                "warmup_ratio",
+                value,
+                "a warmup ratio is a share of the training steps, between 0 and 1",
+                "write a fraction such as 0.1, or give warmup_steps as a step count",
+            )
+        )
+    else:
+        # transformers 5 reads a warmup_steps below 1 as a ratio of the total steps.
+        args["warmup_steps"] = ratio
+
+
+def _is_off(value: Any, offs: tuple[Any, ...]) -> bool:
+    for off in offs:
+        if value == off and type(value) is type(off) or (value is None and off is None):
+            return True
+        if isinstance(off, bool) and isinstance(value, str) and value.strip().lower() == str(off).lower():
+            return True
+        if isinstance(off, str) and isinstance(value, str) and value.strip().lower() == off:
+            return True
+        if isinstance(off, int | float) and not isinstance(off, bool) and not isinstance(value, bool):
+            try:
+                if float(value) == float(off):
+                    return True
+            except (TypeError, ValueError):
+                pass
+    return False
+
+
+_EXAMPLES = {
+    "bool": "write true or false",
+    "int": "write a whole number such as 8",
+    "float": "write a number such as 0.1 or 1e-4",
+    "str": 'write text (quote it if YAML reads it as something else: "...")',
+}
+
+
+def _coerce_problem(key: str, value: Any, spec: Spec, why: str) -> str:
+    default = _DEFAULTS.get(key)
+    if spec.kind == "choice":
+        fix = f"write one of: {', '.join(spec.choices)}"
+    elif default is not None and not isinstance(default, str):
+        fix = f"for example {key}: {_show(default)}"
+    else:
+        fix = _EXAMPLES.get(spec.kind, "check the value")
+    if isinstance(value, bool) and spec.kind in ("str", "choice"):
+        fix += ' (YAML reads a bare no / off / yes / on as true or false: quote it, "no")'
+    return _problem(key, value, why, fix)
+
+
+def normalize_args(
+    args: dict[str, Any], training_specs: dict[str, Spec] | None = None
+) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    """Translate legacy keys, coerce every value to its field's type and sort keys into the five groups.
+
+    Returns ({"model": {...}, "data": ..., "finetuning": ..., "generating": ..., "training": ...}, problems, notes).
+    Never raises. Unknown keys, wrong types and turned-on unsupported features are problems; keys that
+    have no effect here (see keys.IGNORED_KEYS) are notes.
+    """
+    training_specs = TRAINING_SPECS if training_specs is None else training_specs
+    owners: dict[str, tuple[str, Spec]] = {key: ("training", spec) for key, spec in training_specs.items()}
+    for group, specs in _GROUP_SPECS.items():
+        owners.update({key: (group, spec) for key, spec in specs.items()})
+
+    args, problems, notes = _translate_legacy(args)
+    groups: dict[str, dict[str, Any]] = {name: {} for name in (*GROUPS, "training")}
+    for key, value in args.items():
+        if not isinstance(key, str):
+            problems.append(_problem(str(key), value, "keys are names", "write the key as a name, e.g. lora_rank"))
+            continue
+        unsupported = UNSUPPORTED_VALUES.get(key, {})
+        if isinstance(value, str) and value in unsupported:
+            problems.append(
+                _problem(
+                    key,
+                    value,
+                    f"not supported yet ({unsupported[value]})",
+                    f"use one of: {', '.join(owners[key][1].choices)}",
+                )
+            )
+            continue
+        if key in owners:
+            group, spec = owners[key]
+            if isinstance(value, bool) and spec.kind == "str" and key.endswith("_strategy") and not value:
+                value = "no"  # `save_strategy: no` unquoted is YAML's false
+            try:
+                groups[group][key] = coerce(value, spec)
+            except ValueError as err:
+                problems.append(_coerce_problem(key, value, spec, str(err)))
+        elif key in UNSUPPORTED_KEYS:
+            offs, what = UNSUPPORTED_KEYS[key]
+            if not _is_off(value, offs):
+                problems.append(
+                    _problem(
+                        key, value, f"not supported yet ({what})", f"remove {key} (or set it to {_show(offs[0])})"
+                    )
+                )
+        elif key in IGNORED_KEYS:
+            notes.append(f"{key}: ignored — {IGNORED_KEYS[key]}")
+        else:
+            close = difflib.get_close_matches(key, list(owners) + list(UNSUPPORTED_KEYS), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}?" if close else "check the spelling"
+            problems.append(_problem(key, value, "unknown key", f"{hint} (or remove it)"))
+    return groups, problems, notes
+
+
+def _flat(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    for values in groups.values():
+        given.update(values)
+    return given
+
+
+def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Cross-field rules of a training run, on coerced values. Returns (problems, notes)."""
+    eff = {**_DEFAULTS, **given}
+    problems: list[str] = []
+    notes: list[str] = []
+    stage, method = eff["stage"], eff["finetuning_type"]
+
+    def add(key: str, why: str, fix: str) -> None:
+        problems.append(_problem(key, given.get(key, _MISSING), why, fix))
+
+    problems += _model_rules(eff, given)
+    if not (eff["do_train"] or eff["do_eval"] or eff["do_predict"]):
+        add("do_train", "nothing to run", "set do_train: true (or do_eval / do_predict: true)")
+    if eff["do_train"] and not eff["output_dir"]:
+        add(
+            "output_dir",
+            "a training run needs a folder for its checkpoints and logs",
+            f"set output_dir, e.g. output_dir: saves/my-model/{method}/{stage}",
+        )
+    if eff["do_train"] and not eff["dataset"]:
+        add("dataset", "training needs a dataset", "set dataset: a name from dataset_info.json (e.g. demo_sft)")
+    if not eff["do_train"] and (eff["do_eval"] or eff["do_predict"]) and not (eff["eval_dataset"] or eff["dataset"]):
+        add("eval_dataset", "evaluation needs a dataset", "set eval_dataset: a name from dataset_info.json")
+    if stage in _SFT_LIKE and not eff["template"]:
+        add(
+            "template",
+            f"stage {stage} turns conversations into text with a chat template",
+            "set template: chatml for the demo model, or the template the model was trained with (llama3, qwen, ...)",
+        )
+
+    # Stage-specific keys
+    if stage not in ("dpo", "kto"):
+        for key in ("pref_beta", "pref_ftx"):
+            if key in given and given[key] != _DEFAULTS[key]:
+                add(key, f"it is read by stages dpo and kto, not {stage}", f"remove {key} or set stage: dpo")
+    if "pref_loss" in given and given["pref_loss"] != _DEFAULTS["pref_loss"] and stage != "dpo":
+        add("pref_loss", f"it is read by stage dpo, not {stage}", "remove pref_loss or set stage: dpo")
+    if stage == "ppo":
+        if not eff["reward_model"]:
+            add(
+                "reward_model",
+                "ppo scores answers with a reward model",
+                "train one with stage: rm and set reward_model: <that run's output_dir>",
+            )
+        if method == "freeze":
+            add("finetuning_type", "ppo trains a lora adapter or the full model", "set finetuning_type: lora")
+        if eff["reward_model_type"] == "lora" and method != "lora":
+            add(
+                "reward_model_type",
+                "a lora reward model is an adapter on the policy's own base model, which "
+                f"needs finetuning_type lora (got {method})",
+                "set reward_model_type: full, or finetuning_type: lora",
+            )
+        if eff["eval_strategy"] != "no" or eff["do_eval"]:
+            add(
+                "eval_strategy" if eff["eval_strategy"] != "no" else "do_eval",
+                "ppo runs no evaluation",
+                "remove it; evaluate the trained model with stage: sft and do_eval: true",
+            )
+    if eff["load_best_model_at_end"] and stage in ("rm", "ppo"):
+        add("load_best_model_at_end", f"stage {stage} cannot reload the best checkpoint", "remove it")
+    for key in ("train_on_prompt", "mask_history"):
+        if eff[key] and stage != "sft":
+            add(key, f"it shapes sft labels; stage {stage} does not read it", f"remove {key}")
+    if eff["predict_with_generate"] and stage != "sft":
+        add("predict_with_generate", f"generation is done by stage sft, not {stage}", "set stage: sft")
+    if stage == "sft" and eff["do_predict"] and not eff["predict_with_generate"]:
+        add("predict_with_generate", "do_predict writes generated answers", "set predict_with_generate: true")
+    if eff["predict_with_generate"] and eff["compute_accuracy"]:
+        add(
+            "compute_accuracy",
+            "token accuracy needs logits, which generation does not keep",
+            "remove compute_accuracy or predict_with_generate",
+        )
+
+    # Packing
+    if eff["packing"] and stage not in ("pt", "sft"):
+        add("packing", f"packing joins samples, which stage {stage} keeps apart", "remove packing")
+    if eff["neat_packing"]:
+        if stage != "sft":
+            add("neat_packing", f"neat packing is for stage sft, not {stage}", "remove neat_packing")
+        elif eff["packing"] is False:
+            add("packing", "neat_packing: true needs packing", "remove packing: false (neat_packing turns it on)")
+        elif eff["packing"] is None:
+            notes.append("packing: turned on — neat_packing packs samples")
+
+    # Splits and streaming
+    val_size = eff["val_size"]
+    if val_size < 0 or (val_size >= 1 and not float(val_size).is_integer()):
+        add("val_size", "it is a fraction below 1 or a whole row count", "write e.g. 0.1 or 100")
+    if val_size and eff["streaming"]:
+        add("val_size", "a stream cannot be split", "remove val_size and set eval_dataset instead")
+    if val_size and eff["eval_dataset"]:
+        add("val_size", "eval_dataset is set too", "keep one of val_size and eval_dataset")
+    if eff["eval_strategy"] != "no" and not val_size and not eff["eval_dataset"]:
+        add("eval_strategy", "evaluation needs held-out data", "set val_size (e.g. 0.1) or eval_dataset")
+    if eff["streaming"] and eff["do_train"] and eff["max_steps"] <= 0:
+        add("max_steps", "a stream has no known length, so epochs cannot be counted", "set max_steps, e.g. 1000")
+    if eff["interleave_probs"]:
+        if eff["mix_strategy"] == "concat":
+            add("interleave_probs", "mix_strategy concat does not sample", "set mix_strategy: interleave_under")
+        else:
+            probs = split_arg(eff["interleave_probs"])
+            if len(probs) != len(split_arg(eff["dataset"])):
+                add(
+                    "interleave_probs",
+                    f"{len(probs)} probabilities for {len(split_arg(eff['dataset']))} datasets",
+                    "give one probability per dataset, in the same order",
+                )
+
+    # Numbers
+    for key, low in (("cutoff_len", 1), ("lora_rank", 1), ("max_samples", 1), ("buffer_size", 1)):
+        if eff[key] is not None and eff[key] < low:
+            add(key, f"it must be at least {low}", f"for example {key}: {_show(_DEFAULTS[key] or 1000)}")
+    if not 0 <= eff["lora_dropout"] < 1:
+        add("lora_dropout", "a dropout probability is from 0 to below 1", "for example lora_dropout: 0.05")
+    if eff["freeze_trainable_layers"] == 0:
+        add(
+            "freeze_trainable_layers",
+            "0 layers would train nothing",
+            "a positive count trains the last layers, a negative count the first ones",
+        )
+
+    # Precision
+    if eff["bf16"] and eff["fp16"]:
+        add("fp16", "bf16 is set too", "keep one of bf16 and fp16")
+    if eff["pure_bf16"] and eff["fp16"]:
+        add("fp16", "pure_bf16 is set too", "keep one of pure_bf16 and fp16")
+
+    # Keys for another method: LLaMA-Factory YAMLs carry them, so a note, not an error.
+    for keys, wanted in ((_LORA_KEYS, "lora"), (_FREEZE_KEYS, "freeze")):
+        ignored = [key for key in keys if key in given and given[key] != _DEFAULTS[key] and method != wanted]
+        if ignored:
+            notes.append(f"{', '.join(ignored)}: ignored — finetuning_type is {method}, not {wanted}")
+    return problems, notes
+
+
+def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Rules on the model keys shared by training, chat and export."""
+    problems: list[str] = []
+
+    def add(key: str, why: str, fix: str) -> None:
+        problems.append(_problem(key, given.get(key, _MISSING), why, fix))
+
+    method = eff["finetuning_type"]
+    if not eff["model_name_or_path"]:
+        add(
+            "model_name_or_path",
+            "every stage starts from a model",
+            "set model_name_or_path: a local folder, a hub id, or demo (the offline demo model)",
+        )
+    if eff["adapter_name_or_path"] and method != "lora":
+        add(
+            "adapter_name_or_path",
+            f"adapters are lora weights; finetuning_type is {method}",
+            "set finetuning_type: lora, or remove adapter_name_or_path",
+        )
+    if eff["use_unsloth"]:
+        add("use_unsloth", "not supported yet (Unsloth)", "remove use_unsloth")
+    if eff["enable_liger_kernel"] and importlib.util.find_spec("liger_kernel") is None:
+        add(
+            "enable_liger_kernel",
+            "the liger-kernel package is not installed",
+            "pip install liger-kernel (CUDA only), or remove enable_liger_kernel",
+        )
+    if eff["flash_attn"] == "fa2" and importlib.util.find_spec("flash_attn") is None:
+        add("flash_attn", "FlashAttention-2 needs the flash-attn package", "pip install flash-attn, or use sdpa")
+    bits = eff["quantization_bit"]
+    if bits is not None:
+        if bits not in (4, 8):
+            add("quantization_bit", "bitsandbytes loads 4 or 8 bits", "write 4 or 8, or remove quantization_bit")
+        if method != "lora":
+            add(
+                "quantization_bit",
+                f"a quantized model can only train lora adapters, not {method}",
+                "set finetuning_type: lora, or remove quantization_bit",
+            )
+        if eff["pissa_init"]:
+            add("pissa_init", "PiSSA cannot start from quantized weights", "remove pissa_init or quantization_bit")
+        if eff["resize_vocab"]:
+            add("resize_vocab", "a quantized model's embeddings cannot be resized", "remove resize_vocab")
+        adapters = split_arg(eff["adapter_name_or_path"])
+        if len(adapters) > 1:
+            add(
+                "adapter_name_or_path",
+                "a quantized model takes one adapter",
+                "merge the adapters first (llamafactory-cli export), then give the merged model",
+            )
+        if adapters and eff["create_new_adapter"]:
+            add(
+                "create_new_adapter",
+                "a new adapter cannot be stacked on a quantized model with an adapter",
+                "remove create_new_adapter",
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            add(
+                "quantization_bit",
+                "4/8-bit loading needs the bitsandbytes package",
+                "pip install '.[gpu]' on a CUDA machine, or remove quantization_bit",
+            )
+    return problems
+
+
+def check_dict(args: dict[str, Any]) -> list[str]:
+    """Every problem of a training argument dict, without importing torch (the board calls this before Start).
+
+    Each problem reads `key: received <value> — why — what to do`. Device checks (CUDA, bf16 support) are
+    left to `check_args`, which get_train_args runs in the job.
+    """
+    groups, problems, _ = normalize_args(args)
+    rule_problems, _ = _train_rules(_flat(groups))
+    return problems + rule_problems
+
+
+def check_args(given: dict[str, Any]) -> list[str]:
+    """Problems that depend on this machine's devices (imports torch): quantization without CUDA, bf16 / fp16."""
+    import torch
+
+    eff = {**_DEFAULTS, **given}
+    problems: list[str] = []
+    cuda = torch.cuda.is_available()
+    if eff["quantization_bit"] is not None and not cuda:
+        problems.append(
+            _problem(
+                "quantization_bit",
+                eff["quantization_bit"],
+                "4/8-bit loading (bitsandbytes) needs a CUDA GPU, and none is visible",
+                "remove quantization_bit (lora trains the full-precision model) or run on a GPU machine",
+            )
+        )
+    bf16_key = "bf16" if eff["bf16"] else "pure_bf16" if eff["pure_bf16"] else None
+    if bf16_key and cuda and not torch.cuda.is_bf16_supported():
+        problems.append(
+            _problem(
+                bf16_key,
+                True,
+                f"this GPU ({torch.cuda.get_device_name()}) has no bf16",
+                f"use fp16: true instead of {bf16_key}",
+            )
+        )
+    elif bf16_key and not cuda and not eff["use_cpu"]:
+        problems.append(
+            _problem(
+                bf16_key,
+                True,
+                "no CUDA GPU is visible, and bf16 on a CPU runs only with use_cpu: true (and slowly on most CPUs)",
+                f"remove {bf16_key} to train in float32, or add use_cpu: true",
+            )
+        )
+    if eff["fp16"] and not cuda:
+        problems.append(
+            _problem(
+                "fp16",
+                True,
+                "fp16 mixed precision needs a CUDA GPU, and none is visible",
+                "remove fp16 to train in float32",
+            )
+        )
+    return problems
+
+
+def get_train_args(
+    source: dict | str | os.PathLike | list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, GeneratingArguments]:
+    """The five argument objects of a training run, or ArgumentError listing every problem."""
+    import torch
+
+    from core.hparams.training_args import TrainingArguments
+
+    args = read_args(source)
+    groups, problems, notes = normalize_args(args, field_specs(TrainingArguments))
+    given = _flat(groups)
+    rule_problems, rule_notes = _train_rules(given)
+    problems += rule_problems
+    notes += rule_notes
+    if not problems:
+        problems += check_args(given)
+    if problems:
+        raise ArgumentError(problems)
+
+    model_args = ModelArguments(**groups["model"])
+    data_args = DataArguments(**groups["data"])
+    finetuning_args = FinetuningArguments(**groups["finetuning"])
+    generating_args = GeneratingArguments(**groups["generating"])
+    try:
+        training_args = TrainingArguments(**groups["training"])
+    except ValueError as err:  # transformers' own checks, e.g. strategies that do not match
+        raise ArgumentError([f"training arguments: {err}"]) from None
+
+    # What LLaMA-Factory derives after parsing, so stage code finds it in one place.
+    if data_args.packing is None:
+        data_args.packing = data_args.neat_packing or finetuning_args.stage == "pt"
+    model_args.model_max_length = data_args.cutoff_len
+    model_args.block_diag_attn = data_args.neat_packing
+    if training_args.bf16 or finetuning_args.pure_bf16:
+        model_args.compute_dtype = torch.bfloat16
+    elif training_args.fp16:
+        model_args.compute_dtype = torch.float16
+    training_args.generation_max_length = training_args.generation_max_length or data_args.cutoff_len
+    # Our collators carry columns the model's forward does not name (chosen_*, kl_*): the Trainer must keep them.
+    training_args.remove_unused_columns = False
+    if finetuning_args.finetuning_type == "lora":
+        # A peft model hides `labels` from the Trainer's signature check: without this, eval reports no loss.
+        training_args.label_names = training_args.label_names or ["labels"]
+        if training_args.ddp_find_unused_parameters is None:
+            training_args.ddp_find_unused_parameters = False
+
+    for note in notes:
+        logger.warning(note)
+    return model_args, data_args, training_args, finetuning_args, generating_args
+
+
+def get_infer_args(
+    source: dict | str | os.PathLike | list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments]:
+    """The argument objects of chat and export (training keys are ignored with a note), or ArgumentError."""
+    args = read_args(source)
+    groups, problems, notes = normalize_args(args)
+    given = _flat(groups)
+    problems += _model_rules({**_DEFAULTS, **given}, given)
+    if problems:
+        raise ArgumentError(problems)
+    if groups["training"]:
+        notes.append(f"{', '.join(groups['training'])}: ignored — training keys have no effect on chat and export")
+
+    model_args = ModelArguments(**groups["model"])
+    data_args = DataArguments(**groups["data"])
+    finetuning_args = FinetuningArguments(**groups["finetuning"])
+    generating_args = GeneratingArguments(**groups["generating"])
+    model_args.model_max_length = data_args.cutoff_len
+    if model_args.infer_dtype != "auto":
+        import torch
+
+        model_args.compute_dtype = getattr(torch, model_args.infer_dtype)
+    for note in notes:
+        logger.warning(note)
+    return model_args, data_args, finetuning_args, generating_args
