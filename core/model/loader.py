@@ -1,0 +1,252 @@
+"""Load the tokenizer and the model for a run: path resolution, compute dtype, quantization, adapters, value head.
+
+Every check that can fail (missing path, quantization without CUDA, a dtype the device lacks) runs before any
+weights are read, so a mistake costs a second, not a model load.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from core.model.adapter import init_adapter
+from core.model.valuehead import ValueHeadModel, load_value_head
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+_ATTN_IMPLEMENTATION = {
+    "auto": None,
+    "disabled": "eager",
+    "eager": "eager",
+    "sdpa": "sdpa",
+    "fa2": "flash_attention_2",
+}
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """`demo` / `demo-small` -> the offline demo model (built on first use); a local folder or hub id unchanged."""
+    if not name_or_path:
+        raise ValueError("model_name_or_path: received nothing — set it to a model folder, a hub id, or `demo`.")
+    from core.demo import resolve_model_path as resolve_demo
+
+    return str(resolve_demo(name_or_path))
+
+
+def _check_model_path(path: str, model_args: Any) -> None:
+    """A missing local folder or an uncached hub id gives one error naming it, not a hub traceback."""
+    if Path(path).is_dir():
+        if not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model_name_or_path: {path} is a folder without config.json — point it at the folder that holds "
+                "the model's config.json and weights."
+            )
+        return
+    looks_local = path.startswith((".", "/", "~")) or Path(path).suffix or path.count("/") > 1
+    if looks_local:
+        raise FileNotFoundError(
+            f"model_name_or_path: {path} does not exist — check the path, or use `demo` for the offline demo model."
+        )
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_OFFLINE
+
+    if HF_HUB_OFFLINE:
+        cached = try_to_load_from_cache(path, "config.json", cache_dir=getattr(model_args, "cache_dir", None))
+        if not isinstance(cached, str):
+            raise FileNotFoundError(
+                f"model_name_or_path: {path} is not a local folder and is not in the hub cache, and this machine "
+                "is offline (HF_HUB_OFFLINE=1) — download it first or give a local folder."
+            )
+
+
+def _common_kwargs(model_args: Any) -> dict[str, Any]:
+    return {
+        "trust_remote_code": bool(getattr(model_args, "trust_remote_code", False)),
+        "cache_dir": getattr(model_args, "cache_dir", None),
+        "revision": getattr(model_args, "model_revision", None) or "main",
+    }
+
+
+def _split(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def load_tokenizer(model_args: Any) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, with `new_special_tokens` added. Resolves `demo` and fails clearly on a bad path."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(model_args.model_name_or_path)
+    _check_model_path(path, model_args)
+    tokenizer = AutoTokenizer.from_pretrained(
+        path,
+        use_fast=getattr(model_args, "use_fast_tokenizer", True),
+        split_special_tokens=getattr(model_args, "split_special_tokens", False),
+        **_common_kwargs(model_args),
+    )
+    new_tokens = _split(getattr(model_args, "new_special_tokens", None))
+    if new_tokens:
+        added = tokenizer.add_special_tokens({"extra_special_tokens": new_tokens}, replace_extra_special_tokens=False)
+        if added and not getattr(model_args, "resize_vocab", False):
+            model_args.resize_vocab = True
+            logger.info("Added %d new special tokens; resize_vocab turned on so the embeddings grow.", added)
+    return tokenizer
+
+
+def infer_compute_dtype(training_args: Any, finetuning_args: Any) -> torch.dtype:
+    """fp32 / fp16 / bf16 / pure_bf16 -> the torch dtype, with an error when the device cannot compute in it."""
+    pure_bf16 = bool(getattr(finetuning_args, "pure_bf16", False))
+    cuda = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
+    if pure_bf16 or getattr(training_args, "bf16", False):
+        key = "pure_bf16" if pure_bf16 else "bf16"
+        if cuda and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"{key}: true, but this GPU ({torch.cuda.get_device_name()}) has no bfloat16 support — "
+                "use fp16: true, or no mixed precision."
+            )
+        return torch.bfloat16
+    if getattr(training_args, "fp16", False):
+        if not cuda:
+            raise ValueError(
+                "fp16: true needs a CUDA GPU; this run is on the CPU — remove fp16 (train in fp32), or use bf16: true "
+                "on a CPU that supports it."
+            )
+        return torch.float16
+    return torch.float32
+
+
+def _check_quantization(model_args: Any) -> dict[str, Any]:
+    bits = getattr(model_args, "quantization_bit", None)
+    if not bits:
+        return {}
+    if int(bits) not in (4, 8):
+        raise ValueError(f"quantization_bit: received {bits} — use 4 or 8 (bitsandbytes), or leave it empty.")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"quantization_bit: {bits} needs a CUDA GPU (bitsandbytes QLoRA); this machine has none — remove "
+            "quantization_bit to train the model unquantized."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise ValueError(
+            f"quantization_bit: {bits} needs the bitsandbytes package — `pip install llamaboard[gpu]`."
+        ) from err
+    from transformers import BitsAndBytesConfig
+
+    compute_dtype = getattr(model_args, "compute_dtype", None) or torch.float16
+    if int(bits) == 8:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=bool(getattr(model_args, "double_quantization", True)),
+            bnb_4bit_quant_type=getattr(model_args, "quantization_type", None) or "nf4",
+            bnb_4bit_quant_storage=compute_dtype,
+        )
+    return {"quantization_config": config, "device_map": {"": torch.cuda.current_device()}}
+
+
+def _load_dtype(model_args: Any, finetuning_args: Any, is_trainable: bool) -> torch.dtype:
+    """Frozen weights live in the compute dtype; a full fine-tune keeps fp32 master weights unless pure_bf16."""
+    compute_dtype = getattr(model_args, "compute_dtype", None)
+    if compute_dtype is None:
+        infer = getattr(model_args, "infer_dtype", "auto") or "auto"
+        compute_dtype = {
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+            "float32": torch.float32,
+        }.get(infer, torch.float32)
+    full = getattr(finetuning_args, "finetuning_type", "lora") == "full"
+    if is_trainable and full and not getattr(finetuning_args, "pure_bf16", False):
+        return torch.float32
+    return compute_dtype
+
+
+def load_model(
+    tokenizer: PreTrainedTokenizerBase,
+    model_args: Any,
+    finetuning_args: Any,
+    is_trainable: bool,
+    add_valuehead: bool = False,
+) -> PreTrainedModel | ValueHeadModel:
+    """The causal LM with adapters set up for `finetuning_args.finetuning_type`.
+
+    `is_trainable=False` gives an eval-mode model with every adapter merged or loaded frozen (chat, export, reference
+    and reward models). `add_valuehead=True` wraps it in `ValueHeadModel`; the head is restored from
+    `value_head.safetensors` in the last adapter folder (or the model folder) when there is one.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolve_model_path(model_args.model_name_or_path)
+    _check_model_path(path, model_args)
+    quant_kwargs = _check_quantization(model_args)
+    common = _common_kwargs(model_args)
+
+    config = AutoConfig.from_pretrained(path, **common)
+    dtype = _load_dtype(model_args, finetuning_args, is_trainable)
+    kwargs: dict[str, Any] = {"config": config, "dtype": dtype, **common, **quant_kwargs}
+    attn = _ATTN_IMPLEMENTATION.get(getattr(model_args, "flash_attn", "auto") or "auto")
+    if attn:
+        kwargs["attn_implementation"] = attn
+    if getattr(model_args, "train_from_scratch", False):
+        kwargs.pop("quantization_config", None)
+        kwargs.pop("device_map", None)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=common["trust_remote_code"])
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, low_cpu_mem_usage=getattr(model_args, "low_cpu_mem_usage", True), **kwargs
+        )
+
+    if getattr(model_args, "resize_vocab", False) and model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        logger.info(
+            "Resized embeddings to %d for the tokenizer's %d tokens.",
+            model.get_input_embeddings().num_embeddings,
+            len(tokenizer),
+        )
+
+    # The padded batches we feed carry attention masks; a missing pad id would only produce warnings in generate.
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    if quant_kwargs and is_trainable:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+    model = init_adapter(config, model, model_args, finetuning_args, is_trainable)
+
+    if add_valuehead:
+        model = ValueHeadModel(model)
+        sources = _split(getattr(model_args, "adapter_name_or_path", None)) or [path]
+        if not load_value_head(model, sources[-1]) and not is_trainable:
+            raise FileNotFoundError(
+                f"{sources[-1]}: no value_head.safetensors — a reward model must be a folder written by the rm stage."
+            )
+
+    if is_trainable:
+        model.train()
+    else:
+        model.requires_grad_(False)
+        model.eval()
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    if is_trainable:
+        logger.info("Trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    else:
+        logger.info("Loaded %s for inference: %s parameters", path, f"{total:,}")
+    if getattr(model_args, "print_param_status", False):
+        for name, param in model.named_parameters():
+            logger.info("%s: %s %s trainable=%s", name, param.dtype, param.device, param.requires_grad)
+    return model

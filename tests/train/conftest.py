@@ -1,0 +1,87 @@
+"""Fixtures for training tests: the tiny demo model built once per session into a temporary cache.
+
+`LLAMABOARD_CACHE` points at that cache for the whole session (and for subprocesses, which inherit it), so no test
+touches the user's ~/.cache. `train_args(output_dir, **overrides)` gives a small, fast argument dict for a stage.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES_DIR = REPO_ROOT / "examples"
+
+_DATASETS = {
+    "pt": "demo_pt",
+    "sft": "demo_sft",
+    "rm": "demo_pref",
+    "dpo": "demo_pref",
+    "kto": "demo_kto",
+    "ppo": "demo_ppo",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """A fresh LLAMABOARD_CACHE for the session; core.paths.cache_dir() reads it at call time."""
+    previous = os.environ.get("LLAMABOARD_CACHE")
+    os.environ["LLAMABOARD_CACHE"] = str(tmp_path_factory.mktemp("llamaboard-cache"))
+    yield Path(os.environ["LLAMABOARD_CACHE"])
+    if previous is None:
+        os.environ.pop("LLAMABOARD_CACHE", None)
+    else:
+        os.environ["LLAMABOARD_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def demo_model(session_cache) -> Path:
+    """Path of the tiny demo model (built on first use into the session cache)."""
+    from core.demo import ensure_demo_model
+
+    return ensure_demo_model("tiny")
+
+
+def train_args(output_dir: str | os.PathLike, stage: str = "sft", **overrides: Any) -> dict[str, Any]:
+    """An argument dict for a short CPU run of `stage` on the demo model and demo data."""
+    args: dict[str, Any] = {
+        "model_name_or_path": "demo",
+        "stage": stage,
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": 8,
+        "lora_target": "all",
+        "template": "chatml",
+        "dataset_dir": "demo",
+        "dataset": _DATASETS[stage],
+        "cutoff_len": 64,
+        "max_samples": 200,
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 16,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 5e-3,
+        "max_steps": 20,
+        "logging_steps": 2,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": 42,
+        "use_cpu": True,
+        "dataloader_num_workers": 0,
+        "plot_loss": False,
+    }
+    args.update(overrides)
+    return args
+
+
+@pytest.fixture
+def make_args(demo_model, tmp_path):
+    """`make_args(stage, **overrides)` -> train_args in a fresh output folder under tmp_path."""
+
+    def _make(stage: str = "sft", output_dir: str | os.PathLike | None = None, **overrides: Any) -> dict[str, Any]:
+        return train_args(output_dir or tmp_path / f"{stage}-run", stage, **overrides)
+
+    return _make
