@@ -85,7 +85,7 @@ class TrainerLogReader:
             return []
         self._offset += end + 1
         new = []
-        for line in chunk[:end].split(b"\n"):
+        for line in chunk[:end].decode("utf-8", errors="replace").split("\n"):
             if not line.strip():
                 continue
             try:
