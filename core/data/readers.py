@@ -1,0 +1,214 @@
+"""Streaming readers for json, jsonl, csv, parquet and txt files: rows come out one at a time with their place
+in the file ("line 17", "record 3"), so an error can point at the row and a preview never reads the whole file.
+
+Pure: no torch, transformers or datasets (parquet needs pyarrow, imported only when a parquet file is read).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from core.data.registry import FILE_TYPES, DataError, RowError
+
+_CHUNK = 1 << 16
+# Counting rows of a bigger file would read all of it; previews then say "unknown" instead.
+COUNT_LIMIT_BYTES = 64 << 20
+
+
+def file_type(path: Path) -> str:
+    kind = FILE_TYPES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}'. Use one of {', '.join(FILE_TYPES)}.")
+    return kind
+
+
+def iter_rows(path: str | Path, start: int = 0, bad_rows: str = "raise") -> Iterator[tuple[str, Any]]:
+    """Yield `(where, row)` for every row from index `start` on; `where` is e.g. "line 17" (1-based).
+
+    Rows before `start` are skipped without being parsed where the format allows (jsonl, txt, csv). A row that
+    cannot be parsed on its own (a broken jsonl line, a non-object record) raises RowError, or with
+    `bad_rows="yield"` comes out as `(where, RowError)` so that the caller can count it and go on.
+    """
+    for where, row in _iter_any(Path(path), start):
+        if isinstance(row, RowError) and bad_rows == "raise":
+            raise row
+        yield where, row
+
+
+def _iter_any(path: Path, start: int) -> Iterator[tuple[str, Any]]:
+    kind = file_type(path)
+    if kind == "parquet":
+        yield from _iter_parquet(path, start)
+        return
+    with path.open("r", encoding="utf-8-sig", newline="" if kind == "csv" else None) as f:
+        if kind == "jsonl":
+            yield from _iter_jsonl(path, f, start)
+        elif kind == "txt":
+            yield from _iter_txt(f, start)
+        elif kind == "csv":
+            yield from _iter_csv(path, f, start)
+        else:
+            yield from _iter_json(path, f, start)
+
+
+def count_rows(path: str | Path) -> int | None:
+    """Number of rows, or None when that would mean reading a file bigger than COUNT_LIMIT_BYTES."""
+    path = Path(path)
+    kind = file_type(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if path.stat().st_size > COUNT_LIMIT_BYTES:
+        return None
+    if kind in ("jsonl", "txt"):
+        with path.open("rb") as f:
+            return sum(1 for line in f if line.strip())
+    return sum(1 for _ in iter_rows(path))
+
+
+def _not_object(path: Path, where: str, value: Any) -> RowError:
+    return RowError(
+        f"{path}, {where}: a row must be a JSON object of columns, got {type(value).__name__} {str(value)[:60]!r}."
+    )
+
+
+def _iter_jsonl(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
+    index = 0
+    for number, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        index += 1
+        if index <= start:
+            continue
+        where = f"line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            msg = (
+                f"{path}, {where}: not valid JSON at column {err.colno}: {err.msg}. Each line must be one JSON object."
+            )
+            yield where, RowError(msg)
+            continue
+        yield where, row if isinstance(row, dict) else _not_object(path, where, row)
+
+
+def _iter_txt(f, start: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    index = 0
+    for number, line in enumerate(f, 1):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        index += 1
+        if index <= start:
+            continue
+        yield f"line {number}", {"text": text}
+
+
+def _iter_csv(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.DictReader(f)
+    for index, row in enumerate(reader):
+        if index < start:
+            continue
+        where = f"line {reader.line_num}"
+        if None in row:
+            msg = (
+                f"{path}, {where}: more fields than the header's {len(reader.fieldnames or [])} columns. "
+                "Quote fields that contain commas."
+            )
+            yield where, RowError(msg)
+            continue
+        yield where, row
+
+
+def _iter_parquet(path: Path, start: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        if index + batch.num_rows <= start:
+            index += batch.num_rows
+            continue
+        for row in batch.to_pylist():
+            if index >= start:
+                yield f"row {index + 1}", row
+            index += 1
+
+
+def _iter_json(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
+    """A JSON array of objects, decoded object by object; a .json file holding JSON Lines works too."""
+    buf = f.read(_CHUNK)
+    pos = len(buf) - len(buf.lstrip())
+    while pos == len(buf):
+        more = f.read(_CHUNK)
+        if not more:
+            return  # an empty file has no rows
+        buf += more
+        pos = len(buf) - len(buf.lstrip())
+    if buf[pos] != "[":
+        f.seek(0)
+        yield from _iter_jsonl(path, f, start)
+        return
+    decoder = json.JSONDecoder()
+    line = 1 + buf.count("\n", 0, pos)  # line number at `pos`
+    pos += 1
+    index = 0
+    eof = False
+    first = True
+
+    def refill() -> bool:
+        nonlocal buf, pos, eof
+        if eof:
+            return False
+        more = f.read(max(_CHUNK, len(buf)))
+        if not more:
+            eof = True
+            return False
+        buf = buf[pos:] + more
+        pos = 0
+        return True
+
+    def skip_space() -> bool:
+        nonlocal pos, line
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                if buf[pos] == "\n":
+                    line += 1
+                pos += 1
+            if pos < len(buf) or not refill():
+                return pos < len(buf)
+
+    while True:
+        if not skip_space():
+            raise DataError(f"{path}: the JSON array is not closed with ']' (the file ends at line {line}).")
+        if buf[pos] == "]":
+            return
+        if not first:
+            if buf[pos] != ",":
+                raise DataError(f"{path}, line {line}: expected ',' or ']' between records, got {buf[pos]!r}.")
+            pos += 1
+            if not skip_space():
+                raise DataError(f"{path}: the JSON array is not closed with ']' (the file ends at line {line}).")
+        first = False
+        while True:
+            try:
+                obj, end = decoder.raw_decode(buf, pos)
+                break
+            except json.JSONDecodeError as err:
+                if refill():
+                    continue
+                bad_line = line + buf.count("\n", pos, err.pos)
+                raise DataError(f"{path}, line {bad_line}: not valid JSON: {err.msg}.") from None
+        where = f"record {index + 1} (line {line})"
+        line += buf.count("\n", pos, end)
+        pos = end
+        index += 1
+        if index <= start:
+            continue
+        yield where, obj if isinstance(obj, dict) else _not_object(path, where, obj)

@@ -1,0 +1,273 @@
+"""Chat templates as data: a few format strings and flags per model family, plus the code that renders and
+encodes a conversation with them.
+
+A template turns a conversation into (prompt, response) pieces, one pair per turn. `{content}` is the message
+text, `{bos}` / `{eos}` the tokenizer's tokens (filled in by `Template.bind`). The named templates reproduce
+the chat templates that the families' tokenizers ship (golden tests in tests/data/test_template_golden.py
+compare our ids with `apply_chat_template` token for token). `tokenizer` uses the tokenizer's own
+`chat_template` and splits its rendering into the same pieces.
+
+Each piece is tokenized on its own, so a merge across a turn boundary is never formed: the prompt ids are
+exactly what the model is given at inference, and generation starts right after them.
+Pure: importing this module imports no torch, transformers or datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    user: str = "{content}"
+    assistant: str = "{content}"
+    system: str = "{content}"
+    observation: str | None = None  # None: formatted like a user turn
+    function: str | None = None  # None: formatted like an assistant turn
+    prefix: str = ""  # once, before everything (usually "{bos}")
+    suffix: str = ""  # once, after the last answer of a conversation
+    default_system: str = ""
+    system_in_user: str | None = None  # families without a system turn merge it into the first user message
+    stop_words: tuple[str, ...] = ()
+    strip_content: bool = False  # the family's jinja trims message text
+    thinking: bool = False  # Qwen3-style <think> blocks
+    enable_thinking: bool = True
+    use_tokenizer_template: bool = False
+
+    def bind(self, bos: str | None, eos: str | None) -> Template:
+        """A copy with {bos} / {eos} replaced by the tokenizer's tokens (empty when it has none)."""
+
+        def fill(text: str | None) -> str | None:
+            if text is None:
+                return None
+            return text.replace("{bos}", bos or "").replace("{eos}", eos or "")
+
+        names = ("user", "assistant", "system", "observation", "function", "prefix", "suffix", "system_in_user")
+        return replace(self, **{n: fill(getattr(self, n)) for n in names})
+
+    # Rendering to strings
+
+    def render(
+        self, messages: list[dict[str, str]], system: str | None = None, tools: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(prompt, response) strings per turn. `messages` alternate user-like / assistant-like turns; when
+        they end with a user turn the last pair's response is "" (a generation prompt)."""
+        system_text = system if system else self.default_system
+        if tools:
+            system_text = (system_text + "\n\n" if system_text else "") + f"Tools you can call (JSON):\n{tools}"
+        last_answer = len(messages) - 1 if len(messages) % 2 == 0 else -1
+        pairs = []
+        for i in range(0, len(messages), 2):
+            user = messages[i]
+            content = self._clean(user["content"])
+            prompt = ""
+            if i == 0:
+                prompt += self.prefix
+                if system_text and self.system_in_user is None:
+                    prompt += self.system.replace("{content}", system_text)
+                elif system_text:
+                    content = self.system_in_user.replace("{system}", system_text).replace("{content}", content)
+            user_format = self.user if user["role"] != "observation" else (self.observation or self.user)
+            prompt += user_format.replace("{content}", content)
+            response = ""
+            if i + 1 < len(messages):
+                answer = messages[i + 1]
+                text = self._clean(answer["content"])
+                if self.thinking:
+                    text, think_in_prompt = self._think(text, is_last=i + 1 == last_answer)
+                    prompt += think_in_prompt
+                answer_format = self.assistant if answer["role"] != "function" else (self.function or self.assistant)
+                response = answer_format.replace("{content}", text)
+                if i + 1 == last_answer:
+                    response += self.suffix
+            elif self.thinking and not self.enable_thinking:
+                prompt += EMPTY_THINK
+            pairs.append((prompt, response))
+        return pairs
+
+    def _clean(self, text: str) -> str:
+        return text.strip() if self.strip_content else text
+
+    def _think(self, text: str, is_last: bool) -> tuple[str, str]:
+        """(answer text, text appended to the prompt). Earlier answers lose their reasoning, as Qwen3's own
+        template renders them; the last one always carries a think block, empty when the data has none
+        (in the prompt when enable_thinking is false, so it is not learned)."""
+        reasoning = ""
+        if THINK_CLOSE in text:
+            reasoning = text.split(THINK_CLOSE)[0].rstrip("\n").split(THINK_OPEN)[-1].lstrip("\n")
+            text = text.split(THINK_CLOSE)[-1].lstrip("\n")
+        if not is_last:
+            return text, ""
+        block = f"{THINK_OPEN}\n{reasoning.strip(chr(10))}\n{THINK_CLOSE}\n\n"
+        if not reasoning and not self.enable_thinking:
+            return text, block
+        return block + text, ""
+
+    # Encoding to ids
+
+    def encode_multiturn(
+        self, tokenizer: Any, messages: list[dict[str, str]], system: str | None = None, tools: str | None = None
+    ) -> list[tuple[list[int], list[int]]]:
+        """(prompt_ids, response_ids) per turn."""
+        if self.use_tokenizer_template:
+            pairs = render_with_chat_template(tokenizer, messages, system, tools, self.enable_thinking)
+        else:
+            pairs = self.render(messages, system, tools)
+        return [(_encode(tokenizer, p), _encode(tokenizer, r)) for p, r in pairs]
+
+    def encode_oneturn(
+        self, tokenizer: Any, messages: list[dict[str, str]], system: str | None = None, tools: str | None = None
+    ) -> tuple[list[int], list[int]]:
+        """(prompt_ids, response_ids) with every earlier turn folded into the prompt."""
+        pairs = self.encode_multiturn(tokenizer, messages, system, tools)
+        prompt = [i for p, r in pairs[:-1] for i in p + r] + pairs[-1][0]
+        return prompt, pairs[-1][1]
+
+    def stop_token_ids(self, tokenizer: Any) -> list[int]:
+        """Ids that end generation: the tokenizer's eos and the template's stop words."""
+        ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        for word in self.stop_words:
+            token_id = tokenizer.convert_tokens_to_ids(word)
+            if token_id is not None and token_id != tokenizer.unk_token_id and token_id not in ids:
+                ids.append(token_id)
+        return ids
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False) if text else []
+
+
+def render_with_chat_template(
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    system: str | None = None,
+    tools: str | None = None,
+    enable_thinking: bool = True,
+) -> list[tuple[str, str]]:
+    """Split the tokenizer's own rendering of a conversation into (prompt, response) strings per turn.
+
+    Turn k's prompt ends where the rendering of the first 2k+1 messages with a generation prompt ends; its
+    response ends where the full rendering and the rendering of the first 2k+2 messages part (templates such as
+    Phi-3's close a conversation with eos, which the next turn does not repeat).
+    """
+    chat = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "tool" if m["role"] == "observation" else m["role"], "content": m["content"]} for m in messages
+    ]
+    offset = 1 if system else 0
+    kwargs: dict[str, Any] = {"tokenize": False, "enable_thinking": enable_thinking}
+    if tools:
+        try:
+            kwargs["tools"] = json.loads(tools)
+        except json.JSONDecodeError:
+            pass
+
+    def render(upto: int, generation: bool) -> str:
+        return tokenizer.apply_chat_template(chat[: offset + upto], add_generation_prompt=generation, **kwargs)
+
+    full = render(len(messages), len(messages) % 2 == 1)
+    pairs, start = [], 0
+    for i in range(0, len(messages), 2):
+        prompt_end = len(render(i + 1, True))
+        if full[:prompt_end] != render(i + 1, True) or prompt_end < start:
+            raise ValueError(
+                f"the tokenizer's chat_template does not render turn {i // 2 + 1}'s prompt as a prefix of the "
+                "whole conversation, so prompt and answer cannot be told apart. Choose a named template instead."
+            )
+        if i + 1 < len(messages):
+            end = len(full) if i + 2 >= len(messages) else len(os.path.commonprefix([render(i + 2, False), full]))
+        else:
+            end = prompt_end
+        pairs.append((full[start:prompt_end], full[prompt_end:end]))
+        start = end
+    return pairs
+
+
+_CHATML = Template(
+    name="chatml",
+    system="<|im_start|>system\n{content}<|im_end|>\n",
+    user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
+    assistant="{content}<|im_end|>\n",
+    observation="<|im_start|>tool\n{content}<|im_end|>\n<|im_start|>assistant\n",
+    stop_words=("<|im_end|>",),
+)
+
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in [
+        Template(
+            name="default",
+            system="System: {content}\n",
+            user="Human: {content}\nAssistant:",
+            assistant=" {content}{eos}\n",
+        ),
+        Template(name="empty", assistant="{content}{eos}"),
+        Template(
+            name="alpaca",
+            system="{content}\n\n",
+            user="### Instruction:\n{content}\n\n### Response:\n",
+            assistant="{content}{eos}\n\n",
+            default_system=(
+                "Below is an instruction that describes a task. Write a response that appropriately completes the "
+                "request."
+            ),
+        ),
+        _CHATML,
+        replace(
+            _CHATML, name="qwen", default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+        ),
+        replace(_CHATML, name="qwen3", thinking=True),
+        Template(
+            name="llama3",
+            prefix="{bos}",
+            system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
+            user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            assistant="{content}<|eot_id|>",
+            observation="<|start_header_id|>ipython<|end_header_id|>\n\n{content}<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            strip_content=True,
+            stop_words=("<|eot_id|>", "<|eom_id|>"),
+        ),
+        Template(
+            name="mistral",
+            prefix="{bos}",
+            user=" [INST] {content} [/INST]",
+            assistant=" {content}{eos}",
+            system_in_user="{system}\n\n{content}",
+        ),
+        Template(
+            name="gemma",
+            prefix="{bos}",
+            user="<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",
+            assistant="{content}<end_of_turn>\n",
+            system_in_user="{system}\n\n{content}",
+            strip_content=True,
+            stop_words=("<end_of_turn>",),
+        ),
+        Template(
+            name="phi",
+            system="<|system|>\n{content}<|end|>\n",
+            user="<|user|>\n{content}<|end|>\n<|assistant|>\n",
+            assistant="{content}<|end|>\n",
+            suffix="{eos}",
+            stop_words=("<|end|>",),
+        ),
+        Template(
+            name="deepseek",
+            prefix="{bos}",
+            system="{content}\n\n",
+            user="User: {content}\n\nAssistant:",
+            assistant=" {content}{eos}",
+        ),
+        Template(name="tokenizer", use_tokenizer_template=True),
+    ]
+}
+
+TEMPLATE_NAMES: list[str] = list(TEMPLATES)
