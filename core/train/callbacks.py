@@ -1,0 +1,243 @@
+"""Callbacks every stage uses: the `trainer_log.jsonl` writer, graceful stop on SIGTERM/SIGINT, PiSSA conversion.
+
+`LogCallback` is the only writer of `trainer_log.jsonl` (DESIGN.md section 3): one JSON object a line, flushed, on
+the main process only. It works with any loop that calls `on_train_begin`, `on_log` and `on_train_end` with a
+`TrainerState` (the Trainer does; a hand-written loop such as ppo's can too). Keys it writes:
+
+    current_steps, total_steps, percentage, epoch, elapsed_time, remaining_time (H:MM:SS), elapsed_s, remaining_s,
+    loss, eval_loss, lr, grad_norm, throughput (real tokens/s since this process started training), total_tokens,
+    and every other number in the log dict (accuracy, eval_accuracy, rewards/*, reward, kl, ...).
+
+`rewards/accuracies` is also written as `accuracy` (and `eval_rewards/accuracies` as `eval_accuracy`). A key with
+no value is left out. On resume the file keeps the records up to the checkpoint's step and continues after them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+LOG_FILE = "trainer_log.jsonl"
+
+# Log-dict keys that are bookkeeping, not curves: the record carries them in its own form or not at all.
+_NOT_METRICS = {
+    "epoch",
+    "step",
+    "learning_rate",
+    "num_input_tokens_seen",
+    "train_tokens_per_second",
+    "total_flos",
+    "eval_runtime",
+    "eval_samples_per_second",
+    "eval_steps_per_second",
+    "eval_num_input_tokens_seen",
+    "eval_tokens_per_second",
+}
+_RENAMED = {"learning_rate": "lr"}
+
+
+def format_hms(seconds: float) -> str:
+    """Seconds -> `H:MM:SS`, as LLaMA-Factory writes elapsed_time / remaining_time."""
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def read_log_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a trainer_log.jsonl; a half-written last line (a killed writer) is skipped."""
+    records = []
+    path = Path(path)
+    if not path.is_file():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class LogCallback(TrainerCallback):
+    """Writes `trainer_log.jsonl` and a short progress line per log step; see the module docstring."""
+
+    def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.path: Path | None = None
+        self.start_time: float | None = None
+        self.start_step = 0
+        self.start_tokens = 0
+        self.elapsed_before = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_time = time.time()
+        self.start_step = state.global_step
+        self.start_tokens = getattr(state, "num_input_tokens_seen", 0) or 0
+        if not state.is_world_process_zero:
+            return
+        self.path = (self.output_dir or Path(args.output_dir)) / LOG_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [r for r in read_log_records(self.path) if r.get("current_steps", 0) <= state.global_step]
+        if state.global_step == 0:
+            kept = []
+        # Rewritten whole (not truncated in place) so the board never reads a record from the abandoned future.
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+        if kept:
+            self.elapsed_before = float(kept[-1].get("elapsed_s", 0.0))
+            logger.info("Resuming the log at step %d (%d records kept)", state.global_step, len(kept))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.path is None or not logs or "train_runtime" in logs:
+            return
+        record = self._record(state, logs)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+        logger.info(self._progress_line(record))
+
+    def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        session = now - (self.start_time or now)
+        done = state.global_step - self.start_step
+        total = state.max_steps or 0
+        remaining = session / done * (total - state.global_step) if done > 0 and total else 0.0
+        record: dict[str, Any] = {
+            "current_steps": state.global_step,
+            "total_steps": total,
+            "percentage": round(100 * state.global_step / total, 2) if total else 0.0,
+            "epoch": round(state.epoch, 4) if state.epoch is not None else None,
+            "elapsed_time": format_hms(self.elapsed_before + session),
+            "remaining_time": format_hms(remaining),
+            "elapsed_s": round(self.elapsed_before + session, 3),
+            "remaining_s": round(remaining, 3),
+        }
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+            if logs.get(key) is not None:
+                record[_RENAMED.get(key, key)] = logs[key]
+        tokens = getattr(state, "num_input_tokens_seen", 0) or 0
+        if tokens and "eval_loss" not in logs:
+            record["throughput"] = round((tokens - self.start_tokens) / session, 2) if session > 0 else 0.0
+            record["total_tokens"] = tokens
+        for key, value in logs.items():
+            if key in record or key in _NOT_METRICS or key in _RENAMED or not isinstance(value, (int, float)):
+                continue
+            record[key] = value
+        for prefix in ("", "eval_"):
+            if f"{prefix}rewards/accuracies" in record and f"{prefix}accuracy" not in record:
+                record[f"{prefix}accuracy"] = record[f"{prefix}rewards/accuracies"]
+        return {key: value for key, value in record.items() if value is not None}
+
+    @staticmethod
+    def _progress_line(record: dict[str, Any]) -> str:
+        parts = [f"step {record['current_steps']}/{record['total_steps']} ({record['percentage']:.0f}%)"]
+        for key in ("loss", "eval_loss", "accuracy", "eval_accuracy", "reward", "lr", "throughput"):
+            value = record.get(key)
+            if value is not None:
+                parts.append(f"{key} {value:.3g}" if key != "throughput" else f"{value:.0f} tok/s")
+        parts.append(f"elapsed {record['elapsed_time']}, left {record['remaining_time']}")
+        return " | ".join(parts)
+
+
+class GracefulStopCallback(TrainerCallback):
+    """SIGTERM / SIGINT -> finish the current step, save a checkpoint, stop training (the workflow then saves the
+    model and results and the process exits 0). A second signal falls back to the previous handler (kill now).
+
+    With several processes every rank receives the signal, maybe at different steps; the flag is or-reduced at each
+    step end so all ranks stop at the same step instead of leaving one waiting in a collective.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+        self.stopped_at_step: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop_requested:
+            self.restore()
+            signal.raise_signal(signum)
+            return
+        self.stop_requested = True
+        logger.warning("Received %s: stopping after this step and saving.", signal.Signals(signum).name)
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._previous:
+            return
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _agreed(self, args) -> bool:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.stop_requested
+        import torch
+
+        flag = torch.tensor([int(self.stop_requested)], device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.install()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._agreed(args):
+            self.stop_requested = True
+            self.stopped_at_step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+            logger.warning(
+                "Stopped at step %d of %d; saving checkpoint-%d.",
+                state.global_step,
+                state.max_steps,
+                state.global_step,
+            )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+
+class PissaConvertCallback(TrainerCallback):
+    """`pissa_convert`: keep the PiSSA initial adapter, and at the end also save the adapter converted to a plain
+    LoRA on the original base model (`<output_dir>/pissa_converted`), the one to use for chat and export."""
+
+    def __init__(self, output_dir: str | os.PathLike) -> None:
+        self.init_dir = Path(output_dir) / "pissa_init"
+        self.converted_dir = Path(output_dir) / "pissa_converted"
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or model is None or state.global_step > 0:
+            return
+        model = getattr(model, "pretrained_model", model)
+        config = model.peft_config["default"]
+        init = config.init_lora_weights
+        # Saved as if initialised plainly, so peft can subtract it from the trained adapter later.
+        config.init_lora_weights = True
+        model.save_pretrained(self.init_dir)
+        config.init_lora_weights = init
+        logger.info("Saved the PiSSA initial adapter to %s", self.init_dir)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or model is None or not self.init_dir.is_dir():
+            return
+        model = getattr(model, "pretrained_model", model)
+        model.save_pretrained(self.converted_dir, path_initial_model_for_weight_conversion=str(self.init_dir))
+        logger.info("Saved the PiSSA adapter converted to LoRA to %s", self.converted_dir)
