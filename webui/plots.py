@@ -1,0 +1,199 @@
+"""Plotly figures from trainer_log.jsonl records: loss (raw, smoothed, eval), learning rate, preference rewards.
+
+The board polls every 2 s with the reader's growing `records` list. Series are extracted incrementally from
+the records not yet seen (a small cache keyed by the list object), and each trace is thinned to at most
+MAX_POINTS points, so building a figure costs about the same at step 10 and at step 100,000.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+MAX_POINTS = 2000
+"""Points per trace sent to the browser; longer series are thinned evenly (the last point always kept)."""
+
+ACCURACY_KEYS = ("rewards/accuracies", "accuracy")
+_SERIES_KEYS = ("loss", "eval_loss", "lr", "rewards/margins", "reward")
+
+_COLORS = {"raw": "rgba(31, 119, 180, 0.35)", "smooth": "#1f77b4", "eval": "#ff7f0e", "lr": "#2ca02c"}
+
+
+class _Series:
+    """(step, value) lists per metric for one growing records list, plus EMA state per smoothing weight."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self.seen = 0
+        self.last: dict[str, Any] | None = None
+        self.points: dict[str, tuple[list[float], list[float]]] = {key: ([], []) for key in (*_SERIES_KEYS, "acc")}
+        self.smoothed: dict[float, tuple[list[float], float, int]] = {}
+
+    def follows(self, records: list[dict[str, Any]]) -> bool:
+        """Is `records` the list this cache read, grown only by appending?"""
+        if records is not self.records or len(records) < self.seen:
+            return False
+        return self.seen == 0 or records[self.seen - 1] is self.last
+
+    def update(self) -> None:
+        for index in range(self.seen, len(self.records)):
+            record = self.records[index]
+            step = record.get("current_steps", index + 1)
+            for key in _SERIES_KEYS:
+                _append(self.points[key], step, record.get(key))
+            accuracy = next((record[key] for key in ACCURACY_KEYS if key in record), None)
+            _append(self.points["acc"], step, accuracy)
+        self.seen = len(self.records)
+        self.last = self.records[-1] if self.records else None
+
+    def smooth(self, weight: float) -> list[float]:
+        """TensorBoard-style exponential moving average of the loss, debiased at the start, kept incrementally."""
+        values = self.points["loss"][1]
+        out, ema, count = self.smoothed.get(weight, ([], 0.0, 0))
+        for value in values[count:]:
+            ema = ema * weight + (1 - weight) * value
+            out.append(ema / (1 - weight ** (len(out) + 1)) if weight > 0 else value)
+        self.smoothed[weight] = (out, ema, len(values))
+        return out
+
+
+def _append(series: tuple[list[float], list[float]], step: Any, value: Any) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        series[0].append(step)
+        series[1].append(value)
+
+
+_CACHE: OrderedDict[int, _Series] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _series(records: list[dict[str, Any]]) -> _Series:
+    series = _CACHE.get(id(records))
+    if series is None or not series.follows(records):
+        series = _Series(records)
+        _CACHE[id(records)] = series
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(id(records))
+    series.update()
+    return series
+
+
+def _thin(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    if len(xs) <= MAX_POINTS:
+        return xs, ys
+    stride = math.ceil(len(xs) / MAX_POINTS)
+    keep_x, keep_y = xs[::stride], ys[::stride]
+    if keep_x[-1] != xs[-1]:
+        keep_x.append(xs[-1])
+        keep_y.append(ys[-1])
+    return keep_x, keep_y
+
+
+def _figure(title: str, y_title: str, log_y: bool = False):
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    figure.update_layout(
+        title={"text": title, "x": 0.01, "font": {"size": 14}},
+        template="plotly_white",
+        height=300,
+        margin={"l": 50, "r": 20, "t": 40, "b": 40},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+        xaxis_title="step",
+        yaxis={"title": y_title, "type": "log" if log_y else "linear"},
+        # Keeps the user's zoom and hidden traces across the 2-second refreshes.
+        uirevision=title,
+    )
+    return figure
+
+
+def _empty(figure, hint: str):
+    figure.add_annotation(
+        text=hint, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 13, "color": "#888"}
+    )
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure
+
+
+def _line(xs, ys, name: str, color: str, width: float = 2.0, markers: bool = False):
+    import plotly.graph_objects as go
+
+    xs, ys = _thin(xs, ys)
+    mode = "lines+markers" if markers or len(xs) == 1 else "lines"
+    return go.Scatter(x=xs, y=ys, name=name, mode=mode, line={"color": color, "width": width})
+
+
+def loss_figure(
+    records: list[dict[str, Any]],
+    smoothing: float = 0.6,
+    log_y: bool = False,
+    title: str = "Loss",
+    hint: str = "No loss logged yet: the chart fills in every logging_steps.",
+):
+    """Training loss (raw, faint), its moving average (`smoothing` in [0, 1), 0 = none) and eval loss."""
+    series = _series(records)
+    steps, losses = series.points["loss"]
+    eval_steps, eval_losses = series.points["eval_loss"]
+    figure = _figure(title, "loss", log_y)
+    if not losses and not eval_losses:
+        return _empty(figure, hint)
+    if losses:
+        figure.add_trace(_line(steps, losses, "loss", _COLORS["raw"], width=1.0))
+        weight = min(max(float(smoothing), 0.0), 0.999)
+        if weight > 0 and len(losses) > 1:
+            figure.add_trace(_line(steps, series.smooth(weight), "smoothed", _COLORS["smooth"]))
+    if eval_losses:
+        figure.add_trace(_line(eval_steps, eval_losses, "eval_loss", _COLORS["eval"], markers=True))
+    return figure
+
+
+def lr_figure(
+    records: list[dict[str, Any]],
+    title: str = "Learning rate",
+    hint: str = "No learning rate logged yet.",
+):
+    """The learning rate schedule as logged."""
+    steps, rates = _series(records).points["lr"]
+    figure = _figure(title, "lr")
+    if not rates:
+        return _empty(figure, hint)
+    figure.add_trace(_line(steps, rates, "lr", _COLORS["lr"]))
+    figure.update_yaxes(exponentformat="e")
+    return figure
+
+
+def reward_figure(
+    records: list[dict[str, Any]],
+    title: str = "Rewards",
+    hint: str = "No reward metrics logged yet (rm, dpo, kto and ppo log them).",
+):
+    """Reward accuracy (rewards/accuracies, or rm's accuracy) on the left axis, 0 to 1; reward margins and PPO's
+    mean reward on the right axis."""
+    series = _series(records)
+    acc_steps, accuracies = series.points["acc"]
+    margin_steps, margins = series.points["rewards/margins"]
+    reward_steps, rewards = series.points["reward"]
+    figure = _figure(title, "accuracy")
+    if not accuracies and not margins and not rewards:
+        return _empty(figure, hint)
+    if accuracies:
+        figure.add_trace(_line(acc_steps, accuracies, "accuracy", "#9467bd"))
+        figure.update_yaxes(range=[0, 1.02])
+    for steps, values, name, color in (
+        (margin_steps, margins, "margins", "#d62728"),
+        (reward_steps, rewards, "reward", "#8c564b"),
+    ):
+        if values:
+            trace = _line(steps, values, name, color)
+            trace.update(yaxis="y2" if accuracies else "y")
+            figure.add_trace(trace)
+    if accuracies and (margins or rewards):
+        figure.update_layout(
+            yaxis2={"title": "margin / reward", "overlaying": "y", "side": "right", "showgrid": False}
+        )
+    elif not accuracies:
+        figure.update_yaxes(title="margin / reward")
+    return figure
