@@ -93,6 +93,21 @@ FORM_DEFAULTS: dict[str, Any] = {
 """Every form control (by argument name) and the value it starts with; `args_to_form` fills missing keys from
 here. The board's controls start from the same values (fp32: the safe choice where no GPU is known)."""
 
+WHEN_MISSING: dict[str, Any] = {
+    "model_name": models.CUSTOM,
+    "model_path": "",
+    "template": "",
+    "dataset_dir": "data",
+    "max_samples": None,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "lr_scheduler_type": "linear",
+    "save_steps": 500,
+}
+"""What the core does when a loaded YAML leaves a key out, where that differs from the fresh form: the form
+shows these so that saving a loaded YAML back does not change the run. (lora_alpha and packing depend on other
+keys and are filled in `args_to_form`.)"""
+
 FREEZE_KEYS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
 LORA_KEYS = (
     "lora_rank",
@@ -402,15 +417,18 @@ def args_to_form(args: dict[str, Any], saves_root: str | os.PathLike | None = No
     `build_args(form)` reproduces every key of `args` with its value (the form may add explicit defaults).
     """
     saves_root = Path(saves_root) if saves_root is not None else saves_dir()
-    form = dict(FORM_DEFAULTS)
+    form = {**FORM_DEFAULTS, **WHEN_MISSING}
+    rank = _like(args.get("lora_rank", FORM_DEFAULTS["lora_rank"]), 0)
+    form["lora_alpha"] = 2 * rank if isinstance(rank, int) else FORM_DEFAULTS["lora_alpha"]  # the core's default
+    form["packing"] = str(args.get("stage", "sft")) == "pt"
     for key, default in FORM_DEFAULTS.items():
         if key in args and key not in _SPECIAL:
             form[key] = _like(args[key], default)
 
     method = str(args.get("finetuning_type", FORM_DEFAULTS["finetuning_type"]))
     model = str(args.get("model_name_or_path") or "")
-    form["model_name"] = models.model_name_for_path(model) if model else FORM_DEFAULTS["model_name"]
-    form["model_path"] = model if model else FORM_DEFAULTS["model_path"]
+    form["model_name"] = models.model_name_for_path(model) if model else models.CUSTOM
+    form["model_path"] = model
     folder = _saves_folder(form, saves_root)
     adapters = _as_list(args.get("adapter_name_or_path"))
     form["checkpoint_path"] = [_relative_to(path, folder) for path in adapters] if method == "lora" else []
