@@ -302,7 +302,9 @@ def create_ref_model(tokenizer: Any, model_args: Any, finetuning_args: Any, add_
             finetuning_args, finetuning_type="lora" if finetuning_args.ref_model_adapters else "full"
         )
         logger.info("Reference model: %s", finetuning_args.ref_model)
-        return load_model(tokenizer, ref_model_args, ref_finetuning_args, is_trainable=False, add_valuehead=add_valuehead)
+        return load_model(
+            tokenizer, ref_model_args, ref_finetuning_args, is_trainable=False, add_valuehead=add_valuehead
+        )
     if finetuning_args.finetuning_type == "lora":
         return None
     logger.info("Reference model: a frozen copy of %s", model_args.model_name_or_path)
