@@ -15,7 +15,6 @@ Pure: importing this module imports no torch, transformers or datasets.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,6 +104,7 @@ class Template:
             text = text.split(THINK_CLOSE)[-1].lstrip("\n")
         if not is_last:
             return text, ""
+        text = text.lstrip("\n")
         block = f"{THINK_OPEN}\n{reasoning.strip(chr(10))}\n{THINK_CLOSE}\n\n"
         if not reasoning and not self.enable_thinking:
             return text, block
@@ -117,10 +117,8 @@ class Template:
     ) -> list[tuple[list[int], list[int]]]:
         """(prompt_ids, response_ids) per turn."""
         if self.use_tokenizer_template:
-            pairs = render_with_chat_template(tokenizer, messages, system, tools, self.enable_thinking)
-        else:
-            pairs = self.render(messages, system, tools)
-        return [(_encode(tokenizer, p), _encode(tokenizer, r)) for p, r in pairs]
+            return encode_with_chat_template(tokenizer, messages, system, tools, self.enable_thinking)
+        return [(_encode(tokenizer, p), _encode(tokenizer, r)) for p, r in self.render(messages, system, tools)]
 
     def encode_oneturn(
         self, tokenizer: Any, messages: list[dict[str, str]], system: str | None = None, tools: str | None = None
@@ -144,47 +142,57 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False) if text else []
 
 
-def render_with_chat_template(
+def encode_with_chat_template(
     tokenizer: Any,
     messages: list[dict[str, str]],
     system: str | None = None,
     tools: str | None = None,
     enable_thinking: bool = True,
-) -> list[tuple[str, str]]:
-    """Split the tokenizer's own rendering of a conversation into (prompt, response) strings per turn.
+) -> list[tuple[list[int], list[int]]]:
+    """Split the tokenizer's own encoding of a conversation into (prompt_ids, response_ids) per turn.
 
-    Turn k's prompt ends where the rendering of the first 2k+1 messages with a generation prompt ends; its
-    response ends where the full rendering and the rendering of the first 2k+2 messages part (templates such as
-    Phi-3's close a conversation with eos, which the next turn does not repeat).
+    The whole conversation is encoded once with apply_chat_template and cut into slices: turn k's prompt ends
+    where the encoding of the first 2k+1 messages with a generation prompt ends; its answer ends where the whole
+    encoding and that of the first 2k+2 messages part (Phi-3's template closes a conversation with eos, which
+    the next turn does not repeat). A template that renders an earlier answer differently once later turns
+    follow (Qwen3 drops earlier reasoning) cannot be cut this way beyond one turn: use its named template.
     """
     chat = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "tool" if m["role"] == "observation" else m["role"], "content": m["content"]} for m in messages
     ]
     offset = 1 if system else 0
-    kwargs: dict[str, Any] = {"tokenize": False, "enable_thinking": enable_thinking}
+    kwargs: dict[str, Any] = {"tokenize": True, "return_dict": False, "enable_thinking": enable_thinking}
     if tools:
         try:
             kwargs["tools"] = json.loads(tools)
         except json.JSONDecodeError:
             pass
 
-    def render(upto: int, generation: bool) -> str:
-        return tokenizer.apply_chat_template(chat[: offset + upto], add_generation_prompt=generation, **kwargs)
+    def encode(upto: int, generation: bool) -> list[int]:
+        return list(tokenizer.apply_chat_template(chat[: offset + upto], add_generation_prompt=generation, **kwargs))
 
-    full = render(len(messages), len(messages) % 2 == 1)
+    def cannot(turn: int, what: str) -> ValueError:
+        return ValueError(
+            f"template 'tokenizer': the tokenizer's chat_template {what} in turn {turn}, so prompt and answer "
+            "cannot be told apart. Set a named template instead (see core.data.templates.TEMPLATE_NAMES)."
+        )
+
+    full = encode(len(messages), len(messages) % 2 == 1)
     pairs, start = [], 0
     for i in range(0, len(messages), 2):
-        prompt_end = len(render(i + 1, True))
-        if full[:prompt_end] != render(i + 1, True) or prompt_end < start:
-            raise ValueError(
-                f"the tokenizer's chat_template does not render turn {i // 2 + 1}'s prompt as a prefix of the "
-                "whole conversation, so prompt and answer cannot be told apart. Choose a named template instead."
-            )
+        prompt = encode(i + 1, True)
+        if full[: len(prompt)] != prompt or len(prompt) < start:
+            raise cannot(i // 2 + 1, "does not render the generation prompt as a prefix of the whole conversation")
+        end = len(prompt)
         if i + 1 < len(messages):
-            end = len(full) if i + 2 >= len(messages) else len(os.path.commonprefix([render(i + 2, False), full]))
-        else:
-            end = prompt_end
-        pairs.append((full[start:prompt_end], full[prompt_end:end]))
+            if i + 2 >= len(messages):
+                end = len(full)
+            else:
+                upto = encode(i + 2, False)
+                end = next((n for n, (a, b) in enumerate(zip(upto, full, strict=False)) if a != b), len(upto))
+            if end <= len(prompt):
+                raise cannot(i // 2 + 1, "renders this answer differently once later turns follow")
+        pairs.append((full[start : len(prompt)], full[len(prompt) : end]))
         start = end
     return pairs
 
