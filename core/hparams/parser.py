@@ -589,7 +589,7 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
             add(
                 "create_new_adapter",
                 "a new adapter cannot be stacked on a quantized model with an adapter",
-                "remove create_new_adapter",
+                "remove it",
             )
         if importlib.util.find_spec("bitsandbytes") is None:
             add(
