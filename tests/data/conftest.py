@@ -84,3 +84,30 @@ def tokenizer(make_tokenizer):
 def _private_cache(tmp_path, monkeypatch):
     """Preprocessing caches go to a temporary folder, never to the user's ~/.cache."""
     monkeypatch.setenv("LLAMABOARD_CACHE", str(tmp_path / "cache"))
+
+
+WORDS = ["\n", " ", "user", "assistant", "system", "tool", "hello", "world", "good", "bad", "text"]
+WORDS += [f"{kind}{i}" for kind in ("q", "a", "c", "r", "w") for i in range(1, 10)]
+
+
+@pytest.fixture(scope="session")
+def word_tokenizer_json() -> str:
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    vocab = {tok: i for i, tok in enumerate(["[UNK]", *SPECIAL_TOKENS, *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\n ]"), "isolated")
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    return tok.to_str()
+
+
+@pytest.fixture
+def word_tokenizer(word_tokenizer_json):
+    """One token per word, space, newline or special token, so expected ids can be written out by hand."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(word_tokenizer_json), eos_token="<|im_end|>", unk_token="[UNK]"
+    )
+    return tok
