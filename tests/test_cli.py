@@ -1,0 +1,190 @@
+"""`llamafactory-cli`: the command table, --help everywhere, fast version, env, train wiring and error exits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import types
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from core.cli import COMMANDS, main
+from core.env import PACKAGES
+from core.hparams import ArgumentError
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ["torch", "transformers", "trl", "peft", "datasets", "accelerate"]
+
+DEMO_YAML = """\
+model_name_or_path: demo
+stage: sft
+do_train: true
+finetuning_type: lora
+dataset: demo_sft
+dataset_dir: demo
+template: chatml
+output_dir: {output_dir}
+"""
+
+
+def run_python(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def demo_yaml(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(DEMO_YAML.format(output_dir=tmp_path / "run"), encoding="utf-8")
+    return path
+
+
+def test_the_command_table():
+    assert set(COMMANDS) == {"train", "webui", "version", "env", "demo", "data"}
+    script = metadata.distribution("llamaboard").entry_points.select(group="console_scripts", name="llamafactory-cli")
+    assert next(iter(script)).load() is main
+
+
+def test_usage_lists_every_command(capsys):
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert f"\n  {name} " in out
+
+
+def test_unknown_command_suggests_the_closest(capsys):
+    assert main(["trian"]) == 2
+    assert "unknown command 'trian'. Did you mean train?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help(name, capsys):
+    if name == "data" and not (ROOT / "core" / "data" / "cli.py").is_file():
+        pytest.skip("core/data/cli.py is being written by the data helper")  # TODO(args): remove before the end
+    assert main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "--help" in out
+
+
+def test_version_is_fast_and_imports_no_training_stack():
+    result = run_python(
+        f"""
+        import json, sys, time
+        start = time.perf_counter()
+        from core.cli import main
+        status = main(["version"])
+        elapsed = time.perf_counter() - start
+        print(json.dumps([status, elapsed, [m for m in {HEAVY!r} if m in sys.modules]]))
+        """
+    )
+    first, last = result.stdout.strip().splitlines()
+    status, elapsed, heavy = json.loads(last)
+    assert status == 0 and heavy == []
+    assert first == f"LlamaBoard {metadata.version('llamaboard')}"
+    assert elapsed < 0.5, f"version took {elapsed:.2f} s after interpreter start"
+
+
+def test_python_dash_m_core_cli_and_core_are_the_cli():
+    for module in ("core.cli", "core"):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "version"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0 and result.stdout.startswith("LlamaBoard "), result.stderr
+
+
+def test_env_lists_the_stack(capsys):
+    assert main(["env"]) == 0
+    lines = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    lines = {label.strip(): value.strip() for label, value in lines.items()}
+    for package in PACKAGES:
+        try:
+            expected = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            expected = "not installed"
+        assert lines[package] == expected
+    import torch
+
+    assert lines["CUDA available"] == str(torch.cuda.is_available())
+    assert lines["Python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_a_bad_config_exits_2_with_the_problems_and_no_traceback(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("model_name_or_path: demo\nlora_rnak: 8\nlearning_rate: fast\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "train", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "lora_rnak: received 8 — unknown key — did you mean lora_rank" in result.stderr
+    assert "learning_rate: received 'fast' — expected a number" in result.stderr
+    assert result.stderr.startswith("4 problems with the arguments:")  # + do_train and template missing
+
+
+def test_a_bad_config_fails_before_the_training_stack_loads(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("model_name_or_path: demo\nlora_rnak: 8\n", encoding="utf-8")
+    result = run_python(
+        f"""
+        import json, sys
+        from core.cli import main
+        status = main(["train", {str(path)!r}])
+        print(json.dumps([status, [m for m in {HEAVY!r} if m in sys.modules]]))
+        """
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [2, []]
+
+
+def test_train_hands_the_file_and_overrides_to_run_exp(demo_yaml, monkeypatch, tmp_path):
+    received = []
+    # core.train.tuner is another helper's module; a stand-in records what the CLI passes it.
+    fake = types.ModuleType("core.train.tuner")
+    fake.run_exp = received.append
+    monkeypatch.setitem(sys.modules, "core.train.tuner", fake)
+    assert main(["train", str(demo_yaml), "lora_rank=16", "--learning_rate", "1e-4"]) == 0
+    assert received == [
+        {
+            "model_name_or_path": "demo",
+            "stage": "sft",
+            "do_train": True,
+            "finetuning_type": "lora",
+            "dataset": "demo_sft",
+            "dataset_dir": "demo",
+            "template": "chatml",
+            "output_dir": str(tmp_path / "run"),
+            "lora_rank": 16,
+            "learning_rate": "1e-4",
+        }
+    ]
+
+
+def test_argument_errors_raised_by_the_job_exit_2(demo_yaml, monkeypatch, capsys):
+    def run_exp(args):
+        raise ArgumentError(["bf16: received true — no CUDA GPU is visible — remove bf16"])
+
+    fake = types.ModuleType("core.train.tuner")
+    fake.run_exp = run_exp
+    monkeypatch.setitem(sys.modules, "core.train.tuner", fake)
+    assert main(["train", str(demo_yaml)]) == 2
+    assert "  - bf16: received true — no CUDA GPU is visible — remove bf16" in capsys.readouterr().err
+
+
+def test_train_keys_lists_fields_with_help(capsys):
+    assert main(["train", "--keys"]) == 0
+    out = capsys.readouterr().out
+    assert "  lora_rank (default 8): lora: rank of the adapter matrices." in out
+    assert "learning_rate" in out and out.startswith("model:\n")
+
+
+def test_demo_builds_the_demo_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LLAMABOARD_CACHE", str(tmp_path / "cache"))
+    target = tmp_path / "demo-model"
+    assert main(["demo", "--output-dir", str(target)]) == 0
+    assert (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+    assert str(target) in capsys.readouterr().out
