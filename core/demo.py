@@ -353,10 +353,9 @@ def _strings(value: Any) -> Iterator[str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def build_tokenizer(vocab_size: int):
-    """A byte-level BPE tokenizer trained on the demo text, as a PreTrainedTokenizerFast with a ChatML template."""
+def train_bpe(vocab_size: int):
+    """The raw `tokenizers.Tokenizer`: byte-level BPE trained on the demo text, special tokens first (ids 0-3)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     # Digits one by one: sums are then learnable digit by digit, and every number has a spelling.
@@ -371,7 +370,14 @@ def build_tokenizer(vocab_size: int):
         show_progress=False,
     )
     backend.train_from_iterator(demo_corpus(), trainer=trainer)
+    return backend
 
+
+def build_tokenizer(vocab_size: int):
+    """`train_bpe` wrapped in a PreTrainedTokenizerFast with bos / eos / pad and the ChatML template."""
+    from transformers import PreTrainedTokenizerFast
+
+    backend = train_bpe(vocab_size)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS_TOKEN,
