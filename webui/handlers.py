@@ -456,7 +456,8 @@ class Board:
         updates["train.extra_args"] = json.dumps(merged, ensure_ascii=False) if merged else "{}"
         stage = form.get("stage") or values.get("train.stage") or "sft"
         method = form.get("finetuning_type") or values.get("top.finetuning_type") or "lora"
-        updates.update(self._visibility(stage, method))
+        for key, shown in self._visibility(stage, method).items():
+            updates[key] = gr.update(value=updates[key], visible=shown["visible"]) if key in updates else shown
         if "dataset" in form:
             choices = []
             try:
@@ -527,30 +528,24 @@ class Board:
             }
         )
         return {
-            "train.view_run": gr.update(choices=self.run_choices(), value=str(run_dir)),
+            "train.view_run": gr.update(choices=self.run_choices(), value=_resolved(run_dir)),
             "train.poll_state": {},
             "train.notes": [],
             ALERTS: [("info", alert(lang, "started", path=run_dir))],
         }
 
     def abort(self, values: Values) -> Updates:
-        """Abort -> the viewed run (or the active one) is stopped by the runner: SIGTERM, then SIGKILL after the
-        grace period. Waiting for the job to save happens in a thread, so the board stays responsive."""
+        """Abort -> the viewed run (or the active one) gets SIGTERM, then SIGKILL after the runner's grace period;
+        the job saves at its next step, and the live view shows "aborted" once it has ended."""
         lang = values.get("top.lang")
         active = [str(path) for path in self.runner.active()]
-        target = values.get("train.view_run")
+        target = _resolved(values.get("train.view_run"))
         if target not in active:
             target = active[0] if active else None
         if target is None:
             return {ALERTS: [("warning", alert(lang, "nothing_to_abort"))]}
-        threading.Thread(target=self._abort, args=(Path(target),), daemon=True, name="llamaboard-abort").start()
+        self.runner.abort(Path(target))
         return {ALERTS: [("info", alert(lang, "aborting", path=target))]}
-
-    def _abort(self, run_dir: Path) -> None:
-        try:
-            self.runner.abort(run_dir)
-        except Exception:
-            logger.exception("Abort of %s failed", run_dir)
 
     # Live view
 
@@ -563,7 +558,7 @@ class Board:
         except OSError as err:
             logger.warning("Could not list runs under %s: %s", self.saves_root, err)
             return []
-        return [(f"{run['name']} · {run.get('state')}", str(run["path"])) for run in runs]
+        return [(f"{run['name']} · {run.get('state')}", _resolved(run["path"])) for run in runs]
 
     def refresh_runs(self, values: Values) -> Updates:
         import gradio as gr
@@ -686,6 +681,11 @@ def form_of(values: Values) -> dict[str, Any]:
     return form
 
 
+def _resolved(path: Any) -> str | None:
+    """Run folders compare as resolved paths (the runner resolves them; /tmp may be a symlink)."""
+    return str(Path(str(path)).resolve()) if path else None
+
+
 def _config_file(text: str | None) -> Path:
     return Path((text or "").strip() or default_config_path()).expanduser()
 
@@ -756,4 +756,5 @@ def bind(
         return {manager[key]: value for key, value in updates.items() if key in output_keys}
 
     kwargs.setdefault("show_progress", "hidden")
+    kwargs.setdefault("api_name", getattr(handler, "__name__", None))
     return event(run, inputs=input_set, outputs=output_list, **kwargs)

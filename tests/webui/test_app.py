@@ -1,0 +1,426 @@
+"""The board's UI without a browser: handlers called as plain functions, then the board served in-process and
+driven with gradio_client. Jobs are tests/webui/fake_job.py (no training); a fresh interpreter checks that
+building the UI and a whole job cycle never import the training stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from webui import handlers
+from webui.handlers import ALERTS
+from webui.manager import entry
+from webui.tabs import top, train
+
+FAKE_JOB = Path(__file__).with_name("fake_job.py")
+HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
+
+
+def make_fake_runner(saves: Path, *options: str, grace_s: float = 5.0) -> Any:
+    from webui.runner import Runner
+
+    return Runner(saves_root=saves, grace_s=grace_s, job_command=[sys.executable, str(FAKE_JOB), *options])
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def form(ui: Any, **overrides: Any) -> dict[str, Any]:
+    """Every component's current (initial) value keyed "tab.elem", with `overrides` ("tab__elem": value)."""
+    manager = ui.board.manager
+    values = {key: getattr(manager[key], "value", None) for key in manager}
+    values.update({key.replace("__", "."): value for key, value in overrides.items()})
+    return values
+
+
+def alerts(result: dict[str, Any], level: str | None = None) -> list[str]:
+    return [text for lvl, text in result.get(ALERTS, []) if level is None or lvl == level]
+
+
+def updated(result: dict[str, Any], key: str) -> Any:
+    """The value of an update (a plain value or a gr.update dict)."""
+    value = result[key]
+    return value.get("value") if isinstance(value, dict) and "__type__" in value else value
+
+
+def poll_until(ui: Any, run_dir: str, done: Any, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll the run like the timer does, carrying the session state, until `done(result, state)`."""
+    state: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+
+    def step() -> bool:
+        nonlocal state
+        result = ui.board.poll(form(ui, train__view_run=run_dir, train__poll_state=state))
+        state = result.get("train.poll_state", state)
+        seen.update(result)
+        return done(seen, state)
+
+    wait_for(step, timeout=timeout, message="the live view to reach the expected state")
+    return seen
+
+
+# Building
+
+
+def test_controls_are_named_after_their_argument(ui: Any) -> None:
+    manager = ui.board.manager
+    for tab, names in (("top", top.ARGUMENTS), ("train", train.ARGUMENTS)):
+        for name in names:
+            assert manager[f"{tab}.{name}"].elem_id == name
+    # Sections follow the demo defaults: LoRA shown, freeze and RLHF hidden.
+    assert manager["train.lora_tab"].visible and not manager["train.freeze_tab"].visible
+    assert not manager["train.rlhf_tab"].visible
+
+
+def test_new_user_can_press_start(ui: Any) -> None:
+    """With nothing chosen the demo model and demo data are preselected."""
+    values = form(ui)
+    assert values["top.model_name"] == "Demo (offline)"
+    assert values["top.model_path"] == "demo"
+    assert values["top.template"] == "chatml"
+    assert values["train.dataset_dir"] == "demo"
+    assert values["train.dataset"] == ["demo_sft"]
+
+
+def test_first_paint_is_labelled_in_the_chosen_language(board_home: Path) -> None:
+    from webui.app import create_ui
+
+    demo = create_ui("ja", runner=make_fake_runner(board_home / "saves"))
+    manager = demo.board.manager
+    assert manager["train.start"].value == entry("ja", "train.start")["label"] != entry("en", "train.start")["label"]
+    assert manager["top.model_name"].label == entry("ja", "top.model_name")["label"]
+    assert (
+        dict((v, k) for k, v in manager["train.stage"].choices)["sft"] == entry("ja", "train.stage")["choices"]["sft"]
+    )
+
+
+# Top bar
+
+
+def test_language_switch_relabels_every_component(ui: Any, board_home: Path) -> None:
+    result = ui.board.change_lang(form(ui, top__lang="ru"))
+    labelled = ui.board.manager.labelled()
+    assert set(labelled) <= set(result)
+    assert result["train.start"]["value"] == entry("ru", "train.start")["label"]
+    assert result["train.learning_rate"]["label"] == entry("ru", "train.learning_rate")["label"]
+    sft_name = dict((v, k) for k, v in result["train.stage"]["choices"])["sft"]
+    assert sft_name == entry("ru", "train.stage")["choices"]["sft"] != entry("en", "train.stage")["choices"]["sft"]
+    saved = yaml.safe_load((board_home / "cache" / "user_config.yaml").read_text(encoding="utf-8"))
+    assert saved["lang"] == "ru"
+    ui.board.change_lang(form(ui, top__lang="en"))
+
+
+def test_picking_a_model_fills_path_and_template_and_is_remembered(ui: Any, board_home: Path) -> None:
+    result = ui.board.change_model(form(ui, top__model_name="Qwen3-0.6B"))
+    assert result["top.model_path"] == "Qwen/Qwen3-0.6B"
+    assert result["top.template"] == "qwen3"
+    saved = yaml.safe_load((board_home / "cache" / "user_config.yaml").read_text(encoding="utf-8"))
+    assert saved["model_name"] == "Qwen3-0.6B" and saved["template"] == "qwen3"
+    # Custom keeps what the user typed.
+    custom = ui.board.change_model(form(ui, top__model_name="Custom", top__model_path="/models/mine"))
+    assert custom["top.model_path"] == "/models/mine"
+    ui.board.change_model(form(ui))
+
+
+def test_method_switch_shows_its_section_and_lists_its_checkpoints(ui: Any, board_home: Path) -> None:
+    full_run = board_home / "saves" / "demo" / "full" / "old_run"
+    (full_run / "checkpoint-10").mkdir(parents=True)
+    (full_run / "model.safetensors").write_bytes(b"x")
+    (full_run / "checkpoint-10" / "model.safetensors").write_bytes(b"x")
+    result = ui.board.change_method(form(ui, top__finetuning_type="full"))
+    assert result["top.checkpoint_path"]["choices"] == ["old_run", "old_run/checkpoint-10"]
+    assert result["train.lora_tab"]["visible"] is False and result["train.freeze_tab"]["visible"] is False
+    result = ui.board.change_method(form(ui, top__finetuning_type="freeze"))
+    assert result["train.freeze_tab"]["visible"] is True and result["train.lora_tab"]["visible"] is False
+    assert result["top.checkpoint_path"]["choices"] == []
+
+
+# Stage and data
+
+
+def test_stage_filters_datasets_and_shows_rlhf_controls(ui: Any) -> None:
+    result = ui.board.change_stage(form(ui, train__stage="dpo"))
+    names = result["train.dataset"]["choices"]
+    assert "demo_pref" in names and "demo_sft" not in names
+    assert result["train.dataset"]["value"] == ["demo_pref"]  # the demo data of the stage, preselected
+    assert result["train.rlhf_tab"]["visible"] and result["train.pref_loss"]["visible"]
+    assert not result["train.reward_model"]["visible"]
+    ppo = ui.board.change_stage(form(ui, train__stage="ppo"))
+    assert ppo["train.reward_model"]["visible"] and not ppo["train.pref_loss"]["visible"]
+    sft = ui.board.change_stage(form(ui, train__stage="sft", train__dataset=["demo_sft", "demo_sharegpt"]))
+    assert sft["train.dataset"]["value"] == ["demo_sft", "demo_sharegpt"]  # still valid: kept
+    assert not sft["train.rlhf_tab"]["visible"]
+
+
+def test_a_broken_dataset_registry_is_reported_not_hidden(ui: Any, board_home: Path) -> None:
+    data = board_home / "mydata"
+    data.mkdir()
+    (data / "dataset_info.json").write_text('{"mine": {"file_name": "a.json",}', encoding="utf-8")
+    result = ui.board.change_dataset_dir(form(ui, train__dataset_dir=str(data)))
+    (message,) = alerts(result, "warning")
+    assert "dataset_info.json" in message
+    assert result["train.dataset"]["choices"] == []
+
+
+def test_dataset_preview_pages_through_rows(ui: Any) -> None:
+    first = ui.board.preview_open(form(ui))
+    assert first["train.preview_box"]["visible"] is True
+    table = first["train.preview_table"]
+    assert len(table) == handlers.PREVIEW_ROWS and len(table.columns) >= 2
+    assert "demo_sft" in first["train.preview_info"]
+    second = ui.board.preview_next(form(ui, train__preview_page=first["train.preview_page"]))
+    assert second["train.preview_page"] == 1
+    assert second["train.preview_table"].values.tolist() != table.values.tolist()
+    none = ui.board.preview_open(form(ui, train__dataset=[]))
+    assert alerts(none, "warning") and "train.preview_box" not in none
+
+
+# Arguments
+
+
+def test_command_preview_is_what_the_runner_runs(ui: Any) -> None:
+    result = ui.board.cmd_preview(form(ui, train__output_dir="preview_run"))
+    text = result["train.output_box"]
+    assert str(FAKE_JOB) in text  # this board's runner starts the fake job
+    assert text.splitlines()[0].endswith(os.path.join("demo", "lora", "preview_run", "job.yaml"))
+    assert "llamafactory-cli train" in text
+
+
+def test_bad_extra_arguments_are_a_warning_not_a_traceback(ui: Any) -> None:
+    result = ui.board.start(form(ui, train__extra_args="{seed: 1"))
+    (message,) = alerts(result, "warning")
+    assert "extra_args" in message and "JSON" in message
+    assert not ui.board.runner.active()
+
+
+def test_save_then_load_restores_the_form(ui: Any, board_home: Path) -> None:
+    path = board_home / "configs" / "mine.yaml"
+    saved = ui.board.save_args(form(ui, train__config_path=str(path), train__learning_rate=3e-4, train__lora_rank=32))
+    assert str(path) in alerts(saved, "info")[0]
+    written = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert written["learning_rate"] == 3e-4 and written["lora_rank"] == 32 and written["dataset"] == "demo_sft"
+    loaded = ui.board.load_args(form(ui, train__config_path=str(path)))
+    assert loaded["train.learning_rate"] == 3e-4 and loaded["train.lora_rank"] == 32
+
+
+def test_loading_a_llamafactory_yaml_keeps_unknown_keys(ui: Any, board_home: Path) -> None:
+    path = board_home / "lf.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            model_name_or_path: Qwen/Qwen3-0.6B
+            stage: dpo
+            do_train: true
+            finetuning_type: lora
+            lora_rank: 16
+            pref_beta: 0.2
+            dataset: demo_pref
+            template: qwen3
+            cutoff_len: 2048
+            learning_rate: 5.0e-6
+            ddp_timeout: 180000000
+            plot_loss: true
+            output_dir: saves/qwen3/lora/dpo
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = ui.board.load_args(form(ui, train__config_path=str(path)))
+    assert result["top.model_name"] == "Qwen3-0.6B" and result["train.stage"] == "dpo"
+    assert result["train.lora_rank"] == 16
+    assert result["train.pref_beta"] == {"__type__": "update", "value": 0.2, "visible": True}
+    assert result["train.rlhf_tab"]["visible"] is True
+    extra = json.loads(result["train.extra_args"])
+    assert extra["ddp_timeout"] == 180000000 and extra["plot_loss"] is True
+    (warning,) = alerts(result, "warning")
+    assert "ddp_timeout" in warning and "plot_loss" in warning
+    missing = ui.board.load_args(form(ui, train__config_path=str(board_home / "nope.yaml")))
+    assert "nope.yaml" in alerts(missing, "warning")[0]
+
+
+def test_export_gives_the_yaml_to_download(ui: Any) -> None:
+    result = ui.board.export_args(form(ui, train__output_dir="exported"))
+    path = Path(result["train.export_file"]["value"])
+    assert path.name == "exported.yaml" and result["train.export_file"]["visible"] is True
+    exported = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert exported["model_name_or_path"] == "demo" and exported["output_dir"].endswith("exported")
+
+
+# Jobs
+
+
+def test_job_cycle_start_watch_refuse_second_abort(ui: Any, board_home: Path) -> None:
+    board = ui.board
+    started = board.start(form(ui, train__output_dir="cycle"))
+    assert not alerts(started, "warning"), started
+    run_dir = started["train.view_run"]["value"]
+    assert run_dir.endswith(os.path.join("demo", "lora", "cycle"))
+
+    seen = poll_until(ui, run_dir, lambda seen, state: state.get("records", 0) >= 3)
+    assert 'data-state="running"' in seen["train.progress"]
+    assert "step 3/30" in seen["train.output_box"] or "step 4/30" in seen["train.output_box"]
+    loss = seen["train.loss_viewer"]
+    assert len(loss.data[0].y) >= 3
+
+    second = board.start(form(ui, train__output_dir="cycle2"))
+    (refusal,) = alerts(second, "warning")
+    assert "already running" in refusal and not (board_home / "saves" / "demo" / "lora" / "cycle2").exists()
+
+    aborted = board.abort(form(ui, train__view_run=run_dir))
+    assert alerts(aborted, "info")
+    seen = poll_until(ui, run_dir, lambda seen, state: state.get("state") == "aborted")
+    assert 'data-state="aborted"' in seen["train.progress"]
+    assert "SIGTERM received" in seen["train.output_box"]
+
+
+def test_failed_job_shows_its_error(board_home: Path) -> None:
+    from webui.app import create_ui
+
+    demo = create_ui("en", runner=make_fake_runner(board_home / "saves", "--mode", "fail", "--interval", "0.01"))
+    started = demo.board.start(form(demo, train__output_dir="broken"))
+    run_dir = started["train.view_run"]["value"]
+    seen = poll_until(demo, run_dir, lambda seen, state: state.get("state") == "failed")
+    assert "the dataset column &#x27;text&#x27; is missing" in seen["train.progress"]
+    assert "Traceback" in seen["train.output_box"]
+    # A page reload (a new session) finds the newest run and shows its final state.
+    loaded = demo.board.on_load(form(demo))
+    assert loaded["train.view_run"]["value"] == run_dir
+    assert 'data-state="failed"' in loaded["train.progress"]
+
+
+def test_restarted_board_shows_the_running_job(board_home: Path) -> None:
+    """The job outlives the board: a new board (new runner) re-attaches and its first page load shows the job."""
+    from webui.app import create_ui
+
+    first = create_ui("en", runner=make_fake_runner(board_home / "saves", "--steps", "200", "--interval", "0.05"))
+    run_dir = first.board.start(form(first, train__output_dir="survivor"))["train.view_run"]["value"]
+    try:
+        second_runner = make_fake_runner(board_home / "saves")
+        assert [str(path) for path in second_runner.reattach()] == [run_dir]
+        second = create_ui("en", runner=second_runner)
+        loaded = second.board.on_load(form(second))
+        assert loaded["train.view_run"]["value"] == run_dir
+        assert 'data-state="running"' in loaded["train.progress"]
+    finally:
+        first.board.runner.abort(run_dir)
+        first.board.runner.wait(run_dir, timeout=15)
+
+
+# Whole board
+
+
+def test_board_never_imports_the_training_stack(tmp_path: Path) -> None:
+    """In a fresh interpreter: build the UI, run a fake job to its end through the handlers, poll it."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from webui.app import create_ui
+        from webui.runner import Runner
+        runner = Runner(grace_s=5, job_command=[sys.executable, {str(FAKE_JOB)!r}, "--steps", "3"])
+        demo = create_ui("en", runner=runner)
+        board = demo.board
+        values = {{key: getattr(board.manager[key], "value", None) for key in board.manager}}
+        started = board.start({{**values, "train.output_dir": "isolated"}})
+        run_dir = started["train.view_run"]["value"]
+        runner.wait(run_dir, timeout=30)
+        result = board.poll({{**values, "train.view_run": run_dir}})
+        assert 'data-state="finished"' in result["train.progress"], result["train.progress"]
+        board.preview_open(values)
+        print(sorted(name for name in {HEAVY!r} if name in sys.modules))
+        """
+    )
+    env = {**os.environ, "LLAMABOARD_SAVES": str(tmp_path / "saves"), "LLAMABOARD_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_served_board_runs_a_job_for_gradio_client(ui: Any) -> None:
+    """The board served in-process: preview, start, watch, abort through the HTTP API, as a browser would."""
+    from gradio_client import Client
+
+    port = _free_port()
+    ui.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+
+        def call(name: str, **values: Any) -> dict[str, Any]:
+            """Call an endpoint with every input at its default except `values` (by label); outputs by label
+            (the progress bar by its component name, "html"); updates reduced to their value."""
+            params = api[name]["parameters"]
+            args = [values.get(p["label"], p.get("parameter_default")) for p in params]
+            job = client.submit(*args, api_name=name)
+            outputs = job.result(timeout=30)
+            assert job.exception() is None
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            named = {}
+            for ret, out in zip(api[name]["returns"], outputs, strict=True):
+                if isinstance(out, dict) and out.get("__type__") == "update":
+                    out = out.get("value")
+                named[ret["label"] if ret["component"] != "Html" else "html"] = out
+            return named
+
+        assert "llamafactory-cli train" in call("/cmd_preview")["Log"]
+        started = call("/start", **{"Output dir": "over_http"})
+        run_dir = started["Run shown"]
+        assert run_dir.endswith("over_http"), started
+
+        def progressed() -> bool:
+            out = call("/poll", **{"Run shown": run_dir})
+            return "step 2/30" in (out.get("Log") or "")
+
+        wait_for(progressed, message="the fake job's second step in the log box")
+        call("/abort", **{"Run shown": run_dir})
+        wait_for(lambda: ui.board.runner.active() == [], message="the job to end")
+        final = call("/change_view", **{"Run shown": run_dir})
+        assert "SIGTERM received" in final["Log"]
+        assert 'data-state="aborted"' in final["html"]
+    finally:
+        ui.close()
+
+
+@pytest.mark.parametrize(
+    "argv, env, expected",
+    [
+        ([], {}, ("127.0.0.1", 7860, False)),
+        (["--host", "0.0.0.0", "--port", "9000", "--share"], {}, ("0.0.0.0", 9000, True)),
+        ([], {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7999"}, ("0.0.0.0", 7999, False)),
+    ],
+)
+def test_entry_point_options(monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict, expected: tuple) -> None:
+    from webui import app
+
+    for name in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+    monkeypatch.setattr(app, "launch", lambda **kwargs: calls.append(kwargs))
+    app.main(argv)
+    assert (calls[0]["host"], calls[0]["port"], calls[0]["share"]) == expected
