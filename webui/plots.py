@@ -11,7 +11,7 @@ import math
 from collections import OrderedDict
 from typing import Any
 
-MAX_POINTS = 2000
+MAX_POINTS = 1000
 """Points per trace sent to the browser; longer series are thinned evenly (the last point always kept)."""
 
 ACCURACY_KEYS = ("rewards/accuracies", "accuracy")
@@ -91,39 +91,65 @@ def _thin(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
     return keep_x, keep_y
 
 
-def _figure(title: str, y_title: str, log_y: bool = False):
-    import plotly.graph_objects as go
-
-    figure = go.Figure()
-    figure.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 14}},
-        template="plotly_white",
-        height=300,
-        margin={"l": 50, "r": 20, "t": 40, "b": 40},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
-        xaxis_title="step",
-        yaxis={"title": y_title, "type": "log" if log_y else "linear"},
+def _layout(title: str, y_title: str, log_y: bool = False) -> dict[str, Any]:
+    return {
+        # No named template: applying one deep-copies it (about 40 ms a figure, every 2 s); a few settings suffice.
+        "template": "none",
+        "title": {"text": title, "x": 0.01, "font": {"size": 14}},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "font": {"size": 12},
+        "height": 300,
+        "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+        "xaxis": {"title": {"text": "step"}, "gridcolor": "#eeeeee", "zeroline": False, "linecolor": "#cccccc"},
+        "yaxis": {
+            "title": {"text": y_title},
+            "type": "log" if log_y else "linear",
+            "gridcolor": "#eeeeee",
+            "zeroline": False,
+        },
         # Keeps the user's zoom and hidden traces across the 2-second refreshes.
-        uirevision=title,
-    )
-    return figure
+        "uirevision": title,
+    }
 
 
-def _empty(figure, hint: str):
-    figure.add_annotation(
-        text=hint, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 13, "color": "#888"}
-    )
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    return figure
-
-
-def _line(xs, ys, name: str, color: str, width: float = 2.0, markers: bool = False):
+def _figure(traces: list[dict[str, Any]], layout: dict[str, Any], hint: str):
+    """One plotly Figure, built in a single constructor call (update_layout afterwards costs ~30 ms a call)."""
     import plotly.graph_objects as go
+
+    if not traces:
+        layout["annotations"] = [
+            {
+                "text": hint,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "showarrow": False,
+                "font": {"size": 13, "color": "#888888"},
+            }
+        ]
+        layout["xaxis"]["visible"] = False
+        layout["yaxis"]["visible"] = False
+    return go.Figure(data=traces, layout=layout)
+
+
+def _line(xs, ys, name: str, color: str, width: float = 2.0, markers: bool = False, **extra: Any) -> dict[str, Any]:
+    import numpy as np
 
     xs, ys = _thin(xs, ys)
     mode = "lines+markers" if markers or len(xs) == 1 else "lines"
-    return go.Scatter(x=xs, y=ys, name=name, mode=mode, line={"color": color, "width": width})
+    # Arrays, not lists: plotly checks a list element by element, an array at once.
+    return {
+        "type": "scatter",
+        "x": np.asarray(xs),
+        "y": np.asarray(ys),
+        "name": name,
+        "mode": mode,
+        "line": {"color": color, "width": width},
+        **extra,
+    }
 
 
 def loss_figure(
@@ -137,17 +163,15 @@ def loss_figure(
     series = _series(records)
     steps, losses = series.points["loss"]
     eval_steps, eval_losses = series.points["eval_loss"]
-    figure = _figure(title, "loss", log_y)
-    if not losses and not eval_losses:
-        return _empty(figure, hint)
+    traces = []
     if losses:
-        figure.add_trace(_line(steps, losses, "loss", _COLORS["raw"], width=1.0))
+        traces.append(_line(steps, losses, "loss", _COLORS["raw"], width=1.0))
         weight = min(max(float(smoothing), 0.0), 0.999)
         if weight > 0 and len(losses) > 1:
-            figure.add_trace(_line(steps, series.smooth(weight), "smoothed", _COLORS["smooth"]))
+            traces.append(_line(steps, series.smooth(weight), "smoothed", _COLORS["smooth"]))
     if eval_losses:
-        figure.add_trace(_line(eval_steps, eval_losses, "eval_loss", _COLORS["eval"], markers=True))
-    return figure
+        traces.append(_line(eval_steps, eval_losses, "eval_loss", _COLORS["eval"], markers=True))
+    return _figure(traces, _layout(title, "loss", log_y), hint)
 
 
 def lr_figure(
@@ -157,12 +181,10 @@ def lr_figure(
 ):
     """The learning rate schedule as logged."""
     steps, rates = _series(records).points["lr"]
-    figure = _figure(title, "lr")
-    if not rates:
-        return _empty(figure, hint)
-    figure.add_trace(_line(steps, rates, "lr", _COLORS["lr"]))
-    figure.update_yaxes(exponentformat="e")
-    return figure
+    layout = _layout(title, "lr")
+    layout["yaxis"]["exponentformat"] = "e"
+    traces = [_line(steps, rates, "lr", _COLORS["lr"])] if rates else []
+    return _figure(traces, layout, hint)
 
 
 def reward_figure(
@@ -174,26 +196,24 @@ def reward_figure(
     mean reward on the right axis."""
     series = _series(records)
     acc_steps, accuracies = series.points["acc"]
-    margin_steps, margins = series.points["rewards/margins"]
-    reward_steps, rewards = series.points["reward"]
-    figure = _figure(title, "accuracy")
-    if not accuracies and not margins and not rewards:
-        return _empty(figure, hint)
+    layout = _layout(title, "accuracy")
+    traces = []
     if accuracies:
-        figure.add_trace(_line(acc_steps, accuracies, "accuracy", "#9467bd"))
-        figure.update_yaxes(range=[0, 1.02])
-    for steps, values, name, color in (
-        (margin_steps, margins, "margins", "#d62728"),
-        (reward_steps, rewards, "reward", "#8c564b"),
-    ):
+        traces.append(_line(acc_steps, accuracies, "accuracy", "#9467bd"))
+        layout["yaxis"]["range"] = [0, 1.02]
+    others = [("rewards/margins", "margins", "#d62728"), ("reward", "reward", "#8c564b")]
+    for key, name, color in others:
+        steps, values = series.points[key]
         if values:
-            trace = _line(steps, values, name, color)
-            trace.update(yaxis="y2" if accuracies else "y")
-            figure.add_trace(trace)
-    if accuracies and (margins or rewards):
-        figure.update_layout(
-            yaxis2={"title": "margin / reward", "overlaying": "y", "side": "right", "showgrid": False}
-        )
+            traces.append(_line(steps, values, name, color, yaxis="y2" if accuracies else "y"))
+    if accuracies and len(traces) > 1:
+        layout["yaxis2"] = {
+            "title": {"text": "margin / reward"},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "zeroline": False,
+        }
     elif not accuracies:
-        figure.update_yaxes(title="margin / reward")
-    return figure
+        layout["yaxis"]["title"] = {"text": "margin / reward"}
+    return _figure(traces, layout, hint)
