@@ -514,6 +514,11 @@ def test_derived_values():
     assert training_args.label_names == ["labels"]
     assert finetuning_args.lora_alpha == 16 and finetuning_args.lora_targets == ["all"]
     assert training_args.logging_steps == 5 and training_args.report_to in ([], ["none"], "none")
+    import torch
+
+    assert training_args.dataloader_pin_memory is torch.cuda.is_available()  # pinning without CUDA only warns
+    _, _, training_args, _, _ = get_train_args({**DEMO, "dataloader_pin_memory": True})
+    assert training_args.dataloader_pin_memory is True
     _, data_args, _, finetuning_args, _ = get_train_args({**DEMO, "stage": "pt", "template": None})
     assert data_args.packing is True
     _, _, _, finetuning_args, _ = get_train_args({**DEMO, "stage": "dpo", "pref_loss": "simpo", "dataset": "p"})

@@ -698,6 +698,8 @@ def get_train_args(
     training_args.generation_max_length = training_args.generation_max_length or data_args.cutoff_len
     # Our collators carry columns the model's forward does not name (chosen_*, kl_*): the Trainer must keep them.
     training_args.remove_unused_columns = False
+    if "dataloader_pin_memory" not in given and not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # pinning without an accelerator only warns, every run
     if finetuning_args.finetuning_type == "lora":
         # A peft model hides `labels` from the Trainer's signature check: without this, eval reports no loss.
         training_args.label_names = training_args.label_names or ["labels"]
