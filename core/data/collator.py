@@ -1,9 +1,10 @@
 """Collators: pad to the longest sample of the batch (to a multiple of 8 on GPU, where tensor cores want it).
 
-Neat-packed batches (rows with `position_ids` that restart per sample) carry no `attention_mask`: given restarting
-position ids and no 2D mask, transformers builds the block-diagonal causal mask itself, for sdpa, eager and flash
-attention alike, so no token attends across samples. It does so only when the forward pass has no KV cache:
-train with `use_cache=False` (tests/data/test_packing.py shows the loss then equals the unpacked loss).
+Neat-packed batches (rows with `position_ids` that restart per sample) carry no `attention_mask` and carry
+`use_cache=False`: given restarting position ids, no 2D mask and no KV cache, transformers builds the
+block-diagonal causal mask itself, for sdpa, eager and flash attention alike, so no token attends across samples.
+With a cache (models default to `use_cache=True`) it would silently skip that, hence the flag in the batch.
+tests/data/test_data_packing_loss.py shows the packed loss equals the unpacked loss.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class SFTDataCollator:
     pad_to_multiple_of: int | None = None
     label_pad_token_id: int = IGNORE_INDEX
 
-    def _pad_group(self, features: list[dict[str, Any]], prefix: str = "") -> dict[str, torch.Tensor]:
+    def _pad_group(self, features: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
         ids = [list(f[f"{prefix}input_ids"]) for f in features]
         length = _target_length(ids, self.pad_to_multiple_of)
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
@@ -64,6 +65,7 @@ class SFTDataCollator:
         if "position_ids" in features[0] and not prefix:
             # Padding gets position 0 each, so every pad token is a sequence of its own and no sample attends to it.
             batch["position_ids"] = _pad([list(f["position_ids"]) for f in features], 0, length, left)
+            batch["use_cache"] = False
         else:
             masks = [
                 list(f.get(f"{prefix}attention_mask") or [1] * len(i)) for f, i in zip(features, ids, strict=True)
@@ -71,7 +73,7 @@ class SFTDataCollator:
             batch["attention_mask"] = _pad(masks, 0, length, left)
         return batch
 
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         return self._pad_group(features)
 
 
