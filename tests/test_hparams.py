@@ -232,6 +232,8 @@ def test_lf_yaml_runs_and_translates_legacy_keys(lf_yaml):
         ({"save_safetensors": False}, {}),
         ({"overwrite_output_dir": True}, {"overwrite_output_dir": True}),
         ({"add_special_tokens": "<a>,<b>"}, {"new_special_tokens": "<a>,<b>"}),
+        ({"flash_attn": "off"}, {"flash_attn": "disabled"}),
+        ({"flash_attn": False}, {"flash_attn": "disabled"}),
     ],
 )
 def test_legacy_keys_are_translated(legacy, translated):
@@ -310,7 +312,7 @@ def test_values_are_coerced_to_field_types():
         ("stage", "grpo", "expected one of pt, sft, rm, ppo, dpo, kto — write one of: pt, sft, rm, ppo, dpo, kto"),
         ("template", {"a": 1}, "expected text"),
         ("model_revision", None, "this key needs a text"),
-        ("flash_attn", False, 'quote it, "no"'),
+        ("rope_scaling", False, 'quote it, "no"'),
     ],
 )
 def test_bad_types_name_the_key_and_value(key, value, fragment):

@@ -217,6 +217,7 @@ UNSUPPORTED_VALUES: dict[str, dict[str, str]] = {
     "pref_loss": {"kto_pair": "the kto_pair loss (use stage: kto)"},
     "reward_model_type": {"api": "a reward model behind an API"},
     "mix_strategy": {"interleave_once": "interleave_once mixing"},
+    "flash_attn": {"fa3": "FlashAttention-3"},
 }
 
 # LLaMA-Factory keys that have no effect here: accepted and dropped with a note saying why.

@@ -233,6 +233,11 @@ def _translate_legacy(args: dict[str, Any]) -> tuple[dict[str, Any], list[str], 
             args[new] = value
     if "warmup_ratio" in args:
         _translate_warmup_ratio(args, problems, notes)
+    # LLaMA-Factory before 0.9 wrote flash_attn as a switch (true = FlashAttention-2) or "off".
+    if args.get("flash_attn") is True:
+        args["flash_attn"] = "fa2"
+    elif args.get("flash_attn") is False or args.get("flash_attn") == "off":
+        args["flash_attn"] = "disabled"
     if "group_by_length" in args:
         value = args.pop("group_by_length")
         try:
