@@ -36,6 +36,15 @@ Updates = dict[str, Any]
 LIVE_VIEW = ("train.poll_state", "train.progress", "train.loss_viewer", "train.lr_viewer", "train.reward_viewer")
 """What a poll of the viewed run may update (the log box is always a possible output)."""
 
+STATE_ALERTS = {
+    "queued": "state_queued",
+    "running": "state_running",
+    "finished": "state_finished",
+    "failed": "state_failed",
+    "aborted": "state_aborted",
+}
+"""Job state -> the alert key of its name in the progress bar (anything else: "state_unknown")."""
+
 PREVIEW_ROWS = 10
 MAX_NOTES = 20
 RLHF_STAGES = ("ppo", "dpo", "kto")
@@ -158,19 +167,16 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
         elapsed=progress.get("elapsed") or "0:00:00",
         remaining=progress.get("remaining") or "?",
     )
+    state_name = alert(lang, STATE_ALERTS.get(state, "state_unknown"))
     error = ""
     if state in ("failed", "aborted") and job.get("error"):
         error = f'<div class="lb-error">{escape(str(job["error"]))}</div>'
     return (
         f'<div class="lb-progress lb-{escape(state)}" data-state="{escape(state)}" data-current="{current}">'
-        f'<div class="lb-progress-head"><span class="lb-state">{escape(alert(lang, "state_" + _state_key(state)))}'
+        f'<div class="lb-progress-head"><span class="lb-state">{escape(state_name)}'
         f'</span><span class="lb-detail">{escape(detail)}</span></div>'
         f'<div class="lb-bar"><div class="lb-fill" style="width:{percentage:.1f}%"></div></div>{error}</div>'
     )
-
-
-def _state_key(state: str) -> str:
-    return state if state in ("queued", "running", "finished", "failed", "aborted") else "unknown"
 
 
 @dataclass
