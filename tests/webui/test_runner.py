@@ -252,3 +252,60 @@ def test_no_job_leaves_zombies_or_stray_threads_in_the_board(saves):
     runner.wait(run_dir, timeout=30)
     children = psutil.Process(os.getpid()).children()
     assert [child for child in children if child.status() == psutil.STATUS_ZOMBIE] == []
+
+
+@pytest.mark.slow
+def test_a_real_demo_sft_job_runs_through_the_runner(saves):
+    from webui.args import FORM_DEFAULTS, build_args, validate
+
+    form = {
+        **FORM_DEFAULTS,
+        "dataset": ["demo_sft"],
+        "run_name": "real",
+        "logging_steps": 1,
+        "cutoff_len": 128,
+        "gradient_accumulation_steps": 1,
+        "extra_args": '{"max_steps": 3}',
+    }
+    args = build_args(form, saves)
+    assert validate(args) == []
+    runner = Runner(saves_root=saves)
+    run_dir = Path(args["output_dir"])
+    runner.start(args, run_dir)
+    job = runner.wait(run_dir, timeout=300)
+    log = (run_dir / "job.log").read_text()
+    assert job["state"] == "finished", log[-3000:]
+    records = jobs.TrainerLogReader(run_dir / "trainer_log.jsonl").poll()
+    assert [record["current_steps"] for record in records] == [1, 2, 3]
+    assert all(record["total_steps"] == 3 and record["loss"] > 0 for record in records)
+    assert jobs.progress(records, job)["percentage"] == 100.0
+    # The finished adapter and its intermediate checkpoint are offered as checkpoints to continue from.
+    assert jobs.list_checkpoints(saves, "demo", "lora") == ["real", "real/checkpoint-3"]
+
+
+def test_the_engine_never_imports_the_training_stack(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from webui import args, config, jobs, models, plots
+        from webui.runner import Runner
+        form = {{**args.FORM_DEFAULTS, "dataset": ["demo_sft"], "run_name": "x"}}
+        built = args.build_args(form, {str(tmp_path)!r})
+        args.validate(built)
+        args.args_to_form(args.load_yaml(args.dump_yaml(built)))
+        runner = Runner(saves_root={str(tmp_path)!r}, job_command=[sys.executable, {str(FAKE_JOB)!r}, "--steps", "2"])
+        runner.start(built, built["output_dir"])
+        job = runner.wait(built["output_dir"], timeout=60)
+        assert job["state"] == "finished", job
+        reader = jobs.TrainerLogReader(job["path"] + "/trainer_log.jsonl")
+        reader.poll()
+        for make in (plots.loss_figure, plots.lr_figure, plots.reward_figure):
+            make(reader.records).to_json()
+        jobs.list_runs({str(tmp_path)!r})
+        stack = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
+        print(sorted(name for name in sys.modules if name.split(".")[0] in stack))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
