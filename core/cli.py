@@ -67,11 +67,19 @@ def describe_keys() -> str:
         lines.append(f"{group}:")
         for f in fields(cls):
             if f.init:
-                default = "" if f.default is MISSING else f" (default {f.default!r})"
+                default = "" if f.default is MISSING else f" (default {_yaml_scalar(f.default)})"
                 lines.append(f"  {f.name}{default}: {f.metadata.get('help', '')}")
     lines.append("training (transformers Seq2SeqTrainingArguments, see its documentation):")
     lines.append("  " + ", ".join(TRAINING_SPECS))
     return "\n".join(lines)
+
+
+def _yaml_scalar(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _webui(argv: list[str]) -> int | None:

@@ -179,6 +179,7 @@ def test_train_keys_lists_fields_with_help(capsys):
     assert main(["train", "--keys"]) == 0
     out = capsys.readouterr().out
     assert "  lora_rank (default 8): lora: rank of the adapter matrices." in out
+    assert "  trust_remote_code (default false): " in out
     assert "learning_rate" in out and out.startswith("model:\n")
 
 

@@ -176,6 +176,8 @@ UNSUPPORTED_KEYS: dict[str, tuple[tuple[Any, ...], str]] = {
     "use_unsloth_gc": ((False,), "Unsloth gradient checkpointing"),
     "use_kt": ((False,), "KTransformers"),
     "use_v1_kernels": ((False, None), "LLaMA-Factory v1 kernels"),
+    "fp8": ((False,), "FP8 training"),
+    "add_tokens": ((None,), "adding plain (non-special) tokens"),
     "shift_attn": ((False,), "shift short attention (S^2-Attn)"),
     "mixture_of_depths": ((None,), "mixture of depths"),
     "moe_aux_loss_coef": ((None,), "a custom MoE auxiliary loss coefficient"),
@@ -235,36 +237,38 @@ IGNORED_KEYS: dict[str, str] = {
     "init_special_tokens": "new special tokens start from the model's default initialization",
     "new_special_tokens_config": "list new special tokens in new_special_tokens",
     "preserve_thinking": "thinking content is kept as the dataset gives it",
-    "swanlab_project": "SwanLab logging is not supported",
-    "swanlab_workspace": "SwanLab logging is not supported",
-    "swanlab_run_name": "SwanLab logging is not supported",
-    "swanlab_mode": "SwanLab logging is not supported",
-    "swanlab_api_key": "SwanLab logging is not supported",
-    "swanlab_logdir": "SwanLab logging is not supported",
-    "vllm_maxlen": "vLLM is not supported",
-    "vllm_gpu_util": "vLLM is not supported",
-    "vllm_enforce_eager": "vLLM is not supported",
-    "vllm_max_lora_rank": "vLLM is not supported",
-    "vllm_config": "vLLM is not supported",
-    "sglang_maxlen": "SGLang is not supported",
-    "sglang_mem_fraction": "SGLang is not supported",
-    "sglang_tp_size": "SGLang is not supported",
-    "sglang_config": "SGLang is not supported",
-    "export_quantization_dataset": "quantizing on export is not supported",
-    "export_quantization_nsamples": "quantizing on export is not supported",
-    "export_quantization_maxlen": "quantizing on export is not supported",
-    "ray_init_kwargs": "Ray is not supported",
-    "ray_run_name": "Ray is not supported",
-    "ray_storage_path": "Ray is not supported",
-    "galore_target": "GaLore is not supported",
-    "galore_rank": "GaLore is not supported",
-    "apollo_target": "APOLLO is not supported",
-    "apollo_rank": "APOLLO is not supported",
-    "badam_mode": "BAdam is not supported",
-    "badam_switch_interval": "BAdam is not supported",
-    "badam_update_ratio": "BAdam is not supported",
-    "llama_pro_num_layers": "LLaMA Pro is not supported",
+    "master_addr": "torchrun reads MASTER_ADDR from the environment",
+    "master_port": "torchrun reads MASTER_PORT from the environment",
 }
+# Settings of features that are off (see UNSUPPORTED_KEYS): harmless on their own.
+_SETTINGS_OF_UNSUPPORTED = {
+    "GaLore is not supported": "galore_target galore_rank galore_update_interval galore_scale galore_proj_type "
+    "galore_layerwise",
+    "APOLLO is not supported": "apollo_target apollo_rank apollo_update_interval apollo_scale apollo_proj "
+    "apollo_proj_type apollo_scale_type apollo_layerwise apollo_scale_front",
+    "BAdam is not supported": "badam_mode badam_start_block badam_switch_mode badam_switch_interval "
+    "badam_update_ratio badam_mask_mode badam_verbose",
+    "OFT is not supported": "oft_block_size oft_target module_dropout",
+    "SwanLab logging is not supported": "swanlab_project swanlab_workspace swanlab_run_name swanlab_mode "
+    "swanlab_api_key swanlab_logdir swanlab_lark_webhook_url swanlab_lark_secret",
+    "vLLM is not supported": "vllm_maxlen vllm_gpu_util vllm_enforce_eager vllm_max_lora_rank vllm_config",
+    "SGLang is not supported": "sglang_maxlen sglang_mem_fraction sglang_tp_size sglang_config sglang_lora_backend",
+    "KTransformers is not supported": "kt_cpu_activation kt_weight_path kt_non_expert_weight_path "
+    "kt_expert_checkpoint_path kt_use_lora_experts kt_lora_expert_num kt_lora_expert_intermediate_size",
+    "quantizing on export is not supported": "export_quantization_dataset export_quantization_nsamples "
+    "export_quantization_maxlen",
+    "Ray is not supported": "ray_init_kwargs ray_run_name ray_storage_path ray_storage_filesystem "
+    "resources_per_worker placement_strategy",
+    "the torch profiler is not supported": "profiler_output_dir profiler_wait_steps profiler_warmup_steps "
+    "profiler_active_steps profiler_repeat profiler_record_shapes profiler_profile_memory profiler_with_stack "
+    "profile_modules",
+    "FP8 training is not supported": "fp8_backend fp8_enable_fsdp_float8_all_gather",
+    "the ASFT / EAFT losses are not supported": "asft_alpha eaft_alpha",
+    "LLaMA Pro is not supported": "llama_pro_num_layers",
+    "HyperParallel and Megatron are not supported": "hyper_parallel_args hyper_parallel_cp_size megatron_bridge_args",
+    "audio input is not supported": "audio_sampling_rate",
+}
+IGNORED_KEYS.update({key: why for why, keys in _SETTINGS_OF_UNSUPPORTED.items() for key in keys.split()})
 
 # Snapshot of our TrainingArguments (transformers 5.24 Seq2SeqTrainingArguments plus overwrite_output_dir), so
 # that check_dict knows these keys without importing transformers. Regenerate when tests/test_hparams.py says so.
