@@ -171,9 +171,10 @@ def last_record(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def error_summary(log_text: str) -> str:
-    """One line naming what went wrong, from a job's log: the last exception line of the last traceback,
-    else the last line that mentions an error, else ""."""
-    lines = log_text.splitlines()
+    """One line naming what went wrong, from a job's log: the last exception line of the last traceback, else a
+    problem list the log ends with (its heading and first item: the CLI's argument problems), else the last line
+    that mentions an error, else ""."""
+    lines = [line for line in log_text.splitlines() if line.strip()] if log_text else []
     start = None
     for index in range(len(lines) - 1, -1, -1):
         if lines[index].startswith("Traceback (most recent call last)"):
@@ -183,8 +184,14 @@ def error_summary(log_text: str) -> str:
         for line in lines[start + 1 :]:
             if line and not line[0].isspace() and _EXCEPTION_LINE_RE.match(line):
                 return line.strip()[:300]
+    bullets = 0
+    while bullets < len(lines) and lines[len(lines) - 1 - bullets].lstrip().startswith("- "):
+        bullets += 1
+    if bullets and bullets < len(lines):
+        heading, first = lines[-bullets - 1].strip(), lines[-bullets].strip()[2:]
+        return f"{heading} {first}"[:300]
     for line in reversed(lines):
-        if "error" in line.lower() and line.strip():
+        if "error" in line.lower():
             return line.strip()[:300]
     return ""
 

@@ -276,7 +276,9 @@ class Runner:
             job["state"], job["error"] = "finished", ""
         else:
             job["state"] = "failed"
-            job["error"] = jobs.error_summary(jobs.read_tail(watched.run_dir / jobs.JOB_LOG)) or _describe_exit(code)
+            # A signal leaves no traceback; the log's last words would only mislead.
+            summary = jobs.error_summary(jobs.read_tail(watched.run_dir / jobs.JOB_LOG)) if code > 0 else ""
+            job["error"] = summary or _describe_exit(code)
         if watched.abort_requested.is_set():
             _reap(watched, watched.abort_deadline - time.monotonic())
         elif any(_running(proc) for proc in watched.seen.values()) or _group_members(watched.pgid):

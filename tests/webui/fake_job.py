@@ -10,6 +10,7 @@ train_results.json) and exits 0, like the real job. Modes:
   spawn-child  starts a child that ignores SIGTERM, like a torchrun worker; its pid goes to child.pid
   setsid-child starts a child that leaves the process group (setsid) and ignores SIGTERM; pid in child.pid
   fail         raises an exception with a traceback after the second step
+  bad-args     prints an argument problem list and exits 2, as `llamafactory-cli train` does
   flood        writes `--flood-bytes` bytes to stderr first (a pipe would stall; a file must not)
 """
 
@@ -94,6 +95,9 @@ def main() -> int:
         subprocess.Popen([sys.executable, "-c", CHILD_CODE, kind, str(run_dir / "child.pid")])
         while not (run_dir / "child.pid").exists():
             time.sleep(0.01)
+    if args.mode == "bad-args":
+        print("1 problem with the arguments:\n  - lora_rnak: received 3 — unknown key", file=sys.stderr)
+        return 2
     if args.mode == "flood":
         chunk = "x" * 1023 + "\n"
         for _ in range(args.flood_bytes // 1024):

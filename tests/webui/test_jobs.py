@@ -123,9 +123,10 @@ def test_error_summary_is_the_last_exception_line_of_the_last_traceback():
     assert jobs.error_summary(log) == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
 
 
-def test_error_summary_without_traceback_names_the_error_line():
-    log = "Invalid arguments:\n- lora_rank: received 'abc' - ArgumentError: not a whole number\nexit\n"
-    assert jobs.error_summary(log) == "- lora_rank: received 'abc' - ArgumentError: not a whole number"
+def test_error_summary_without_traceback_names_the_problem():
+    problems = "[INFO] start\n2 problems with the arguments:\n  - lora_rnak: unknown key\n  - dataset: missing\n\n"
+    assert jobs.error_summary(problems) == "2 problems with the arguments: lora_rnak: unknown key"
+    assert jobs.error_summary("step 1\nRuntimeError in worker 3\nexiting\n") == "RuntimeError in worker 3"
     assert jobs.error_summary("all good\n") == ""
 
 

@@ -181,6 +181,23 @@ def test_a_failing_job_ends_failed_with_the_exception_line(saves):
     assert job["error"] == "ValueError: fake failure at step 2: the dataset column 'text' is missing"
 
 
+def test_argument_problems_and_outside_kills_are_summarized(saves):
+    runner = fake_runner(saves, "--mode", "bad-args")
+    run_dir = run_dir_of(saves, "bad")
+    runner.start(ARGS, run_dir)
+    job = runner.wait(run_dir, timeout=30)
+    assert (job["state"], job["exit_code"]) == ("failed", 2)
+    assert job["error"] == "1 problem with the arguments: lora_rnak: received 3 — unknown key"
+
+    runner = fake_runner(saves, "--steps", "10000", "--interval", "0.02")
+    run_dir = run_dir_of(saves, "killed")
+    pid = runner.start(ARGS, run_dir)["pid"]
+    wait_for(lambda: has_records(run_dir), message="the first record")
+    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    job = runner.wait(run_dir, timeout=30)
+    assert job["state"] == "failed" and job["error"].startswith("The job was killed by SIGKILL (out of memory?")
+
+
 def test_a_missing_program_fails_with_a_clear_error(saves):
     runner = Runner(saves_root=saves, job_command=[str(saves / "no-such-python")])
     run_dir = run_dir_of(saves)
