@@ -170,6 +170,8 @@ class Runner:
                 pass  # it already ended; the waiter records how
             jobs.write_job_json(run_dir, job)
             watched = _Job(run_dir, job, popen)
+            # Ended jobs are forgotten here: their folders say everything about them from now on.
+            self._jobs = {path: old for path, old in self._jobs.items() if not old.done.is_set()}
             self._jobs[run_dir] = watched
         logger.info("Started job %s in %s: %s", job["id"], run_dir, shlex.join(argv))
         threading.Thread(target=self._wait_started, args=(watched,), name=f"job-{job['id']}", daemon=True).start()
@@ -199,7 +201,7 @@ class Runner:
 
     def active(self) -> list[Path]:
         """Run folders of jobs that are still running."""
-        return [path for path, watched in self._jobs.items() if not watched.done.is_set()]
+        return [path for path, watched in list(self._jobs.items()) if not watched.done.is_set()]
 
     def wait(self, run_dir: str | os.PathLike, timeout: float | None = None) -> dict[str, Any] | None:
         """Block until the job in `run_dir` has ended (or `timeout`), then return its job.json dict."""
