@@ -20,6 +20,7 @@ from core.hparams import (
     get_infer_args,
     get_train_args,
     read_args,
+    review_args,
 )
 from core.hparams.keys import IGNORED_KEYS, TRAINING_SPECS, UNSUPPORTED_KEYS, UNSUPPORTED_VALUES, field_specs
 from core.hparams.parser import GROUPS, normalize_args
@@ -311,7 +312,7 @@ def test_values_are_coerced_to_field_types():
         ("do_train", "maybe", "expected true or false"),
         ("stage", "grpo", "expected one of pt, sft, rm, ppo, dpo, kto — write one of: pt, sft, rm, ppo, dpo, kto"),
         ("template", {"a": 1}, "expected text"),
-        ("model_revision", None, "this key needs a text"),
+        ("model_revision", None, "expected text, not null — write text"),
         ("rope_scaling", False, 'quote it, "no"'),
     ],
 )
@@ -367,6 +368,7 @@ RULES = [
     ({"val_size": 0.1, "streaming": True, "max_steps": 10}, "val_size", "a stream cannot be split"),
     ({"val_size": 0.1, "eval_dataset": "demo_sft_eval"}, "val_size", "keep one of val_size and eval_dataset"),
     ({"eval_strategy": "steps"}, "eval_strategy", "set val_size (e.g. 0.1) or eval_dataset"),
+    ({"do_eval": True}, "do_eval", "evaluation after training needs held-out data"),
     ({"streaming": True}, "max_steps", "set max_steps"),
     ({"interleave_probs": "0.5,0.5"}, "interleave_probs", "mix_strategy concat does not sample"),
     ({**INTERLEAVE, "interleave_probs": "1"}, "interleave_probs", "1 probabilities for 2 datasets"),
@@ -440,6 +442,17 @@ def test_keys_of_another_method_are_a_note_not_an_error(caplog):
     with caplog.at_level(logging.WARNING, logger="core.hparams.parser"):
         get_train_args(args)
     assert "lora_rank, lora_target: ignored — finetuning_type is full, not lora" in caplog.text
+
+
+def test_keys_of_another_stage_are_a_note():
+    args = {**DEMO, "ppo_epochs": 2, "kto_chosen_weight": 1.0, "dpo_label_smoothing": 0.1, "simpo_gamma": 1.0}
+    problems, notes = review_args(args)
+    assert problems == [] and check_dict(args) == []
+    assert notes == [
+        "ppo_epochs: ignored — stage is sft, not ppo",
+        "dpo_label_smoothing: ignored — stage is sft, not dpo",
+        "simpo_gamma: ignored — pref_loss is sigmoid, not simpo",
+    ]
 
 
 def test_neat_packing_turns_packing_on_with_a_note(caplog):

@@ -86,7 +86,7 @@ def coerce(value: Any, spec: Spec) -> Any:
     if value is None:
         if spec.optional or spec.kind == "any":
             return None
-        raise ValueError(f"this key needs a {_expected(spec)}")
+        raise ValueError(f"expected {_expected(spec)}, not null")
     kind = spec.kind
     if kind == "any":
         return value

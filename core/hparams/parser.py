@@ -48,6 +48,7 @@ __all__ = [
     "known_keys",
     "normalize_args",
     "read_args",
+    "review_args",
 ]
 
 GROUPS: dict[str, type] = {
@@ -80,6 +81,14 @@ _LORA_KEYS = (
     "pissa_init", "pissa_convert", "create_new_adapter", "additional_target",
 )  # fmt: skip
 _FREEZE_KEYS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
+_STAGE_KEYS = {
+    ("ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards", "reward_model_type"): (
+        "ppo",
+    ),
+    ("kto_chosen_weight", "kto_rejected_weight"): ("kto",),
+    ("dpo_label_smoothing",): ("dpo",),
+    ("ref_model", "ref_model_adapters"): ("dpo", "kto", "ppo"),
+}
 _MISSING = object()
 
 
@@ -498,6 +507,8 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
         add("val_size", "eval_dataset is set too", "keep one of val_size and eval_dataset")
     if eff["eval_strategy"] != "no" and not val_size and not eff["eval_dataset"]:
         add("eval_strategy", "evaluation needs held-out data", "set val_size (e.g. 0.1) or eval_dataset")
+    elif eff["do_train"] and eff["do_eval"] and not val_size and not eff["eval_dataset"]:
+        add("do_eval", "evaluation after training needs held-out data", "set val_size (e.g. 0.1) or eval_dataset")
     if eff["streaming"] and eff["do_train"] and eff["max_steps"] <= 0:
         add("max_steps", "a stream has no known length, so epochs cannot be counted", "set max_steps, e.g. 1000")
     if eff["interleave_probs"]:
@@ -531,11 +542,17 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
     if eff["pure_bf16"] and eff["fp16"]:
         add("fp16", "pure_bf16 is set too", "keep one of pure_bf16 and fp16")
 
-    # Keys for another method: LLaMA-Factory YAMLs carry them, so a note, not an error.
+    # Keys for another method or stage: LLaMA-Factory YAMLs carry them, so a note, not an error.
     for keys, wanted in ((_LORA_KEYS, "lora"), (_FREEZE_KEYS, "freeze")):
         ignored = [key for key in keys if key in given and given[key] != _DEFAULTS[key] and method != wanted]
         if ignored:
             notes.append(f"{', '.join(ignored)}: ignored — finetuning_type is {method}, not {wanted}")
+    for keys, wanted in _STAGE_KEYS.items():
+        ignored = [key for key in keys if key in given and given[key] != _DEFAULTS[key] and stage not in wanted]
+        if ignored:
+            notes.append(f"{', '.join(ignored)}: ignored — stage is {stage}, not {' or '.join(wanted)}")
+    if "simpo_gamma" in given and given["simpo_gamma"] != _DEFAULTS["simpo_gamma"] and eff["pref_loss"] != "simpo":
+        notes.append(f"simpo_gamma: ignored — pref_loss is {eff['pref_loss']}, not simpo")
     return problems, notes
 
 
@@ -605,15 +622,23 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
     return problems
 
 
+def review_args(args: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, notes) of a training argument dict, without importing torch.
+
+    Problems stop a run; notes are what the run will log (a key dropped or ignored, a setting turned on for you).
+    """
+    groups, problems, notes = normalize_args(args)
+    rule_problems, rule_notes = _train_rules(_flat(groups))
+    return problems + rule_problems, notes + rule_notes
+
+
 def check_dict(args: dict[str, Any]) -> list[str]:
     """Every problem of a training argument dict, without importing torch (the board calls this before Start).
 
     Each problem reads `key: received <value> — why — what to do`. Device checks (CUDA, bf16 support) are
     left to `check_args`, which get_train_args runs in the job.
     """
-    groups, problems, _ = normalize_args(args)
-    rule_problems, _ = _train_rules(_flat(groups))
-    return problems + rule_problems
+    return review_args(args)[0]
 
 
 def check_args(given: dict[str, Any]) -> list[str]:
