@@ -122,6 +122,10 @@ class Runner:
                     "starting another."
                 )
             previous = jobs.read_job(run_dir)
+            if previous is not None and previous.get("state") in jobs.LIVE_STATES:
+                raise RunnerError(
+                    f"A job is already running in {run_dir} (pid {previous.get('pid')}), started elsewhere."
+                )
             if previous is not None and not (args.get("resume_from_checkpoint") or args.get("overwrite_output_dir")):
                 raise RunnerError(
                     f"The run folder {run_dir} already holds a run (state {previous.get('state')}). Choose a new "

@@ -223,6 +223,8 @@ def test_a_new_runner_reattaches_to_a_job_whose_board_went_away(saves):
     wait_for(lambda: has_records(run_dir), message="the job to log")
 
     runner = fake_runner(saves, grace_s=5.0)
+    with pytest.raises(RunnerError, match="started elsewhere"):
+        runner.start({**ARGS, "overwrite_output_dir": True}, run_dir)  # never two jobs in one folder
     assert runner.reattach() == [run_dir.resolve()]
     assert runner.active() == [run_dir.resolve()]
     assert jobs.read_job(run_dir)["state"] == "running"
