@@ -249,6 +249,11 @@ def settled_state(run_dir: Path, job: dict[str, Any]) -> tuple[str, str]:
     return "failed", error or "The job ended while no board was watching it, and left no results."
 
 
+def _recent(created: Any, seconds: float = 60.0) -> bool:
+    """Written in the last minute: a queued job between job.json and its process starting."""
+    return isinstance(created, (int, float)) and time.time() - created < seconds
+
+
 def _parse_time(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
@@ -268,7 +273,8 @@ def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         job.setdefault("format", "llamaboard")
         args_file = run_dir / JOB_YAML
         job.setdefault("log", JOB_LOG)
-        if job.get("state") in LIVE_STATES and not process_alive(job):
+        starting = job.get("state") == "queued" and job.get("pid") is None and _recent(job.get("created"))
+        if job.get("state") in LIVE_STATES and not starting and not process_alive(job):
             job["state"], job["error"] = settled_state(run_dir, job)
             job["stale"] = True
     elif (run_dir / LF_ARGS).exists() or (run_dir / LF_LOG).exists():

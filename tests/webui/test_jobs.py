@@ -155,6 +155,14 @@ def test_read_job_reports_a_running_job_whose_process_is_gone_from_its_files(tmp
     assert jobs.read_job(run)["state"] == "aborted"
 
 
+def test_a_job_about_to_start_stays_queued_but_not_forever(tmp_path):
+    run = tmp_path / "run"
+    write_job(run, state="queued", pid=None, created=time.time())
+    assert jobs.read_job(run)["state"] == "queued"
+    write_job(run, state="queued", pid=None, created=time.time() - 3600)
+    assert jobs.read_job(run)["state"] == "failed"
+
+
 def test_read_job_of_a_live_process_says_running(tmp_path):
     import psutil
 
