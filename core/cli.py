@@ -4,14 +4,14 @@
     llamafactory-cli webui | version | env | demo | data
 
 Commands are the `COMMANDS` table; each imports what it needs when it runs, so `version` and `--help` stay fast
-(no torch). An argument problem prints the list of problems and exits 2, without a traceback.
+(no torch), and sets up its own logging. An argument problem prints the list of problems and exits 2, without a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import logging
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -150,9 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" Did you mean {close[0]}?" if close else ""
         print(f"{PROG}: unknown command {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
         return 2
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s", stream=sys.stdout)
-
     try:
         status = COMMANDS[name].run(rest)
     except ValueError as err:
