@@ -16,8 +16,10 @@ from typing import Any
 from core.data.registry import FILE_TYPES, DataError, RowError
 
 _CHUNK = 1 << 16
-# Counting rows of a bigger file would read all of it; previews then say "unknown" instead.
+# Counting rows means reading the whole file: lines are cheap to count, JSON and CSV records must be parsed.
+# Above these sizes a preview says "unknown" instead of spending more than a fraction of a second.
 COUNT_LIMIT_BYTES = 64 << 20
+PARSED_COUNT_LIMIT_BYTES = 8 << 20
 
 
 def file_type(path: Path) -> str:
@@ -64,12 +66,15 @@ def count_rows(path: str | Path) -> int | None:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
-    if path.stat().st_size > COUNT_LIMIT_BYTES:
-        return None
+    size = path.stat().st_size
     if kind in ("jsonl", "txt"):
+        if size > COUNT_LIMIT_BYTES:
+            return None
         with path.open("rb") as f:
             return sum(1 for line in f if line.strip())
-    return sum(1 for _ in iter_rows(path))
+    if size > PARSED_COUNT_LIMIT_BYTES:
+        return None
+    return sum(1 for _ in _iter_any(path, 0))
 
 
 def _not_object(path: Path, where: str, value: Any) -> RowError:
