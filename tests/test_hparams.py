@@ -436,6 +436,83 @@ def test_defaults_and_off_switches_are_not_problems():
     assert check_dict(lf_board) == []
 
 
+# What LLaMA-Factory's own board writes to training_args.yaml for a LoRA sft run (0.9.x).
+LLAMABOARD_YAML = """\
+stage: sft
+do_train: true
+model_name_or_path: Qwen/Qwen2.5-0.5B-Instruct
+cache_dir: null
+preprocessing_num_workers: 16
+finetuning_type: lora
+template: qwen
+rope_scaling: null
+flash_attn: auto
+use_unsloth: false
+enable_liger_kernel: false
+dataset_dir: data
+dataset: alpaca_en_demo,identity
+cutoff_len: 2048
+learning_rate: 5.0e-05
+num_train_epochs: 3.0
+max_samples: 100000
+seed: 42
+per_device_train_batch_size: 2
+gradient_accumulation_steps: 8
+lr_scheduler_type: cosine
+max_grad_norm: 1.0
+logging_steps: 5
+save_steps: 100
+warmup_steps: 0
+neftune_noise_alpha: null
+packing: false
+neat_packing: false
+train_on_prompt: false
+mask_history: false
+resize_vocab: false
+use_llama_pro: false
+enable_thinking: true
+report_to: none
+use_galore: false
+use_apollo: false
+use_badam: false
+use_swanlab: false
+output_dir: saves/Qwen2.5-0.5B-Instruct/lora/train_2025-06-01-10-00-00
+fp16: false
+bf16: false
+pure_bf16: false
+plot_loss: true
+trust_remote_code: true
+ddp_timeout: 180000000
+include_num_input_tokens_seen: true
+optim: adamw_torch
+lora_rank: 8
+lora_alpha: 16
+lora_dropout: 0
+loraplus_lr_ratio: null
+create_new_adapter: false
+use_rslora: false
+use_dora: false
+pissa_init: false
+pissa_convert: false
+lora_target: all
+additional_target: null
+val_size: 0.1
+eval_strategy: steps
+eval_steps: 100
+per_device_eval_batch_size: 2
+"""
+
+
+def test_a_llamaboard_yaml_runs_unchanged(tmp_path):
+    path = tmp_path / "training_args.yaml"
+    path.write_text(LLAMABOARD_YAML, encoding="utf-8")
+    assert check_dict(read_args(path)) == []
+    _, data_args, training_args, finetuning_args, _ = get_train_args(path)
+    assert data_args.datasets == ["alpaca_en_demo", "identity"] and data_args.val_size == 0.1
+    assert training_args.eval_strategy == "steps" and training_args.optim == "adamw_torch"
+    assert finetuning_args.lora_alpha == 16 and training_args.learning_rate == pytest.approx(5e-5)
+
+
 def test_keys_of_another_method_are_a_note_not_an_error(caplog):
     args = {**DEMO, "finetuning_type": "full", "lora_rank": 16, "lora_target": "q_proj", "lora_dropout": 0.0}
     assert check_dict(args) == []
