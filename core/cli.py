@@ -43,12 +43,17 @@ def _train(argv: list[str]) -> int:
         return 0
 
     from core.hparams import ArgumentError, check_dict, read_args
+    from core.launcher import launch_problems, maybe_launch
 
     args = read_args(argv)
     # Checked before the training stack is imported (about 10 s), so a typo fails at once.
-    problems = check_dict(args)
+    problems = check_dict(args) + launch_problems(args)
     if problems:
         raise ArgumentError(problems)
+    # Several devices or nodes: torchrun replaces this process and runs this command once per rank.
+    status = maybe_launch(argv, args)
+    if status is not None:
+        return status
     from core.train.tuner import run_exp
 
     run_exp(args)
