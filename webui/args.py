@@ -328,6 +328,8 @@ def build_args(form: dict[str, Any], saves_root: str | os.PathLike | None = None
         model = checkpoints[0]
     args["model_name_or_path"] = model
     if str(form.get("quantization_bit")) not in ("none", "None", ""):
+        if str(form["quantization_bit"]) not in ("4", "8"):
+            raise FormError(f"quantization_bit: received {form['quantization_bit']!r}; choose none, 8 or 4.")
         args["quantization_bit"] = int(form["quantization_bit"])
         args["quantization_method"] = form.get("quantization_method") or "bnb"
     if str(form.get("rope_scaling")) not in ("none", "None", ""):

@@ -161,6 +161,7 @@ def test_extra_args_are_merged_last_and_can_override(saves):
         ({"cutoff_len": "abc"}, r"cutoff_len: received 'abc'"),
         ({"compute_type": "fp8"}, r"compute_type: received 'fp8'"),
         ({"booster": "turbo"}, r"booster: received 'turbo'"),
+        ({"quantization_bit": "3"}, r"quantization_bit: received '3'; choose none, 8 or 4"),
     ],
 )
 def test_bad_form_values_raise_an_error_naming_the_control(saves, changes, message):
