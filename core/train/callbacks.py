@@ -78,6 +78,7 @@ class LogCallback(TrainerCallback):
         self.start_step = 0
         self.start_tokens = 0
         self.elapsed_before = 0.0
+        self._last_eval: tuple[int, float] | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start_time = time.time()
@@ -99,8 +100,14 @@ class LogCallback(TrainerCallback):
             logger.info("Resuming the log at step %d (%d records kept)", state.global_step, len(kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or self.path is None or not logs or "train_runtime" in logs:
+        if not state.is_world_process_zero or self.path is None or not logs or "train_loss" in logs:
             return
+        if "eval_loss" in logs:
+            # The workflow's final evaluate repeats the Trainer's eval at the last step: one record is enough.
+            key = (state.global_step, logs["eval_loss"])
+            if key == self._last_eval:
+                return
+            self._last_eval = key
         record = self._record(state, logs)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")

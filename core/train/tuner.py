@@ -1,0 +1,131 @@
+"""Run one training job from one argument dict: `python -m core.cli train job.yaml [key=value ...]`.
+
+`run_exp` reads and checks the arguments, writes `<output_dir>/job.yaml`, applies the resume / overwrite rule,
+and hands over to the stage's workflow from `STAGES`. Every workflow has the signature
+`run_<stage>(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.train.pt import run_pt
+from core.train.rm import run_rm
+from core.train.sft import run_sft
+
+logger = logging.getLogger(__name__)
+
+_LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+
+
+def _run_ppo(*args, **kwargs):
+    from core.train.ppo import run_ppo
+
+    return run_ppo(*args, **kwargs)
+
+
+def _run_dpo(*args, **kwargs):
+    from core.train.dpo import run_dpo
+
+    return run_dpo(*args, **kwargs)
+
+
+def _run_kto(*args, **kwargs):
+    from core.train.kto import run_kto
+
+    return run_kto(*args, **kwargs)
+
+
+# ppo / dpo / kto are imported on dispatch: their modules live beside ours and may pull in more of trl.
+STAGES = {"pt": run_pt, "sft": run_sft, "rm": run_rm, "ppo": _run_ppo, "dpo": _run_dpo, "kto": _run_kto}
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def configure_logging() -> None:
+    """Our progress lines to stdout (the board tails job.log); the libraries' chatter down to errors."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.checkpoint")
+    level = logging.INFO if _is_main_process() else logging.WARNING
+    core_logger = logging.getLogger("core")
+    core_logger.setLevel(level)
+    if not core_logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%H:%M:%S"))
+        core_logger.addHandler(handler)
+        core_logger.propagate = False
+
+
+def write_job_yaml(output_dir: str | os.PathLike, args: dict[str, Any]) -> Path:
+    """`<output_dir>/job.yaml` with the argument dict as run, unless an identical one is there (the board's)."""
+    path = Path(output_dir) / "job.yaml"
+    if path.is_file():
+        try:
+            if yaml.safe_load(path.read_text(encoding="utf-8")) == args:
+                return path
+        except yaml.YAMLError:
+            pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(args, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def default_callbacks(training_args: Any, finetuning_args: Any) -> list:
+    """The callbacks every run gets: the jsonl log, graceful stop, and PiSSA conversion when asked."""
+    from core.train.callbacks import GracefulStopCallback, LogCallback, PissaConvertCallback
+
+    callbacks = [LogCallback(training_args.output_dir), GracefulStopCallback()]
+    if getattr(finetuning_args, "pissa_init", False) and getattr(finetuning_args, "pissa_convert", False):
+        callbacks.append(PissaConvertCallback(training_args.output_dir))
+    return callbacks
+
+
+def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: list | None = None) -> None:
+    """Run the job the argument dict (or YAML path, or argv list; None = sys.argv[1:]) describes."""
+    configure_logging()
+    from transformers import set_seed
+
+    from core.hparams import get_train_args, read_args
+    from core.model.loader import infer_compute_dtype
+    from core.train.trainer_utils import prepare_output_dir
+
+    raw = read_args(args if args is not None else sys.argv[1:])
+    model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(raw)
+    stage = finetuning_args.stage
+    if stage not in STAGES:
+        raise ValueError(f"stage: received {stage!r} — use one of {', '.join(STAGES)}.")
+
+    if _is_main_process():
+        write_job_yaml(training_args.output_dir, raw)
+    prepare_output_dir(training_args)
+    if getattr(model_args, "compute_dtype", None) is None:
+        model_args.compute_dtype = infer_compute_dtype(training_args, finetuning_args)
+    if training_args.include_num_input_tokens_seen == "no":
+        # Throughput in the log counts real tokens, so the padding a batch carries is not reported as speed.
+        training_args.include_num_input_tokens_seen = "non_padding"
+    set_seed(training_args.seed)
+
+    logger.info("Stage %s, %s, output in %s", stage, finetuning_args.finetuning_type, training_args.output_dir)
+    all_callbacks = default_callbacks(training_args, finetuning_args) + list(callbacks or [])
+    STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
