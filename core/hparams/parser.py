@@ -691,7 +691,13 @@ def check_args(given: dict[str, Any]) -> list[str]:
 def get_train_args(
     source: dict | str | os.PathLike | list[str] | None = None,
 ) -> tuple[ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, GeneratingArguments]:
-    """The five argument objects of a training run, or ArgumentError listing every problem."""
+    """The five argument objects of a training run, or ArgumentError listing every problem.
+
+    Besides the keys given, it sets what stage code should not have to work out again: `data_args.packing`
+    (None -> on for pt), `model_args.compute_dtype` / `model_max_length` / `block_diag_attn`,
+    `training_args.generation_max_length` (cutoff_len), `remove_unused_columns=False`, and for lora
+    `label_names=["labels"]` and `ddp_find_unused_parameters=False`. Notes (keys dropped or ignored) are logged.
+    """
     import torch
 
     from core.hparams.training_args import TrainingArguments
