@@ -136,6 +136,10 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+# LLaMA-Factory's other commands: named, so a user who types one learns it is missing rather than misspelled.
+_NOT_YET = ("chat", "export", "eval", "api", "webchat")
+
+
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [f"usage: {PROG} <command> [arguments]   ({PROG} <command> --help for more)", "", "commands:"]
@@ -150,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
+    if name in _NOT_YET:
+        print(
+            f"{PROG}: {name!r} is a LLaMA-Factory command that LlamaBoard does not have yet.\n\n{usage()}",
+            file=sys.stderr,
+        )
+        return 2
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f" Did you mean {close[0]}?" if close else ""

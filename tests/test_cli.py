@@ -61,6 +61,8 @@ def test_usage_lists_every_command(capsys):
 def test_unknown_command_suggests_the_closest(capsys):
     assert main(["trian"]) == 2
     assert "unknown command 'trian'. Did you mean train?" in capsys.readouterr().err
+    assert main(["export", "merge.yaml"]) == 2
+    assert "'export' is a LLaMA-Factory command that LlamaBoard does not have yet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
