@@ -35,10 +35,10 @@ def _train(argv: list[str]) -> int:
     parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments (job.yaml, an example, ...)")
     parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
     parser.add_argument("--keys", action="store_true", help="list the argument keys with their help, then exit")
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or "-h" in argv or "--help" in argv:
         parser.print_help()
         return 0 if argv else 2
-    if argv[0] == "--keys":
+    if "--keys" in argv:
         print(describe_keys())
         return 0
 

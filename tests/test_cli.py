@@ -175,6 +175,11 @@ def test_argument_errors_raised_by_the_job_exit_2(demo_yaml, monkeypatch, capsys
     assert "  - bf16: received true — no CUDA GPU is visible — remove bf16" in capsys.readouterr().err
 
 
+def test_help_after_the_config_file_is_still_help(demo_yaml, capsys):
+    assert main(["train", str(demo_yaml), "lora_rank=4", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: llamafactory-cli train")
+
+
 def test_train_keys_lists_fields_with_help(capsys):
     assert main(["train", "--keys"]) == 0
     out = capsys.readouterr().out
