@@ -311,19 +311,26 @@ def _translate_warmup_ratio(args: dict[str, Any], problems: list[str], notes: li
 
 
 def _is_off(value: Any, offs: tuple[Any, ...]) -> bool:
+    """Whether `value` is one of the values meaning "feature off", read as loosely as coercion reads them."""
     for off in offs:
-        if value == off and type(value) is type(off) or (value is None and off is None):
+        if off is None:
+            kind = Spec("any", optional=True)
+        elif isinstance(off, bool):
+            kind = Spec("bool")
+        elif isinstance(off, int | float):
+            kind = Spec("float")
+        else:
+            kind = Spec("str")
+        try:
+            read = coerce(value, kind)
+        except ValueError:
+            continue
+        if kind.kind == "str":
+            read, off = read.strip().lower(), off.lower()
+        elif kind.kind == "float":
+            off = float(off)
+        if read == off:
             return True
-        if isinstance(off, bool) and isinstance(value, str) and value.strip().lower() == str(off).lower():
-            return True
-        if isinstance(off, str) and isinstance(value, str) and value.strip().lower() == off:
-            return True
-        if isinstance(off, int | float) and not isinstance(off, bool) and not isinstance(value, bool):
-            try:
-                if float(value) == float(off):
-                    return True
-            except (TypeError, ValueError):
-                pass
     return False
 
 
