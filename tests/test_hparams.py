@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -25,6 +26,8 @@ from core.hparams import (
 )
 from core.hparams.keys import IGNORED_KEYS, TRAINING_SPECS, UNSUPPORTED_KEYS, UNSUPPORTED_VALUES, field_specs
 from core.hparams.parser import GROUPS, normalize_args
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # A LLaMA-Factory example as users have them (examples/train_lora/llama3_lora_sft.yaml, plus old keys).
 LF_YAML = """\
@@ -723,4 +726,9 @@ def test_a_dumped_board_dict_reads_back_the_same(tmp_path):
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(args), encoding="utf-8")
     assert read_args(path) == args
+    assert check_dict(read_args(path)) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_example_passes_the_checks(path):
     assert check_dict(read_args(path)) == []

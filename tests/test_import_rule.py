@@ -29,6 +29,7 @@ PURE_MODULES = [
     "core.env",
     "core.data.registry",
     "core.data.templates",
+    "core.data.preview",
     "webui.app",
 ]
 
