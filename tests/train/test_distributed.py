@@ -1,0 +1,155 @@
+"""Several processes on CPU with gloo, through the real `llamafactory-cli train` and torchrun (core/launcher.py).
+
+Two ranks with half the per-device batch see the same global batch as one process, so the loss curve must be the
+same. Tolerance (relative 1e-4, absolute 1e-5): the only differences are float32 summation order (two half-batch
+gradients all-reduced instead of one batch summed, each half padded to its own longest row) and one thread per rank
+instead of two. Measured over 3 steps: under 2e-6 relative on loss and grad norm, under 1e-6 absolute on the DPO
+rewards, so the tolerance leaves a 50x margin. A real bug -- a different global batch, ranks reading the same rows,
+gradients summed instead of averaged, a rank not training -- moves the loss by 1e-3 or more by step 2, and every
+test checks that its curve spans more than 100x the tolerance, so the comparison can fail.
+
+A single trainer_log.jsonl record per step shows that only rank 0 writes it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.train.callbacks import read_log_records
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.name != "posix", reason="torchrun with gloo on CPU is exercised on POSIX"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 3
+RTOL = 1e-4
+ATOL = 1e-5
+LAUNCH_VARS = (
+    "NNODES",
+    "NODE_RANK",
+    "NPROC_PER_NODE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "FORCE_TORCHRUN",
+    "LOCAL_RANK",
+    "RANK",
+    "WORLD_SIZE",
+    "LLAMABOARD_LAUNCHED",
+)
+# Enough steps to see a curve, few rows so the data pass is short; the learning rate makes each step count.
+SHORT = {"max_steps": STEPS, "max_samples": 48, "logging_steps": 1, "per_device_train_batch_size": 8}
+OVERRIDES = {"sft": {"learning_rate": 2e-2}, "dpo": {"learning_rate": 2e-2, "pref_beta": 1.0}}
+
+
+def job_env(**launch: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in LAUNCH_VARS}
+    env.update(launch)
+    return env
+
+
+def write_job(make_args, run_dir: Path, stage: str, **overrides) -> Path:
+    args = make_args(stage, run_dir, **{**SHORT, **OVERRIDES[stage], **overrides})
+    path = run_dir.parent / f"{run_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(args), encoding="utf-8")
+    return path
+
+
+def start_cli(job: Path, env: dict[str, str], log: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    log = log or job.with_suffix(".log")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "train", str(job)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, log
+
+
+def finish(proc: subprocess.Popen, log: Path, timeout: float = 240) -> str:
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"timed out; log:\n{log.read_text(errors='replace')[-4000:]}")
+    text = log.read_text(errors="replace")
+    assert code == 0, f"exit {code}; log:\n{text[-4000:]}"
+    return text
+
+
+def curve(run_dir: Path) -> list[dict]:
+    records = [r for r in read_log_records(run_dir / "trainer_log.jsonl") if "loss" in r]
+    steps = [r["current_steps"] for r in records]
+    assert steps == list(range(1, STEPS + 1)), f"one record per step expected (only rank 0 writes), got {steps}"
+    return records
+
+
+def assert_same_curve(one: list[dict], many: list[dict], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        expected = [r[key] for r in one]
+        got = [r[key] for r in many]
+        # The absolute floor is for values that start at exactly 0 (DPO margins); they move by 1e-2.
+        assert got == pytest.approx(expected, rel=RTOL, abs=ATOL), f"{key}: one process {expected}, ranks {got}"
+    # Each step consumed the whole global batch (not one rank's half) and the epoch advanced alike.
+    assert [r["total_tokens"] for r in many] == [r["total_tokens"] for r in one]
+    assert [r["epoch"] for r in many] == [r["epoch"] for r in one]
+    losses = [r["loss"] for r in one]
+    assert max(losses) - min(losses) > 100 * RTOL * losses[0], f"the curve barely moves: {losses}"
+
+
+_ONE_PROCESS: dict[str, list[dict]] = {}
+
+
+def one_process_curve(make_args, tmp_path: Path, stage: str) -> list[dict]:
+    """The reference run, in this process: the training stack is loaded here anyway, so it costs only the steps."""
+    if stage not in _ONE_PROCESS:
+        from core import run_exp
+
+        run_dir = tmp_path / "one"
+        run_exp(make_args(stage, run_dir, **{**SHORT, **OVERRIDES[stage]}))
+        _ONE_PROCESS[stage] = curve(run_dir)
+    return _ONE_PROCESS[stage]
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_two_ranks_give_the_one_process_loss_curve(stage, make_args, tmp_path):
+    run_dir = tmp_path / "ranks"
+    job = write_job(make_args, run_dir, stage, per_device_train_batch_size=SHORT["per_device_train_batch_size"] // 2)
+    proc, log = start_cli(job, job_env(FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
+    text = finish(proc, log)
+    assert "torch.distributed.run" in text and "--nproc_per_node 2" in text
+    one = one_process_curve(make_args, tmp_path, stage)
+    # Not rewards/accuracies: a pair whose margin is within float noise of 0 may count either way.
+    keys = ("loss", "grad_norm") if stage == "sft" else ("loss", "grad_norm", "rewards/margins", "rewards/chosen")
+    assert_same_curve(one, curve(run_dir), keys)
+    assert (run_dir / "adapter_model.safetensors").is_file() and (run_dir / "all_results.json").is_file()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_on_localhost_finish_with_the_same_curve(make_args, tmp_path):
+    run_dir = tmp_path / "nodes"
+    job = write_job(make_args, run_dir, "sft", per_device_train_batch_size=SHORT["per_device_train_batch_size"] // 2)
+    port = str(free_port())
+    nodes = []
+    for rank in (0, 1):
+        env = job_env(NNODES="2", NODE_RANK=str(rank), NPROC_PER_NODE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        nodes.append(start_cli(job, env, tmp_path / f"node{rank}.log"))
+    texts = [finish(proc, log) for proc, log in nodes]
+    assert "--nnodes 2 --node_rank 1" in texts[1]
+    assert_same_curve(one_process_curve(make_args, tmp_path, "sft"), curve(run_dir), ("loss", "grad_norm"))
