@@ -101,6 +101,7 @@ def launch(
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
         css=_read_asset("style.css"),
+        head=FOLLOW_LOG_JS,
         favicon_path=str(ASSETS_DIR / "logo.svg"),
         footer_links=[],
     )
@@ -125,6 +126,21 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     launch(host=options.host, port=options.port, share=options.share, lang=options.lang)
+
+
+# The log box follows the end of the log, as a terminal does, unless the user scrolled up to read.
+FOLLOW_LOG_JS = """<script>
+document.addEventListener("scroll", (event) => {
+  const box = event.target;
+  if (box && box.matches && box.matches("#output_box textarea")) {
+    box.dataset.held = box.scrollTop + box.clientHeight < box.scrollHeight - 24 ? "1" : "0";
+  }
+}, true);
+setInterval(() => {
+  const box = document.querySelector("#output_box textarea");
+  if (box && box.dataset.held !== "1") box.scrollTop = box.scrollHeight;
+}, 1000);
+</script>"""
 
 
 def _header() -> str:

@@ -33,7 +33,14 @@ ALERTS = "_alerts"
 Values = dict[str, Any]
 Updates = dict[str, Any]
 
-LIVE_VIEW = ("train.poll_state", "train.progress", "train.loss_viewer", "train.lr_viewer", "train.reward_viewer")
+LIVE_VIEW = (
+    "train.poll_state",
+    "train.progress",
+    "train.loss_viewer",
+    "train.lr_viewer",
+    "train.reward_viewer",
+    "train.view_run",
+)
 """What a poll of the viewed run may update (the log box is always a possible output)."""
 
 STATE_ALERTS = {
@@ -165,7 +172,7 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
         current=current,
         total=total or "?",
         elapsed=progress.get("elapsed") or "0:00:00",
-        remaining=progress.get("remaining") or "?",
+        remaining=(progress.get("remaining") or "?") if state in ("queued", "running") else "-",
     )
     state_name = alert(lang, STATE_ALERTS.get(state, "state_unknown"))
     error = ""
@@ -654,6 +661,9 @@ class Board:
         updates: Updates = {"train.poll_state": key}
         if key.get("log") != seen.get("log") or key["notes"] != seen.get("notes") or key["run"] != seen.get("run"):
             updates["train.output_box"] = compose_output(text, notes)
+        if key["state"] != seen.get("state") and seen.get("run") == key["run"]:
+            # The run list shows each run's state; refresh it when the viewed run's state changes.
+            updates["train.view_run"] = gr.update(choices=self.run_choices())
         progress = jobs.progress(records, job) if job is not None else None
         updates["train.progress"] = progress_html(lang, progress, job)
         if key["records"] != seen.get("records") or key["run"] != seen.get("run") or key["lang"] != seen.get("lang"):
@@ -759,7 +769,9 @@ def bind(
             updates["train.notes"] = notes[-MAX_NOTES:]
             if "train.output_box" not in updates:
                 updates["train.output_box"] = board.current_output(by_key.get("train.view_run"), notes)
-        return {manager[key]: value for key, value in updates.items() if key in output_keys}
+        result = {manager[key]: value for key, value in updates.items() if key in output_keys}
+        # gradio reads an empty dict as one output value, not as "no updates": skip one output explicitly.
+        return result or {output_list[0]: gr.skip()}
 
     kwargs.setdefault("show_progress", "hidden")
     kwargs.setdefault("api_name", getattr(handler, "__name__", None))

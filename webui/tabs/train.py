@@ -97,13 +97,13 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         return component
 
     # Stage and data
-    with gr.Row(equal_height=True):
+    with gr.Row():
         add(
             "stage",
             gr.Dropdown(
                 choices=choice_pairs(lang, "train.stage", STAGES),
                 value=stage,
-                scale=1,
+                scale=2,
                 elem_id="stage",
                 **text("stage"),
             ),
@@ -121,7 +121,10 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
                 **text("dataset"),
             ),
         )
-        add("preview_btn", gr.Button(scale=1, elem_id="preview_btn", **_button(lang, "train.preview_btn")))
+        add(
+            "preview_btn",
+            gr.Button(scale=1, size="sm", min_width=120, elem_id="preview_btn", **_button(lang, "train.preview_btn")),
+        )
 
     with gr.Column(visible=False, elem_id="preview_box") as preview_box:
         add("preview_box", preview_box)
@@ -523,7 +526,7 @@ def bind_train(board: handlers.Board) -> None:
     bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file"])
 
     live = list(handlers.LIVE_VIEW)
-    bind(board, m["train.start"].click, board.start, form, ["train.view_run", *live])
+    bind(board, m["train.start"].click, board.start, form, live)
     bind(board, m["train.abort"].click, board.abort, [], [])
     bind(board, m["train.view_run"].input, board.change_view, ["train.poll_state"], live)
     bind(board, m["train.view_run"].focus, board.refresh_runs, [], ["train.view_run"])

@@ -1,0 +1,155 @@
+"""One real-browser walk through the main path, as a new user would take it.
+
+Debian's chromium (/usr/bin/chromium, installed by .ci/run) driven by Playwright: start the board with its real
+entry point, open it, pick the demo model (demo_sft is preselected), log every step, Start, watch the progress bar
+move and the loss chart get two points, Abort, see the aborted state. The screenshot goes to
+test-artifacts/board.png.
+
+The job is the real demo sft training (`python -m core.cli train`). LLAMABOARD_BROWSER_FAKE_JOB=1 runs
+tests/webui/fake_job.py instead (through the board's LLAMABOARD_FAKE_JOB switch), for working on the board alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = ROOT / "test-artifacts" / "board.png"
+FAKE_JOB = Path(__file__).with_name("fake_job.py")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+    ),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop_jobs(saves: Path) -> None:
+    """Whatever happened in the test, no job process outlives it."""
+    for job_file in saves.glob("*/*/*/job.json"):
+        job = json.loads(job_file.read_text(encoding="utf-8"))
+        if job.get("state") in ("queued", "running") and isinstance(job.get("pgid"), int):
+            try:
+                os.killpg(job["pgid"], signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+@pytest.fixture
+def board_url(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LLAMABOARD_SAVES": str(tmp_path / "saves"),
+        "LLAMABOARD_CACHE": str(tmp_path / "cache"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    if os.environ.get("LLAMABOARD_BROWSER_FAKE_JOB"):
+        env["LLAMABOARD_FAKE_JOB"] = f"{FAKE_JOB} --steps 400 --interval 0.2"
+    log = (tmp_path / "board.log").open("wb")
+    board = subprocess.Popen(
+        [sys.executable, "-m", "webui.app", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert board.poll() is None, (tmp_path / "board.log").read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the board did not answer within 60 s"
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(board.pid, signal.SIGTERM)
+        try:
+            board.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(board.pid, signal.SIGKILL)
+            board.wait()
+        log.close()
+        _stop_jobs(tmp_path / "saves")
+
+
+def test_start_watch_abort_in_a_real_browser(board_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1900})
+        try:
+            page.goto(board_url)
+            expect(page.locator("#start")).to_have_text("Start", timeout=30_000)
+            expect(page.locator("#progress .lb-idle")).to_be_visible()
+
+            # Pick the demo model; the demo data is ready for it.
+            page.locator("#model_name input").click()
+            page.get_by_role("option", name="Demo (offline)", exact=True).click()
+            expect(page.locator("#model_path input, #model_path textarea").first).to_have_value("demo")
+            expect(page.locator("#dataset")).to_contain_text("demo_sft")
+
+            # One log record per step, so the chart fills quickly.
+            page.locator("#extra_tab").get_by_text("Extra configurations").click()
+            steps = page.locator("#logging_steps input[type=number]")
+            steps.fill("1")
+            steps.press("Enter")
+            expect(steps).to_have_value("1")
+
+            page.locator("#start").click()
+            running = page.locator('#progress [data-state="running"]')
+            expect(running).to_be_visible(timeout=30_000)
+
+            # The bar moves: the step count rises while the job runs.
+            first = page.wait_for_function(
+                "() => Number(document.querySelector('#progress [data-current]')?.dataset.current) >= 1",
+                timeout=120_000,
+            )
+            assert first
+            page.wait_for_function(
+                "() => Number(document.querySelector('#progress [data-current]')?.dataset.current) >= 2",
+                timeout=60_000,
+            )
+            # The loss chart has at least two points.
+            page.wait_for_function(
+                "() => { const g = document.querySelector('#loss_viewer .js-plotly-plot');"
+                " return g && g._fullData && g._fullData.length > 0 && g._fullData[0]._length >= 2 }",
+                timeout=60_000,
+            )
+            expect(page.locator("#output_box textarea")).not_to_have_value("")
+
+            page.locator("#abort").click()
+            expect(page.locator('#progress [data-state="aborted"]')).to_be_visible(timeout=90_000)
+            expect(page.locator("#progress .lb-state")).to_have_text("Aborted")
+        finally:
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            browser.close()
