@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from core.data.collator import PairwiseDataCollator
+from core.data.collator import PairwiseDataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
 from core.model import load_model, load_tokenizer
@@ -38,7 +38,7 @@ def run_dpo(model_args, data_args, training_args, finetuning_args, generating_ar
         ref_model = create_ref_model(tokenizer, model_args, finetuning_args)
 
     # Collator
-    collator = PairwiseDataCollator(tokenizer=tokenizer, model=model)
+    collator = PairwiseDataCollator(tokenizer=tokenizer, pad_to_multiple_of=default_pad_to_multiple_of())
 
     # Trainer
     training_args.remove_unused_columns = False  # the chosen_* / rejected_* columns are ours, not forward()'s

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from core.data.collator import KTODataCollator
+from core.data.collator import KTODataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
 from core.model import load_model, load_tokenizer
@@ -34,7 +34,7 @@ def run_kto(model_args, data_args, training_args, finetuning_args, generating_ar
     ref_model = create_ref_model(tokenizer, model_args, finetuning_args)
 
     # Collator
-    collator = KTODataCollator(tokenizer=tokenizer, model=model)
+    collator = KTODataCollator(tokenizer=tokenizer, pad_to_multiple_of=default_pad_to_multiple_of())
 
     # Trainer
     training_args.remove_unused_columns = False  # the kl_* and kto_tags columns are ours, not forward()'s
