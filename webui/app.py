@@ -40,7 +40,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     _prepare_gradio_import()
     import gradio as gr
 
-    from webui.handlers import LIVE_VIEW, Board, bind
+    from webui.handlers import LIVE_VIEW, SECTIONS, TOP_BAR, Board, bind
     from webui.tabs.top import bind_top, create_top
     from webui.tabs.train import bind_train, create_train_tab
 
@@ -58,7 +58,8 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
 
         bind_top(board)
         bind_train(board)
-        bind(board, demo.load, board.on_load, ["train.poll_state"], ["train.view_run", *LIVE_VIEW])
+        remembered = [*manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
+        bind(board, demo.load, board.on_load, ["train.poll_state", *TOP_BAR], [*remembered, *LIVE_VIEW])
 
     demo.board = board  # the handlers of this UI, for tests and for launch()
     return demo

@@ -43,6 +43,22 @@ LIVE_VIEW = (
 )
 """What a poll of the viewed run may update (the log box is always a possible output)."""
 
+TOP_BAR = ("top.model_name", "top.model_path", "top.template", "top.finetuning_type", "train.stage")
+"""Inputs of the page-load handler: what the remembered choices are compared with."""
+
+SECTIONS = (
+    "train.freeze_tab",
+    "train.lora_tab",
+    "train.rlhf_tab",
+    "train.pref_beta",
+    "train.pref_ftx",
+    "train.pref_loss",
+    "train.reward_model",
+    "train.ppo_score_norm",
+    "train.ppo_whiten_rewards",
+)
+"""Sections and controls shown or hidden by stage and method (section_visibility)."""
+
 STATE_ALERTS = {
     "queued": "state_queued",
     "running": "state_running",
@@ -586,11 +602,39 @@ class Board:
         """Page (re)load -> the running job, else the newest run, in the live view; remembered top-bar choices."""
         import gradio as gr
 
+        updates = self._remembered(values)
+        lang = _value_of(updates.get("top.lang"), values.get("top.lang"))
         runs = self.run_choices()
         active = [str(path) for path in self.runner.active()]
         view = active[0] if active else (runs[0][1] if runs else None)
-        updates: Updates = {"train.view_run": gr.update(choices=runs, value=view), "train.poll_state": {}}
-        updates.update(self.poll({**values, "train.view_run": view, "train.poll_state": {}}))
+        updates["train.view_run"] = gr.update(choices=runs, value=view)
+        updates.update(self.poll({**values, "top.lang": lang, "train.view_run": view, "train.poll_state": {}}))
+        return updates
+
+    def _remembered(self, values: Values) -> Updates:
+        """The top bar as the user config remembers it, where it differs from the page (built at board start):
+        another language relabels the page, another model or method refreshes checkpoints and sections."""
+        import gradio as gr
+
+        saved = config.load_config()
+        updates: Updates = {}
+        lang = normalize_lang(saved.get("lang") or values.get("top.lang"))
+        if lang != values.get("top.lang"):
+            updates = {self.manager.key_of(comp): change for comp, change in self.manager.relabel(lang).items()}
+            updates["top.lang"] = gr.update(**{**updates.get("top.lang", {}), "value": lang})
+        changed = {}
+        for name in ("model_name", "model_path", "template", "finetuning_type"):
+            if saved.get(name) and saved[name] != values.get(f"top.{name}"):
+                changed[name] = saved[name]
+                updates[f"top.{name}"] = saved[name]
+        if {"model_name", "model_path", "finetuning_type"} & set(changed):
+            merged = {**values, **{f"top.{name}": value for name, value in changed.items()}}
+            method = merged.get("top.finetuning_type") or "lora"
+            updates.update(
+                self._checkpoint_updates(merged.get("top.model_name") or "", method, merged["top.model_path"])
+            )
+            for key, change in self._visibility(values.get("train.stage") or "sft", method).items():
+                updates[key] = gr.update(**{**updates.get(key, {}), **change})
         return updates
 
     def _watcher(self, run_dir: Path) -> Watcher:
@@ -695,6 +739,13 @@ def form_of(values: Values) -> dict[str, Any]:
         # The control shows the run name; build_args puts the run under saves/<model>/<method>/.
         form["run_name"] = form.pop("output_dir")
     return form
+
+
+def _value_of(update: Any, default: Any) -> Any:
+    """The value an update sets (a plain value or a gr.update dict), else `default`."""
+    if isinstance(update, dict):
+        return update.get("value", default)
+    return default if update is None else update
 
 
 def _resolved(path: Any) -> str | None:

@@ -139,6 +139,24 @@ def test_picking_a_model_fills_path_and_template_and_is_remembered(ui: Any, boar
     ui.board.change_model(form(ui))
 
 
+def test_page_reload_restores_the_remembered_choices(ui: Any, board_home: Path) -> None:
+    """The page is built once per board process; a reload gets the language and model chosen since then."""
+    ui.board.change_lang(form(ui, top__lang="zh"))
+    ui.board.change_model(form(ui, top__model_name="Qwen3-0.6B"))
+    try:
+        loaded = ui.board.on_load(form(ui))
+        assert loaded["top.lang"]["value"] == "zh"
+        assert loaded["train.start"]["value"] == entry("zh", "train.start")["label"]
+        assert loaded["top.model_name"] == "Qwen3-0.6B" and loaded["top.model_path"] == "Qwen/Qwen3-0.6B"
+        assert loaded["top.template"] == "qwen3"
+        assert "top.checkpoint_path" in loaded
+    finally:
+        ui.board.change_lang(form(ui, top__lang="en"))
+        ui.board.change_model(form(ui))
+    again = ui.board.on_load(form(ui))
+    assert "top.lang" not in again and "top.model_name" not in again  # nothing to restore: nothing sent
+
+
 def test_method_switch_shows_its_section_and_lists_its_checkpoints(ui: Any, board_home: Path) -> None:
     full_run = board_home / "saves" / "demo" / "full" / "old_run"
     (full_run / "checkpoint-10").mkdir(parents=True)
