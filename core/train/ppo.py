@@ -50,7 +50,7 @@ def run_ppo(model_args, data_args, training_args, finetuning_args, generating_ar
     )
 
     # Train
-    metrics = trainer.train()
+    metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
     if trainer.accelerator.is_main_process:
         trainer.state.save_to_json(f"{training_args.output_dir}/trainer_state.json")

@@ -21,6 +21,7 @@ transformers' callbacks (our LogCallback, GracefulStopCallback, DefaultFlowCallb
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -47,6 +48,10 @@ LAM = 0.95  # GAE lambda
 INIT_KL_COEF = 0.2
 KL_HORIZON = 10000
 
+OPTIMIZER_FILE = "optimizer.pt"
+SCHEDULER_FILE = "scheduler.pt"
+PPO_STATE_FILE = "ppo_state.json"
+
 
 @dataclass
 class Rollout:
@@ -69,6 +74,13 @@ class Rollout:
             [self.responses[i] for i in idx],
             [self.references[i] for i in idx],
         )
+
+
+def cut_after_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep each response up to and including its first stop token; later positions become padding (mask 0)."""
+    is_stop = torch.isin(response, torch.tensor(stop_ids, device=response.device)).long()
+    after_stop = (is_stop.cumsum(-1) - is_stop) > 0
+    return response.masked_fill(after_stop, pad_id), (~after_stop).long()
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -260,11 +272,7 @@ class PPOTrainer:
         width = max(c.shape[1] for c in chunks)
         response = torch.cat([nn.functional.pad(c, (0, width - c.shape[1]), value=self.pad_id) for c in chunks])
 
-        # Keep tokens up to and including the first stop token; what generate padded after it does not count.
-        is_stop = torch.isin(response, torch.tensor(self.stop_token_ids, device=response.device))
-        after_stop = (is_stop.long().cumsum(-1) - is_stop.long()) > 0
-        response_mask = (~after_stop).long()
-        response = response.masked_fill(after_stop, self.pad_id)
+        response, response_mask = cut_after_stop(response, self.stop_token_ids, self.pad_id)
 
         prompts = self.tokenizer.batch_decode(
             [q[m.bool()] for q, m in zip(query, query_mask, strict=True)], skip_special_tokens=True
@@ -383,7 +391,9 @@ class PPOTrainer:
         self.kl_coef *= 1 + error * self.batch_size / KL_HORIZON
 
     # Loop
-    def train(self) -> dict[str, float]:
+    def train(self, resume_from_checkpoint: str | None = None) -> dict[str, float]:
+        if resume_from_checkpoint:
+            self.load_checkpoint(resume_from_checkpoint)
         args, state, control = self.args, self.state, self.control
         logger.info(
             "PPO: %d steps, %d prompts per step, %d epochs over mini-batches of %d",
@@ -424,6 +434,8 @@ class PPOTrainer:
             state.epoch = state.global_step / self.steps_per_epoch
 
             control = self.callback_handler.on_step_end(args, state, control)
+            if state.global_step % self.steps_per_epoch == 0:
+                control = self.callback_handler.on_epoch_end(args, state, control)
             if control.should_log or control.should_training_stop:
                 logs = {key: sum(values) / len(values) for key, values in pending.items()}
                 logs["learning_rate"] = self.scheduler.get_last_lr()[0]
@@ -456,17 +468,68 @@ class PPOTrainer:
 
     # Saving
     def save_model(self, output_dir: str | Path | None = None) -> None:
-        """The adapter (or model) and the value head, plus the tokenizer; main process only."""
+        """The policy's adapter (or model) and the value head, plus the tokenizer; main process only.
+
+        A LoRA reward model loaded beside the policy is a second adapter of the same model: only the policy's is
+        saved."""
         output_dir = Path(output_dir or self.args.output_dir)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+            policy = self.accelerator.unwrap_model(self.model)
+            kwargs = {}
+            if hasattr(policy.pretrained_model, "active_adapter"):
+                kwargs["selected_adapters"] = [policy.pretrained_model.active_adapter]
+            policy.save_pretrained(output_dir, **kwargs)
             self.tokenizer.save_pretrained(output_dir)
 
     def save_checkpoint(self) -> Path:
+        """`checkpoint-N/`: weights, value head, optimizer, scheduler and PPO state, then trainer_state.json."""
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         self.save_model(folder)
         if self.accelerator.is_main_process:
+            torch.save(self.optimizer.state_dict(), folder / OPTIMIZER_FILE)
+            torch.save(self.scheduler.state_dict(), folder / SCHEDULER_FILE)
+            ppo_state = {"kl_coef": self.kl_coef, "score_moments": vars(self.score_moments)}
+            (folder / PPO_STATE_FILE).write_text(json.dumps(ppo_state), encoding="utf-8")
             # trainer_state.json is written last: its presence marks the checkpoint as complete.
             self.state.save_to_json(str(folder / "trainer_state.json"))
+            self._rotate_checkpoints()
+        self.accelerator.wait_for_everyone()
         return folder
+
+    def _rotate_checkpoints(self) -> None:
+        """Keep the newest `save_total_limit` checkpoints, as the Trainer does."""
+        import shutil
+
+        limit = self.args.save_total_limit
+        if not limit:
+            return
+        found = sorted(
+            (int(p.name.split("-")[1]), p)
+            for p in Path(self.args.output_dir).glob("checkpoint-*")
+            if p.is_dir() and p.name.split("-")[1].isdigit()
+        )
+        for _, path in found[: max(0, len(found) - limit)]:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Continue from `checkpoint-N/`: weights, value head, optimizer, schedule, KL coefficient, step and log.
+
+        The prompt order restarts from the start of the dataset (no sampler state is kept)."""
+        from core.model.valuehead import load_valuehead_checkpoint
+
+        folder = Path(folder)
+        load_valuehead_checkpoint(self.accelerator.unwrap_model(self.model), folder)
+        if (folder / OPTIMIZER_FILE).is_file():
+            self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, weights_only=True))
+            self.scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=True))
+        if (folder / PPO_STATE_FILE).is_file():
+            ppo_state = json.loads((folder / PPO_STATE_FILE).read_text(encoding="utf-8"))
+            self.kl_coef = ppo_state["kl_coef"]
+            vars(self.score_moments).update(ppo_state["score_moments"])
+        saved = TrainerState.load_from_json(str(folder / "trainer_state.json"))
+        self.state.global_step = saved.global_step
+        self.state.epoch = saved.epoch
+        self.state.num_input_tokens_seen = saved.num_input_tokens_seen
+        self.state.log_history = saved.log_history or []
+        logger.info("PPO: resumed from %s at step %d", folder, saved.global_step)
