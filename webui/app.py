@@ -93,7 +93,8 @@ def launch(
 ) -> gr.Blocks:
     """Build the board and serve it. Returns the Blocks (useful with prevent_thread_lock=True: call .close())."""
     demo = create_ui(lang)
-    demo.queue(default_concurrency_limit=4).launch(
+    # launch() sets up the queue itself; an explicit queue() call would build the server app once more (~0.5 s).
+    demo.launch(
         server_name=host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST,
         server_port=int(port or os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
         share=share,
