@@ -131,7 +131,10 @@ def _shared_base_scorer(policy: nn.Module, folder: Path, model_args: Any) -> Rew
     config_file = folder / "adapter_config.json"
     if config_file.is_file():
         base = json.loads(config_file.read_text()).get("base_model_name_or_path")
-        if base and Path(base).name != Path(str(model_args.model_name_or_path)).name:
+        from core.model.loader import resolve_model_path
+
+        policy_base = resolve_model_path(str(model_args.model_name_or_path))
+        if base and Path(base).name != Path(policy_base).name:
             logger.warning(
                 "reward_model %s was trained on %s, the policy is %s", folder, base, model_args.model_name_or_path
             )
