@@ -8,16 +8,24 @@ rewards, so the tolerance leaves a 50x margin. A real bug -- a different global 
 gradients summed instead of averaged, a rank not training -- moves the loss by 1e-3 or more by step 2, and every
 test checks that its curve spans more than 100x the tolerance, so the comparison can fail.
 
-A single trainer_log.jsonl record per step shows that only rank 0 writes it."""
+A single trainer_log.jsonl record per step shows that only rank 0 writes it.
+
+The sft run under torchrun is also the abort test (a launch costs two imports of the training stack, and CI has two
+cores): with a constant learning rate its first steps equal the short reference run's, and once they are logged it
+gets what the board's Abort sends first, SIGTERM to the job's process group.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -44,9 +52,17 @@ LAUNCH_VARS = (
     "WORLD_SIZE",
     "LLAMABOARD_LAUNCHED",
 )
-# Enough steps to see a curve, few rows so the data pass is short; the learning rate makes each step count.
-SHORT = {"max_steps": STEPS, "max_samples": 48, "logging_steps": 1, "per_device_train_batch_size": 8}
+# Few rows so the data pass is short; a learning rate that makes each step count; a constant schedule so that a
+# longer run's first steps are the short run's.
+SHORT = {
+    "max_steps": STEPS,
+    "max_samples": 48,
+    "logging_steps": 1,
+    "per_device_train_batch_size": 8,
+    "lr_scheduler_type": "constant",
+}
 OVERRIDES = {"sft": {"learning_rate": 2e-2}, "dpo": {"learning_rate": 2e-2, "pref_beta": 1.0}}
+HALF_BATCH = {"per_device_train_batch_size": SHORT["per_device_train_batch_size"] // 2}
 
 
 def job_env(**launch: str) -> dict[str, str]:
@@ -63,6 +79,7 @@ def write_job(make_args, run_dir: Path, stage: str, **overrides) -> Path:
 
 
 def start_cli(job: Path, env: dict[str, str], log: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """`python -m core.cli train job.yaml` in a session of its own, as the board's runner starts a job."""
     log = log or job.with_suffix(".log")
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -72,27 +89,34 @@ def start_cli(job: Path, env: dict[str, str], log: Path | None = None) -> tuple[
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     return proc, log
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
 
 
 def finish(proc: subprocess.Popen, log: Path, timeout: float = 240) -> str:
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        pytest.fail(f"timed out; log:\n{log.read_text(errors='replace')[-4000:]}")
-    text = log.read_text(errors="replace")
-    assert code == 0, f"exit {code}; log:\n{text[-4000:]}"
-    return text
+        pytest.fail(f"timed out; log:\n{tail(log)}")
+    assert code == 0, f"exit {code}; log:\n{tail(log)}"
+    return log.read_text(errors="replace")
 
 
-def curve(run_dir: Path) -> list[dict]:
+def curve(run_dir: Path, steps: int = STEPS) -> list[dict]:
+    """The first `steps` records of the run's trainer_log.jsonl, after checking each step was written once."""
     records = [r for r in read_log_records(run_dir / "trainer_log.jsonl") if "loss" in r]
-    steps = [r["current_steps"] for r in records]
-    assert steps == list(range(1, STEPS + 1)), f"one record per step expected (only rank 0 writes), got {steps}"
-    return records
+    seen = [r["current_steps"] for r in records]
+    assert seen == list(range(1, len(seen) + 1)) and len(seen) >= steps, (
+        f"one record per step expected (only rank 0 writes), got steps {seen}"
+    )
+    return records[:steps]
 
 
 def assert_same_curve(one: list[dict], many: list[dict], keys: tuple[str, ...]) -> None:
@@ -122,17 +146,55 @@ def one_process_curve(make_args, tmp_path: Path, stage: str) -> list[dict]:
     return _ONE_PROCESS[stage]
 
 
-@pytest.mark.parametrize("stage", ["sft", "dpo"])
-def test_two_ranks_give_the_one_process_loss_curve(stage, make_args, tmp_path):
+def alive(processes: list[psutil.Process]) -> list[int]:
+    return [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_two_ranks_sft_follow_the_one_process_curve_and_stop_together_on_sigterm(make_args, tmp_path):
     run_dir = tmp_path / "ranks"
-    job = write_job(make_args, run_dir, stage, per_device_train_batch_size=SHORT["per_device_train_batch_size"] // 2)
+    job = write_job(make_args, run_dir, "sft", max_steps=500, **HALF_BATCH)
     proc, log = start_cli(job, job_env(FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
-    text = finish(proc, log)
+    try:
+        deadline = time.monotonic() + 240
+        while len(read_log_records(run_dir / "trainer_log.jsonl")) < STEPS:
+            assert proc.poll() is None and time.monotonic() < deadline, f"exit {proc.poll()}; log:\n{tail(log)}"
+            time.sleep(0.2)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        commands = [" ".join(w.cmdline()) for w in workers]
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text(errors="replace")
+    # The CLI became torchrun (same pid), which ran two workers.
     assert "torch.distributed.run" in text and "--nproc_per_node 2" in text
-    one = one_process_curve(make_args, tmp_path, stage)
+    assert len(workers) == 2 and all("-m core.cli train" in command for command in commands), commands
+    assert_same_curve(one_process_curve(make_args, tmp_path, "sft"), curve(run_dir), ("loss", "grad_norm"))
+
+    # Torchrun starts workers in sessions of their own; it forwards the signal, and nothing may outlive it.
+    assert not alive(workers)
+    assert text.count("Received SIGTERM: stopping after this step and saving.") == 2, tail(log)
+    stopped = {int(step) for step in _stopped_steps(text)}
+    assert len(stopped) == 1, f"the ranks stopped at different steps: {stopped}"
+    checkpoint = run_dir / f"checkpoint-{stopped.pop()}"
+    assert (checkpoint / "adapter_model.safetensors").is_file(), tail(log)
+    assert (run_dir / "adapter_model.safetensors").is_file() and (run_dir / "all_results.json").is_file()
+
+
+def _stopped_steps(text: str) -> list[str]:
+    marker = "Stopped at step "
+    return [line.split(marker, 1)[1].split()[0] for line in text.splitlines() if marker in line]
+
+
+def test_two_ranks_dpo_give_the_one_process_curve(make_args, tmp_path):
+    run_dir = tmp_path / "ranks"
+    job = write_job(make_args, run_dir, "dpo", **HALF_BATCH)
+    text = finish(*start_cli(job, job_env(FORCE_TORCHRUN="1", NPROC_PER_NODE="2")))
+    assert "--nproc_per_node 2" in text
     # Not rewards/accuracies: a pair whose margin is within float noise of 0 may count either way.
-    keys = ("loss", "grad_norm") if stage == "sft" else ("loss", "grad_norm", "rewards/margins", "rewards/chosen")
-    assert_same_curve(one, curve(run_dir), keys)
+    keys = ("loss", "grad_norm", "rewards/margins", "rewards/chosen")
+    assert_same_curve(one_process_curve(make_args, tmp_path, "dpo"), curve(run_dir), keys)
     assert (run_dir / "adapter_model.safetensors").is_file() and (run_dir / "all_results.json").is_file()
 
 
@@ -144,12 +206,14 @@ def free_port() -> int:
 
 def test_two_nodes_on_localhost_finish_with_the_same_curve(make_args, tmp_path):
     run_dir = tmp_path / "nodes"
-    job = write_job(make_args, run_dir, "sft", per_device_train_batch_size=SHORT["per_device_train_batch_size"] // 2)
+    job = write_job(make_args, run_dir, "sft", **HALF_BATCH)
     port = str(free_port())
     nodes = []
     for rank in (0, 1):
         env = job_env(NNODES="2", NODE_RANK=str(rank), NPROC_PER_NODE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
         nodes.append(start_cli(job, env, tmp_path / f"node{rank}.log"))
     texts = [finish(proc, log) for proc, log in nodes]
-    assert "--nnodes 2 --node_rank 1" in texts[1]
+    assert f"--nnodes 2 --node_rank 1 --master_addr 127.0.0.1 --master_port {port}" in texts[1]
     assert_same_curve(one_process_curve(make_args, tmp_path, "sft"), curve(run_dir), ("loss", "grad_norm"))
+    # Both nodes share the folder here, as they would on shared storage: one log, one set of results.
+    assert (run_dir / "adapter_model.safetensors").is_file() and (run_dir / "all_results.json").is_file()
