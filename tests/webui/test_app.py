@@ -228,6 +228,13 @@ def test_bad_extra_arguments_are_a_warning_not_a_traceback(ui: Any) -> None:
     assert not ui.board.runner.active()
 
 
+def test_invalid_arguments_are_listed_before_anything_starts(ui: Any) -> None:
+    result = ui.board.start(form(ui, train__extra_args='{"learning_rat": 1}', train__output_dir="typo"))
+    (message,) = alerts(result, "warning")
+    assert "learning_rat" in message and "learning_rate" in message
+    assert not ui.board.runner.active() and "train.view_run" not in result
+
+
 def test_save_then_load_restores_the_form(ui: Any, board_home: Path) -> None:
     path = board_home / "configs" / "mine.yaml"
     saved = ui.board.save_args(form(ui, train__config_path=str(path), train__learning_rate=3e-4, train__lora_rank=32))
@@ -296,6 +303,7 @@ def test_job_cycle_start_watch_refuse_second_abort(ui: Any, board_home: Path) ->
     assert "step 3/30" in seen["train.output_box"] or "step 4/30" in seen["train.output_box"]
     loss = seen["train.loss_viewer"]
     assert len(loss.data[0].y) >= 3
+    assert seen["train.reward_viewer"]["visible"] is False  # sft has no rewards to chart
 
     second = board.start(form(ui, train__output_dir="cycle2"))
     (refusal,) = alerts(second, "warning")
@@ -306,6 +314,20 @@ def test_job_cycle_start_watch_refuse_second_abort(ui: Any, board_home: Path) ->
     seen = poll_until(ui, run_dir, lambda seen, state: state.get("state") == "aborted")
     assert 'data-state="aborted"' in seen["train.progress"]
     assert "SIGTERM received" in seen["train.output_box"]
+
+
+def test_preference_runs_get_a_reward_chart(ui: Any) -> None:
+    started = ui.board.start(form(ui, train__stage="dpo", train__dataset=["demo_pref"], train__output_dir="dpo_run"))
+    assert not alerts(started, "warning"), started
+    run_dir = started["train.view_run"]["value"]
+    try:
+        seen = poll_until(ui, run_dir, lambda seen, state: state.get("records", 0) >= 2)
+        reward = seen["train.reward_viewer"]
+        assert reward["visible"] is True
+        assert sum(len(trace.y) for trace in reward["value"].data) >= 2
+    finally:
+        ui.board.runner.abort(run_dir)
+        ui.board.runner.wait(run_dir, timeout=15)
 
 
 def test_failed_job_shows_its_error(board_home: Path) -> None:
@@ -405,6 +427,8 @@ def test_served_board_runs_a_job_for_gradio_client(ui: Any) -> None:
             return named
 
         assert "llamafactory-cli train" in call("/cmd_preview")["Log"]
+        refused = call("/start", **{"Extra arguments": "{seed: 1", "Output dir": "bad_json"})
+        assert "extra_args" in refused["Log"] and "[board]" in refused["Log"]  # the toast's text, also in the log
         started = call("/start", **{"Output dir": "over_http"})
         run_dir = started["Run shown"]
         assert run_dir.endswith("over_http"), started
