@@ -35,7 +35,9 @@ def run_dpo(model_args, data_args, training_args, finetuning_args, generating_ar
     if finetuning_args.pref_loss in REFERENCE_FREE_LOSSES:
         ref_model = None
     else:
-        ref_model = create_ref_model(tokenizer, model_args, finetuning_args)
+        ref_model = create_ref_model(
+            tokenizer, model_args, finetuning_args, policy_is_trainable=training_args.do_train
+        )
 
     # Collator
     collator = PairwiseDataCollator(tokenizer=tokenizer, pad_to_multiple_of=default_pad_to_multiple_of())

@@ -31,7 +31,7 @@ def run_kto(model_args, data_args, training_args, finetuning_args, generating_ar
 
     # Model
     model = load_model(tokenizer, model_args, finetuning_args, is_trainable=training_args.do_train)
-    ref_model = create_ref_model(tokenizer, model_args, finetuning_args)
+    ref_model = create_ref_model(tokenizer, model_args, finetuning_args, policy_is_trainable=training_args.do_train)
 
     # Collator
     collator = KTODataCollator(tokenizer=tokenizer, pad_to_multiple_of=default_pad_to_multiple_of())

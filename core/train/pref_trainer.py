@@ -285,11 +285,19 @@ class KTOTrainer(_PreferenceBase):
         return loss
 
 
-def create_ref_model(tokenizer: Any, model_args: Any, finetuning_args: Any, add_valuehead: bool = False):
+def create_ref_model(
+    tokenizer: Any,
+    model_args: Any,
+    finetuning_args: Any,
+    add_valuehead: bool = False,
+    policy_is_trainable: bool = True,
+):
     """The frozen reference a full / freeze run needs (LoRA runs switch their adapter off instead).
 
     `ref_model` (+ `ref_model_adapters`) names another model; otherwise the run's own starting weights are
-    loaded a second time. Returns None when the run's policy can serve as its own reference."""
+    loaded a second time. Returns None when the run's policy can serve as its own reference. A LoRA policy
+    loaded only to evaluate has its adapters merged, so there is nothing to switch off: the reference is then the
+    base model without them."""
     from core.model import load_model
 
     if finetuning_args.ref_model:
@@ -305,7 +313,11 @@ def create_ref_model(tokenizer: Any, model_args: Any, finetuning_args: Any, add_
         return load_model(
             tokenizer, ref_model_args, ref_finetuning_args, is_trainable=False, add_valuehead=add_valuehead
         )
-    if finetuning_args.finetuning_type == "lora":
+    if finetuning_args.finetuning_type == "lora" and policy_is_trainable:
         return None
+    if finetuning_args.finetuning_type == "lora":
+        logger.info("Reference model: %s without adapters", model_args.model_name_or_path)
+        base_args = dataclasses.replace(model_args, adapter_name_or_path=None)
+        return load_model(tokenizer, base_args, finetuning_args, is_trainable=False, add_valuehead=add_valuehead)
     logger.info("Reference model: a frozen copy of %s", model_args.model_name_or_path)
     return load_model(tokenizer, model_args, finetuning_args, is_trainable=False, add_valuehead=add_valuehead)
