@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.hparams.parser import ArgumentError
+
 logger = logging.getLogger(__name__)
 
 LAUNCHED_MARKER = "LLAMABOARD_LAUNCHED"
@@ -61,12 +63,8 @@ class LaunchPlan:
         return self.nnodes * self.nproc_per_node
 
 
-class LaunchError(ValueError):
-    """The launch environment variables are wrong; `problems` lists each, worded for people."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class LaunchError(ArgumentError):
+    """The launch environment variables are wrong; `problems` lists each, worded for people (the CLI exits 2)."""
 
 
 def is_enabled(value: str | None) -> bool:
@@ -109,24 +107,31 @@ def env_problems(env: Mapping[str, str] | None = None) -> list[str]:
     """Problems with NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_PORT (checked even when no torchrun is needed, so a
     typo is caught on the first node instead of after the others wait for it)."""
     try:
-        launch_plan(os.environ if env is None else env, devices=1)
+        launch_plan(os.environ if env is None else env, devices=None)
     except LaunchError as err:
         return err.problems
     return []
 
 
-def launch_plan(env: Mapping[str, str], devices: int) -> LaunchPlan:
-    """The torchrun settings from the environment; `devices` (visible accelerators) is the default process count.
+def launch_plan(env: Mapping[str, str], devices: int | None) -> LaunchPlan:
+    """The torchrun settings from the environment; `devices` (visible accelerators, None when not counted) is the
+    default process count and its upper bound (0: CPU processes, no bound).
 
     Raises LaunchError listing every wrong variable.
     """
     problems: list[str] = []
+    devices = devices or 0
     nnodes = _int_var(env, "NNODES", 1, 1, "the number of machines (1 for one machine)", problems)
     node_rank = _int_var(env, "NODE_RANK", 0, 0, "this machine's index, 0 on the machine at MASTER_ADDR", problems)
     nproc = _int_var(env, "NPROC_PER_NODE", max(devices, 1), 1, "the processes per machine (one per GPU)", problems)
     port = _int_var(
         env, "MASTER_PORT", 0, 1, "a free TCP port on the MASTER_ADDR machine, the same on every node", problems
     )
+    if devices and nproc > devices:
+        problems.append(
+            f"NPROC_PER_NODE: received {nproc} but {devices} device(s) are visible — one process per device: use at "
+            "most that many, or choose the devices with CUDA_VISIBLE_DEVICES."
+        )
     if port > 65535:
         problems.append(f"MASTER_PORT: received {port} — a TCP port is at most 65535 — choose a free port.")
     if node_rank >= nnodes and "NNODES" in env:
@@ -172,11 +177,14 @@ def torchrun_argv(train_argv: list[str], plan: LaunchPlan, python: str | None = 
     return [*argv, "-m", "core.cli", "train", *train_argv]
 
 
-def worker_env(env: Mapping[str, str]) -> dict[str, str]:
+def worker_env(env: Mapping[str, str], plan: LaunchPlan | None = None) -> dict[str, str]:
     """The environment torchrun and its workers get: the caller's, plus the marker that stops a second launch."""
     out = dict(env)
     out[LAUNCHED_MARKER] = "1"
     out.setdefault("PYTHONUNBUFFERED", "1")
+    if plan is not None and plan.nproc_per_node > 1 and "OMP_NUM_THREADS" not in out:
+        # torchrun would set 1 thread per worker; the machine's cores shared among the workers is fairer to CPU work.
+        out["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // plan.nproc_per_node))
     return out
 
 
@@ -250,5 +258,5 @@ def maybe_launch(
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     if os.name == "posix":
-        os.execve(argv[0], argv, worker_env(env))
-    return subprocess.run(argv, env=worker_env(env), check=False).returncode
+        os.execve(argv[0], argv, worker_env(env, plan))
+    return subprocess.run(argv, env=worker_env(env, plan), check=False).returncode

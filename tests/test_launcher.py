@@ -18,6 +18,7 @@ from core import launcher
 from core.cli import main
 from core.deepspeed import STAGES, write_zero_config, zero_config, zero_config_name
 from core.deepspeed import main as deepspeed_main
+from core.hparams import ArgumentError
 from core.launcher import (
     LAUNCHED_MARKER,
     LaunchError,
@@ -119,6 +120,17 @@ def test_wrong_launch_variables_are_all_named(env, names):
         assert repr(env[name]) in problem or env[name] in problem, problem
 
 
+def test_more_processes_than_devices_is_refused_but_cpu_processes_are_not_bounded():
+    with pytest.raises(LaunchError, match="NPROC_PER_NODE: received 4 but 2 device"):
+        launch_plan({"NPROC_PER_NODE": "4"}, devices=2)
+    assert launch_plan({"NPROC_PER_NODE": "4"}, devices=0).nproc_per_node == 4
+
+
+def test_launch_problems_are_argument_problems_so_the_cli_exits_2():
+    # The CLI turns ArgumentError into the problem list and exit status 2, without a traceback.
+    assert issubclass(LaunchError, ArgumentError)
+
+
 # --- the torchrun command ---
 
 
@@ -189,6 +201,23 @@ def test_two_devices_replace_this_process_with_torchrun(recorded_exec, monkeypat
     # The workers must not launch again, and keep the caller's environment.
     assert env[LAUNCHED_MARKER] == "1" and env["PATH"] == "/bin"
     assert maybe_launch(["job.yaml"], {}, env=env) is None
+
+
+def test_workers_share_the_cores_unless_told_otherwise(recorded_exec, monkeypatch):
+    monkeypatch.setattr(launcher, "device_count", lambda: 2)
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 16)
+    for env in ({}, {"OMP_NUM_THREADS": "3"}):
+        with pytest.raises(SystemExit):
+            maybe_launch(["job.yaml"], {}, env=env)
+    assert [call[2]["OMP_NUM_THREADS"] for call in recorded_exec] == ["8", "3"]
+
+
+def test_cli_refuses_more_processes_than_devices(job_yaml, monkeypatch, recorded_exec, capsys):
+    monkeypatch.setattr(launcher, "device_count", lambda: 2)
+    monkeypatch.setenv("NPROC_PER_NODE", "4")
+    assert main(["train", str(job_yaml)]) == 2
+    assert "NPROC_PER_NODE: received 4 but 2 device(s) are visible" in capsys.readouterr().err
+    assert recorded_exec == []
 
 
 def test_a_cpu_job_on_a_gpu_box_stays_one_process(recorded_exec, monkeypatch):
