@@ -11,7 +11,8 @@ the template, the tokenizer and this package's code (`overwrite_cache: true` rec
 
 Which processor: pt -> pretrain, sft -> supervised, rm/dpo/orpo/simpo -> pairwise, kto -> feedback,
 ppo -> unsupervised. The eval set is processed as unsupervised (prompt -> reference answer) when generating
-(`predict_with_generate`, or `do_predict` without `do_train`).
+(`predict_with_generate`, or `do_predict` without `do_train`). Without `do_train`, `dataset` is the eval set
+unless `eval_dataset` names one.
 """
 
 from __future__ import annotations
@@ -331,7 +332,8 @@ def get_dataset(
             if getattr(data_args, "val_size", None) and not getattr(data_args, "eval_dataset", None):
                 train_rows, held = split_rows(train_rows, data_args.val_size, seed)
                 eval_sets["validation"] = held
-        elif data_args.dataset and do_predict and not getattr(data_args, "eval_dataset", None):
+        elif data_args.dataset and not getattr(data_args, "eval_dataset", None):
+            # Evaluate / predict without training: `dataset` is the set to evaluate on.
             eval_sets = _rows_for(data_args.dataset, data_args, eval_need, eval_stage, seed)
         if getattr(data_args, "eval_dataset", None):
             eval_sets = _rows_for(data_args.eval_dataset, data_args, eval_need, eval_stage, seed)

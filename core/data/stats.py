@@ -78,15 +78,23 @@ def dataset_stats(
         _check_stage(attr, stage)
         rows += load_rows(attr, NEEDS.get(stage), data_args, seed)
 
+    # Every answer of a row is measured (chosen and rejected for pairs); the longer conversation counts.
+    convs, owner = [], []
+    for n, row in enumerate(rows):
+        answers = row["_response"][:2] if kind == "pairwise" else row["_response"][:1]
+        for answer in answers or [None]:
+            messages = messages_of(row["_prompt"], [answer]) if answer else list(row["_prompt"])
+            convs.append((messages, row["_system"], row["_tools"]))
+            owner.append(n)
+    longest: dict[int, list] = {}
+    for n, pairs in zip(owner, template.encode_many(tokenizer, convs), strict=True):
+        if n not in longest or sum(map(len, sum(pairs, ()))) > sum(map(len, sum(longest[n], ()))):
+            longest[n] = pairs
+
     prompt_lens, response_lens, total_lens = [], [], []
     truncated = lost = 0
-    for row in rows:
-        answers = row["_response"][:1] if kind != "pairwise" else row["_response"][:2]
-        pairs_per_answer = [
-            template.encode_multiturn(tokenizer, messages_of(row["_prompt"], [a]), row["_system"], row["_tools"])
-            for a in answers
-        ] or [template.encode_multiturn(tokenizer, list(row["_prompt"]), row["_system"], row["_tools"])]
-        pairs = max(pairs_per_answer, key=lambda ps: sum(len(p) + len(r) for p, r in ps))
+    for n in range(len(rows)):
+        pairs = longest[n]
         prompt_len = sum(len(p) for p, _ in pairs)
         response_len = sum(len(r) for _, r in pairs)
         prompt_lens.append(prompt_len)

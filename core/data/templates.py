@@ -116,17 +116,31 @@ class Template:
         self, tokenizer: Any, messages: list[dict[str, str]], system: str | None = None, tools: str | None = None
     ) -> list[tuple[list[int], list[int]]]:
         """(prompt_ids, response_ids) per turn."""
-        if self.use_tokenizer_template:
-            return encode_with_chat_template(tokenizer, messages, system, tools, self.enable_thinking)
-        return [(_encode(tokenizer, p), _encode(tokenizer, r)) for p, r in self.render(messages, system, tools)]
+        return self.encode_many(tokenizer, [(messages, system, tools)])[0]
 
     def encode_oneturn(
         self, tokenizer: Any, messages: list[dict[str, str]], system: str | None = None, tools: str | None = None
     ) -> tuple[list[int], list[int]]:
         """(prompt_ids, response_ids) with every earlier turn folded into the prompt."""
-        pairs = self.encode_multiturn(tokenizer, messages, system, tools)
-        prompt = [i for p, r in pairs[:-1] for i in p + r] + pairs[-1][0]
-        return prompt, pairs[-1][1]
+        return fold(self.encode_multiturn(tokenizer, messages, system, tools))
+
+    def encode_many(
+        self, tokenizer: Any, conversations: list[tuple[list[dict[str, str]], str | None, str | None]]
+    ) -> list[list[tuple[list[int], list[int]]]]:
+        """encode_multiturn of many (messages, system, tools) at once: one batched tokenizer call for every piece
+        of every conversation, several times faster than a call per piece."""
+        if self.use_tokenizer_template:
+            return [encode_with_chat_template(tokenizer, m, s, t, self.enable_thinking) for m, s, t in conversations]
+        rendered = [self.render(m, s, t) for m, s, t in conversations]
+        texts = [text for pairs in rendered for pair in pairs for text in pair]
+        nonempty = [text for text in texts if text]
+        encoded = iter(tokenizer(nonempty, add_special_tokens=False)["input_ids"] if nonempty else [])
+        flat = [list(next(encoded)) if text else [] for text in texts]
+        out, k = [], 0
+        for pairs in rendered:
+            out.append([(flat[k + 2 * i], flat[k + 2 * i + 1]) for i in range(len(pairs))])
+            k += 2 * len(pairs)
+        return out
 
     def stop_token_ids(self, tokenizer: Any) -> list[int]:
         """Ids that end generation: the tokenizer's eos and the template's stop words."""
@@ -138,8 +152,10 @@ class Template:
         return ids
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    return tokenizer.encode(text, add_special_tokens=False) if text else []
+def fold(pairs: list[tuple[list[int], list[int]]]) -> tuple[list[int], list[int]]:
+    """Per-turn pairs -> (everything before the last answer, the last answer)."""
+    prompt = [i for p, r in pairs[:-1] for i in p + r] + pairs[-1][0]
+    return prompt, pairs[-1][1]
 
 
 def encode_with_chat_template(

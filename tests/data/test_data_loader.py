@@ -108,6 +108,12 @@ def test_eval_dataset_and_eval_on_each_dataset(tokenizer, ddir):
     assert set(out["eval_dataset"]) == {"one", "two"} and len(out["eval_dataset"]["two"]) == 4
 
 
+def test_eval_without_training_evaluates_dataset(tokenizer, ddir):
+    out = load(tokenizer, "sft", train=training_args(do_train=False), dataset="two", dataset_dir=ddir)
+    assert out["train_dataset"] is None and len(out["eval_dataset"]) == 4
+    assert tokenizer.decode(out["eval_dataset"][0]["labels"][-3:]).endswith("<|im_end|>\n")  # supervised labels
+
+
 def test_predict_without_training_gives_prompts_and_references(tokenizer, ddir):
     train = training_args(do_train=False, do_predict=True)
     out = load(tokenizer, "sft", train=train, dataset="two", dataset_dir=ddir)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from core.data.processor.common import IGNORE_INDEX, truncate_pair
+from core.data.templates import fold
 
 
-def _encode(template, tokenizer, prompt, answer, system, tools, data_args) -> tuple[list[int], list[int]]:
-    prompt_ids, answer_ids = template.encode_oneturn(tokenizer, list(prompt) + [answer], system, tools)
-    prompt_ids, answer_ids = truncate_pair(prompt_ids, answer_ids, data_args.cutoff_len)
+def _ids(pairs, data_args) -> tuple[list[int], list[int]]:
+    prompt_ids, answer_ids = truncate_pair(*fold(pairs), data_args.cutoff_len)
     prompt_labels = prompt_ids if getattr(data_args, "train_on_prompt", False) else [IGNORE_INDEX] * len(prompt_ids)
     return prompt_ids + answer_ids, prompt_labels + answer_ids
 
@@ -20,12 +20,15 @@ def preprocess_feedback(examples: dict[str, list], template: Any, tokenizer: Any
     keys = ("input_ids", "attention_mask", "labels", "kl_input_ids", "kl_attention_mask", "kl_labels", "kto_tags")
     out: dict[str, list] = {k: [] for k in keys}
     n = len(examples["_prompt"])
+    convs = []
     for i in range(n):
-        prompt, system, tools = examples["_prompt"][i], examples["_system"][i], examples["_tools"][i]
-        answer = examples["_response"][i][0]
-        kl_answer = examples["_response"][(i + 1) % n][0]
-        ids, labels = _encode(template, tokenizer, prompt, answer, system, tools, data_args)
-        kl_ids, kl_labels = _encode(template, tokenizer, prompt, kl_answer, system, tools, data_args)
+        prompt, system, tools = list(examples["_prompt"][i]), examples["_system"][i], examples["_tools"][i]
+        convs.append((prompt + [examples["_response"][i][0]], system, tools))
+        convs.append((prompt + [examples["_response"][(i + 1) % n][0]], system, tools))
+    encoded = template.encode_many(tokenizer, convs)
+    for i in range(n):
+        ids, labels = _ids(encoded[2 * i], data_args)
+        kl_ids, kl_labels = _ids(encoded[2 * i + 1], data_args)
         out["input_ids"].append(ids)
         out["attention_mask"].append([1] * len(ids))
         out["labels"].append(labels)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.data.processor.common import IGNORE_INDEX, fit_turn
+from core.data.templates import fold
 
 COLUMNS = (
     "chosen_input_ids",
@@ -20,11 +21,17 @@ COLUMNS = (
 def preprocess_pairwise(examples: dict[str, list], template: Any, tokenizer: Any, data_args: Any) -> dict[str, list]:
     out: dict[str, list] = {c: [] for c in COLUMNS}
     train_on_prompt = bool(getattr(data_args, "train_on_prompt", False))
-    for prompt, response, system, tools in zip(
-        examples["_prompt"], examples["_response"], examples["_system"], examples["_tools"], strict=True
-    ):
-        prompt_ids, chosen_ids = template.encode_oneturn(tokenizer, list(prompt) + [response[0]], system, tools)
-        _, rejected_ids = template.encode_oneturn(tokenizer, list(prompt) + [response[1]], system, tools)
+    convs = [
+        (list(prompt) + [response[k]], system, tools)
+        for prompt, response, system, tools in zip(
+            examples["_prompt"], examples["_response"], examples["_system"], examples["_tools"], strict=True
+        )
+        for k in (0, 1)
+    ]
+    encoded = template.encode_many(tokenizer, convs)
+    for chosen_pairs, rejected_pairs in zip(encoded[0::2], encoded[1::2], strict=True):
+        prompt_ids, chosen_ids = fold(chosen_pairs)
+        _, rejected_ids = fold(rejected_pairs)
         keep_prompt, keep_answer = fit_turn(
             len(prompt_ids), max(len(chosen_ids), len(rejected_ids)), data_args.cutoff_len
         )

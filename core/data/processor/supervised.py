@@ -10,11 +10,18 @@ from typing import Any
 from core.data.processor.common import IGNORE_INDEX, messages_of, truncate_turns
 
 
-def encode_supervised(
-    template: Any, tokenizer: Any, prompt: list, response: list, system: str, tools: str, data_args: Any
-) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one conversation."""
-    pairs = template.encode_multiturn(tokenizer, messages_of(prompt, response), system, tools)
+def conversations(examples: dict[str, list]) -> list[tuple[list[dict], str, str]]:
+    """(messages, system, tools) of every example: the prompt turns plus the (first) answer."""
+    return [
+        (messages_of(prompt, response), system, tools)
+        for prompt, response, system, tools in zip(
+            examples["_prompt"], examples["_response"], examples["_system"], examples["_tools"], strict=True
+        )
+    ]
+
+
+def supervised_ids(pairs: list[tuple[list[int], list[int]]], data_args: Any) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one encoded conversation."""
     mask_history = bool(getattr(data_args, "mask_history", False))
     train_on_prompt = bool(getattr(data_args, "train_on_prompt", False))
     input_ids: list[int] = []
@@ -29,10 +36,8 @@ def encode_supervised(
 
 def preprocess_supervised(examples: dict[str, list], template: Any, tokenizer: Any, data_args: Any) -> dict[str, list]:
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
-    for prompt, response, system, tools in zip(
-        examples["_prompt"], examples["_response"], examples["_system"], examples["_tools"], strict=True
-    ):
-        input_ids, labels = encode_supervised(template, tokenizer, prompt, response, system, tools, data_args)
+    for pairs in template.encode_many(tokenizer, conversations(examples)):
+        input_ids, labels = supervised_ids(pairs, data_args)
         if all(label == IGNORE_INDEX for label in labels):
             continue  # nothing to learn (the answer did not fit); the loader reports how many were dropped
         out["input_ids"].append(input_ids)

@@ -7,18 +7,21 @@ from typing import Any
 
 from core.data.converter import ASSISTANT
 from core.data.processor.common import truncate_pair
+from core.data.templates import fold
 
 
 def preprocess_unsupervised(
     examples: dict[str, list], template: Any, tokenizer: Any, data_args: Any
 ) -> dict[str, list]:
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
-    for prompt, response, system, tools in zip(
-        examples["_prompt"], examples["_response"], examples["_system"], examples["_tools"], strict=True
-    ):
-        answer = list(response[:1]) or [{"role": ASSISTANT, "content": ""}]
-        prompt_ids, answer_ids = template.encode_oneturn(tokenizer, list(prompt) + answer, system, tools)
-        prompt_ids, answer_ids = truncate_pair(prompt_ids, answer_ids, data_args.cutoff_len)
+    convs = [
+        (list(prompt) + (list(response[:1]) or [{"role": ASSISTANT, "content": ""}]), system, tools)
+        for prompt, response, system, tools in zip(
+            examples["_prompt"], examples["_response"], examples["_system"], examples["_tools"], strict=True
+        )
+    ]
+    for pairs in template.encode_many(tokenizer, convs):
+        prompt_ids, answer_ids = truncate_pair(*fold(pairs), data_args.cutoff_len)
         out["input_ids"].append(prompt_ids)
         out["attention_mask"].append([1] * len(prompt_ids))
         out["labels"].append(answer_ids)
