@@ -258,6 +258,8 @@ class Board:
         config.save_config({"lang": lang})
         updates: Updates = {self.manager.key_of(comp): update for comp, update in self.manager.relabel(lang).items()}
         updates["train.poll_state"] = {}
+        run_list = updates.get("train.view_run") or {}
+        updates["train.view_run"] = {**run_list, "choices": self.run_choices(lang)}
         return updates
 
     def change_model(self, values: Values) -> Updates:
@@ -557,7 +559,8 @@ class Board:
             }
         )
         return {
-            "train.view_run": gr.update(choices=self.run_choices(), value=_resolved(run_dir)),
+            "train.view_run": gr.update(choices=self.run_choices(lang), value=_resolved(run_dir)),
+            "train.output_dir": new_run_name(),  # the next Start gets a folder of its own
             "train.poll_state": {},
             "train.notes": [],
             ALERTS: [("info", alert(lang, "started", path=run_dir))],
@@ -578,8 +581,8 @@ class Board:
 
     # Live view
 
-    def run_choices(self) -> list[tuple[str, str]]:
-        """Every run under saves, newest first, as (label, path)."""
+    def run_choices(self, lang: str | None = None) -> list[tuple[str, str]]:
+        """Every run under saves, newest first, as (label, path); the label ends with the run's state."""
         from webui import jobs
 
         try:
@@ -587,12 +590,16 @@ class Board:
         except OSError as err:
             logger.warning("Could not list runs under %s: %s", self.saves_root, err)
             return []
-        return [(f"{run['name']} · {run.get('state')}", _resolved(run["path"])) for run in runs]
+        choices = []
+        for run in runs:
+            state = alert(lang, STATE_ALERTS.get(str(run.get("state")), "state_unknown"))
+            choices.append((f"{run['name']} · {state}", _resolved(run["path"])))
+        return choices
 
     def refresh_runs(self, values: Values) -> Updates:
         import gradio as gr
 
-        return {"train.view_run": gr.update(choices=self.run_choices())}
+        return {"train.view_run": gr.update(choices=self.run_choices(values.get("top.lang")))}
 
     def change_view(self, values: Values) -> Updates:
         """train.view_run picked -> the live view redrawn for that run."""
@@ -604,7 +611,7 @@ class Board:
 
         updates = self._remembered(values)
         lang = _value_of(updates.get("top.lang"), values.get("top.lang"))
-        runs = self.run_choices()
+        runs = self.run_choices(lang)
         active = [str(path) for path in self.runner.active()]
         view = active[0] if active else (runs[0][1] if runs else None)
         updates["train.view_run"] = gr.update(choices=runs, value=view)
@@ -707,7 +714,7 @@ class Board:
             updates["train.output_box"] = compose_output(text, notes)
         if key["state"] != seen.get("state") and seen.get("run") == key["run"]:
             # The run list shows each run's state; refresh it when the viewed run's state changes.
-            updates["train.view_run"] = gr.update(choices=self.run_choices())
+            updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
         progress = jobs.progress(records, job) if job is not None else None
         updates["train.progress"] = progress_html(lang, progress, job)
         if key["records"] != seen.get("records") or key["run"] != seen.get("run") or key["lang"] != seen.get("lang"):

@@ -314,6 +314,7 @@ def test_job_cycle_start_watch_refuse_second_abort(ui: Any, board_home: Path) ->
     seen = poll_until(ui, run_dir, lambda seen, state: state.get("state") == "aborted")
     assert 'data-state="aborted"' in seen["train.progress"]
     assert "SIGTERM received" in seen["train.output_box"]
+    board.runner.wait(run_dir, timeout=15)  # job.json says "aborted" a moment before the runner lets go of it
 
 
 def test_preference_runs_get_a_reward_chart(ui: Any) -> None:

@@ -526,7 +526,7 @@ def bind_train(board: handlers.Board) -> None:
     bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file"])
 
     live = list(handlers.LIVE_VIEW)
-    bind(board, m["train.start"].click, board.start, form, live)
+    bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])
     bind(board, m["train.abort"].click, board.abort, [], [])
     bind(board, m["train.view_run"].input, board.change_view, ["train.poll_state"], live)
     bind(board, m["train.view_run"].focus, board.refresh_runs, [], ["train.view_run"])
