@@ -144,6 +144,12 @@ def launch_plan(env: Mapping[str, str], devices: int | None) -> LaunchPlan:
             f"NODE_RANK: received {node_rank} but NNODES is {env.get('NNODES', 'not set (1)')} — set NNODES to the "
             "number of machines on every node."
         )
+    if 0 < node_rank < nnodes and not env.get("MASTER_ADDR", "").strip():
+        # torchrun would wait for a rank 0 on this machine's loopback until its rendezvous times out.
+        problems.append(
+            f"MASTER_ADDR: not set on node {node_rank} of {nnodes} — set it to the address of the machine with "
+            "NODE_RANK=0 (the same value on every node)."
+        )
     if problems:
         raise LaunchError(problems)
     master_addr = env.get("MASTER_ADDR", "").strip() or DEFAULT_MASTER_ADDR

@@ -96,7 +96,13 @@ def test_multinode_plan_honours_every_variable():
 
 
 def test_multinode_without_a_port_uses_torchs_default_so_all_nodes_agree():
-    assert launch_plan({"NNODES": "2", "NODE_RANK": "1"}, devices=1).master_port == 29500
+    assert launch_plan({"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "n0"}, devices=1).master_port == 29500
+
+
+def test_other_nodes_must_be_told_where_node_0_is():
+    assert launch_plan({"NNODES": "2"}, devices=1).master_addr == "127.0.0.1"
+    with pytest.raises(LaunchError, match="MASTER_ADDR: not set on node 1 of 2"):
+        launch_plan({"NNODES": "2", "NODE_RANK": "1"}, devices=1)
 
 
 @pytest.mark.parametrize(
