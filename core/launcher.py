@@ -11,9 +11,11 @@ launcher even for one GPU), or when `FORCE_TORCHRUN=1`. The process then *become
 torchrun's exit status is the job's), and each worker runs `core.cli train` again with `LLAMABOARD_LAUNCHED=1` so
 it trains instead of relaunching. A job started by any other launcher (`LOCAL_RANK` set) is never relaunched.
 
-Note for whoever stops jobs: torchrun starts each worker in its own session, so a signal to the job's process group
-reaches torchrun, which forwards it once to the workers and SIGKILLs them 30 s later; workers that must be reached
-directly have to be found as descendants.
+Note for whoever stops jobs or reads their logs: torchrun starts each worker in its own session, so a signal to the
+job's process group reaches torchrun, which forwards it once to the workers and SIGKILLs them 30 s later; workers
+that must be reached directly have to be found as descendants. Torchrun exits 1 when a worker fails (the worker's
+traceback is in the log on lines prefixed `[rank0]: `, followed by torchrun's ChildFailedError block) and also
+after a stop by signal, even though every rank then saved.
 """
 
 from __future__ import annotations
