@@ -217,3 +217,15 @@ def test_two_nodes_on_localhost_finish_with_the_same_curve(make_args, tmp_path):
     assert_same_curve(one_process_curve(make_args, tmp_path, "sft"), curve(run_dir), ("loss", "grad_norm"))
     # Both nodes share the folder here, as they would on shared storage: one log, one set of results.
     assert (run_dir / "adapter_model.safetensors").is_file() and (run_dir / "all_results.json").is_file()
+
+
+def test_a_failing_worker_fails_the_job_with_its_error_in_the_log(make_args, tmp_path):
+    # One worker is enough to see the exit status travel through torchrun; the error names the bad path.
+    job = write_job(make_args, tmp_path / "fails", "sft", model_name_or_path=str(tmp_path / "no-model"))
+    proc, log = start_cli(job, job_env(FORCE_TORCHRUN="1"))
+    code = proc.wait(timeout=240)
+    text = log.read_text(errors="replace")
+    assert code != 0, text[-3000:]
+    assert "--nproc_per_node 1" in text
+    # The worker's own error, not only torchrun's summary (the wording is core.model's; the path is ours).
+    assert any(line.startswith("[rank0]: ") and "Error" in line and "no-model" in line for line in text.splitlines())
