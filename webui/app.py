@@ -41,6 +41,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     import gradio as gr
 
     from webui.handlers import LIVE_VIEW, SECTIONS, TOP_BAR, Board, bind
+    from webui.tabs.runs import bind_runs, create_runs_tab
     from webui.tabs.top import bind_top, create_top
     from webui.tabs.train import bind_train, create_train_tab
 
@@ -52,12 +53,16 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     with gr.Blocks(title="LlamaBoard", analytics_enabled=False) as demo:
         gr.HTML(_header(), elem_id="header")
         manager.add("top", create_top(lang, saved))
-        with gr.Tab(entry(lang, "tabs.train").get("label", "Train"), elem_id="tab_train") as train_tab:
-            manager.add("train", create_train_tab(lang, manager.tab("top")))
-        manager.add("tabs", {"train": train_tab})
+        with gr.Tabs() as tabs:
+            with gr.Tab(entry(lang, "tabs.train").get("label"), id="train", elem_id="tab_train") as train_tab:
+                manager.add("train", create_train_tab(lang, manager.tab("top")))
+            with gr.Tab(entry(lang, "tabs.runs").get("label"), id="runs", elem_id="tab_runs") as runs_tab:
+                manager.add("runs", create_runs_tab(lang, board))
+        manager.add("tabs", {"train": train_tab, "runs": runs_tab})
 
         bind_top(board)
         bind_train(board)
+        bind_runs(board, tabs)
         remembered = [*manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
         bind(board, demo.load, board.on_load, ["train.poll_state", *TOP_BAR], [*remembered, *LIVE_VIEW])
 

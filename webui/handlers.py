@@ -17,13 +17,14 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from core.paths import saves_dir
 from webui import config, models
-from webui.manager import Manager, alert, normalize_lang
+from webui.manager import Manager, alert, entry, normalize_lang
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +261,8 @@ class Board:
         updates["train.poll_state"] = {}
         run_list = updates.get("train.view_run") or {}
         updates["train.view_run"] = {**run_list, "choices": self.run_choices(lang)}
+        if "runs.table" in self.manager:
+            updates["runs.table"] = {**updates.get("runs.table", {}), "value": self.runs_table(lang)}
         return updates
 
     def change_model(self, values: Values) -> Updates:
@@ -595,6 +598,49 @@ class Board:
             state = alert(lang, STATE_ALERTS.get(str(run.get("state")), "state_unknown"))
             choices.append((f"{run['name']} · {state}", _resolved(run["path"])))
         return choices
+
+    def runs_table(self, lang: str | None) -> Any:
+        """Every run under saves as a table (newest first); the last column is the run folder."""
+        import pandas as pd
+
+        from webui import jobs
+
+        names = entry(lang, "runs.table").get("columns") or {}
+        columns = ("run", "stage", "state", "steps", "created", "error", "path")
+        try:
+            runs = jobs.list_runs(self.saves_root)
+        except OSError as err:
+            logger.warning("Could not list runs under %s: %s", self.saves_root, err)
+            runs = []
+        rows = []
+        for run in runs:
+            created = run.get("created")
+            rows.append(
+                [
+                    run["name"],
+                    run.get("stage") or "",
+                    alert(lang, STATE_ALERTS.get(str(run.get("state")), "state_unknown")),
+                    f"{run.get('steps') or 0}/{run.get('total_steps') or '?'}",
+                    datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M") if created else "",
+                    run.get("error") or "",
+                    _resolved(run["path"]),
+                ]
+            )
+        return pd.DataFrame(rows, columns=[names.get(column, column) for column in columns])
+
+    def refresh_runs_table(self, values: Values) -> Updates:
+        """Runs tab, Refresh -> the table re-read from the saves folder."""
+        return {"runs.table": self.runs_table(values.get("top.lang"))}
+
+    def show_run(self, values: Values) -> Updates:
+        """A run picked in the Runs tab -> the Train tab's live view shows it."""
+        import gradio as gr
+
+        lang = values.get("top.lang")
+        target = _resolved(values.get("train.view_run"))
+        updates = self.poll({**values, "train.view_run": target, "train.poll_state": {}})
+        updates["train.view_run"] = gr.update(choices=self.run_choices(lang), value=target)
+        return updates
 
     def refresh_runs(self, values: Values) -> Updates:
         import gradio as gr

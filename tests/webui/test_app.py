@@ -346,6 +346,20 @@ def test_failed_job_shows_its_error(board_home: Path) -> None:
     assert 'data-state="failed"' in loaded["train.progress"]
 
 
+def test_runs_tab_lists_runs_and_opens_one(ui: Any) -> None:
+    table = ui.board.runs_table("en")
+    assert list(table.columns) == ["Run", "Stage", "State", "Steps", "Created", "Error", "Folder"]
+    rows = {row["Run"]: row for _, row in table.iterrows()}
+    cycle = rows["demo/lora/cycle"]
+    assert cycle["State"] == "Aborted" and cycle["Stage"] == "sft"
+    shown = ui.board.show_run(form(ui, train__view_run=cycle["Folder"]))
+    assert shown["train.view_run"]["value"] == cycle["Folder"]
+    assert 'data-state="aborted"' in shown["train.progress"]
+    assert len(shown["train.loss_viewer"].data[0].y) >= 3
+    zh = ui.board.runs_table("zh")
+    assert list(zh.columns)[0] == entry("zh", "runs.table")["columns"]["run"]
+
+
 def test_restarted_board_shows_the_running_job(board_home: Path) -> None:
     """The job outlives the board: a new board (new runner) re-attaches and its first page load shows the job."""
     from webui.app import create_ui

@@ -64,6 +64,9 @@ def test_every_component_is_labelled(labelled: dict[str, Any], lang: str) -> Non
     for key, component in labelled.items():
         text = locale.get(key)
         assert isinstance(text, dict) and str(text.get("label") or "").strip(), f"{lang}: {key} has no label"
+        columns = load_locale("en")[key].get("columns")
+        if columns:
+            assert set(text.get("columns") or {}) == set(columns), f"{lang}: {key} columns"
         names = text.get("choices")
         if names:
             values = {value for _, value in component.choices}
