@@ -1,0 +1,338 @@
+"""Chat with a model and its adapters: `ChatModel(args).stream_chat(messages)` yields the answer piece by piece.
+
+The chat worker (`core.chat_worker`, the board's separate chat process) and `llamafactory-cli chat` both drive a
+`ChatModel`. Importing this module is cheap (torch and transformers load when a model does), so the pure helpers
+below, `parse_tool_calls` and `normalize_messages`, are safe to use from the board.
+
+Messages are `{"role", "content"}` dicts with roles user / assistant / tool (or LLaMA-Factory's observation) /
+function; a leading `system` message becomes the system prompt. Tools are a JSON list of function definitions
+(a string, or a list the caller has not serialized yet); the template renders them into the prompt, and a tool
+call in the answer comes back parsed as `{"name": ..., "arguments": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ChatModel", "Reply", "normalize_messages", "parse_tool_calls", "tools_json"]
+
+# Keys a single request may override (GeneratingArguments' fields plus seed).
+GENERATION_KEYS = (
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "num_beams",
+    "max_length",
+    "max_new_tokens",
+    "repetition_penalty",
+    "length_penalty",
+    "skip_special_tokens",
+    "seed",
+)
+_ROLES = {
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "observation",
+    "observation": "observation",
+    "function": "function",
+}
+
+
+@dataclass
+class Reply:
+    """A finished answer: its text, the tool calls parsed from it, and token counts."""
+
+    text: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+
+
+# Pure helpers
+
+
+def tools_json(tools: str | list | dict | None) -> str | None:
+    """Tool definitions as the JSON text the template renders; raises ValueError naming what is not JSON."""
+    if tools is None or tools == "" or tools == []:
+        return None
+    if isinstance(tools, str):
+        try:
+            parsed = json.loads(tools)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"tools: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}) — give a JSON list of "
+                'function definitions, for example [{"name": "get_weather", "parameters": {...}}]'
+            ) from None
+    else:
+        parsed = tools
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    if not isinstance(parsed, list) or not all(isinstance(tool, dict) for tool in parsed):
+        raise ValueError("tools: expected a JSON list of objects (one per function) — wrap each definition in {}")
+    return json.dumps(parsed, ensure_ascii=False)
+
+
+def normalize_messages(messages: list[dict[str, Any]], system: str | None = None) -> tuple[list[dict], str | None]:
+    """(template messages, system): roles mapped to the template's, a leading system message taken out.
+
+    Raises ValueError when the turns do not alternate user-like / assistant-like or do not end with a user-like
+    turn (the model answers the last message).
+    """
+    out = []
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        content = message.get("content")
+        if role == "system":
+            if index != 0:
+                raise ValueError(f"messages[{index}]: a system message must come first — move it or use system=")
+            system = system or content
+            continue
+        if role not in _ROLES:
+            raise ValueError(
+                f"messages[{index}]: role {role!r} — use user, assistant, tool (observation), function or system"
+            )
+        if not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False) if content is not None else ""
+        out.append({"role": _ROLES[role], "content": content})
+    if not out:
+        raise ValueError("messages: empty — send at least one user message")
+    for index, message in enumerate(out):
+        user_like = message["role"] in ("user", "observation")
+        if user_like != (index % 2 == 0):
+            want = "user (or tool)" if index % 2 == 0 else "assistant (or function)"
+            raise ValueError(
+                f"messages: turn {index + 1} is {message['role']}, expected {want} — turns alternate, starting "
+                "with the user"
+            )
+    if len(out) % 2 == 0:
+        raise ValueError("messages: the last message is the assistant's — end with the user message to answer")
+    return out, system
+
+
+_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_ACTION = re.compile(r"Action:\s*(?P<name>[^\n]+?)\s*\nAction Input:\s*(?P<args>.*?)(?=\nAction:|\Z)", re.DOTALL)
+
+
+def _as_call(obj: Any) -> dict[str, Any] | None:
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("function"), dict):  # OpenAI's {"type": "function", "function": {...}}
+        obj = obj["function"]
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    arguments = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            pass
+    return {"name": name, "arguments": arguments}
+
+
+def _calls_from_json(text: str) -> list[dict[str, Any]] | None:
+    fenced = _FENCE.match(text.strip())
+    try:
+        parsed = json.loads(fenced.group(1) if fenced else text)
+    except json.JSONDecodeError:
+        return None
+    items = parsed if isinstance(parsed, list) else [parsed]
+    calls = [_as_call(item) for item in items]
+    if not calls or any(call is None for call in calls):
+        return None
+    return calls
+
+
+def parse_tool_calls(text: str) -> list[dict[str, Any]]:
+    """Tool calls in an answer, each `{"name", "arguments"}`; [] when the answer is plain text.
+
+    Understood forms: `<tool_call>{...}</tool_call>` blocks (Qwen / Hermes), an answer that is only a JSON object
+    or list of them with `name` and `arguments` (or `parameters`, Llama 3), possibly in a ```json fence, and
+    LLaMA-Factory's `Action: name` / `Action Input: {...}` lines.
+    """
+    text = text.strip()
+    if not text:
+        return []
+    if "<tool_call>" in text:
+        calls = []
+        for block in _TOOL_CALL_TAG.findall(text):
+            found = _calls_from_json(block)
+            if found:
+                calls.extend(found)
+        return calls
+    if text[0] in "{[`":
+        return _calls_from_json(text) or []
+    calls = []
+    for match in _ACTION.finditer(text):
+        arguments: Any = match.group("args").strip()
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            pass
+        calls.append({"name": match.group("name").strip(), "arguments": arguments})
+    return calls
+
+
+# The model
+
+
+class ChatModel:
+    """A model with its adapters merged, its tokenizer and template, ready to answer.
+
+    `args` is an argument dict (or YAML path / argv) with model_name_or_path, adapter_name_or_path, template,
+    infer_dtype and the generation keys (GeneratingArguments), which are the defaults of every request.
+    `progress(message)` is called at each loading step. Raises ArgumentError, or FileNotFoundError / ValueError
+    with a message naming the key, for arguments that cannot load.
+    """
+
+    def __init__(self, args: dict | str | list[str] | None, progress: Callable[[str], None] | None = None) -> None:
+        report = progress or (lambda message: logger.info("%s", message))
+        report("Reading the arguments")
+        import torch
+
+        from core.data.template import get_template_and_fix_tokenizer
+        from core.hparams import get_infer_args
+        from core.model import load_model, load_tokenizer
+
+        self.model_args, self.data_args, self.finetuning_args, self.generating_args = get_infer_args(args)
+        report(f"Loading the tokenizer of {self.model_args.model_name_or_path}")
+        self.tokenizer = load_tokenizer(self.model_args)
+        self.template = get_template_and_fix_tokenizer(self.tokenizer, self.data_args)
+        adapters = self.model_args.adapters
+        what = f" with {len(adapters)} adapter(s): {', '.join(adapters)}" if adapters else ""
+        report(f"Loading the model{what}")
+        model = load_model(self.tokenizer, self.model_args, self.finetuning_args, is_trainable=False)
+        if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
+            report("Moving the model to the GPU")
+            model = model.to("cuda")
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.stop_ids = self.template.stop_token_ids(self.tokenizer)
+        self.lock = threading.Lock()  # one generation at a time: two would interleave on the device anyway
+        report(f"Ready: {sum(p.numel() for p in model.parameters()):,} parameters on {self.device}")
+
+    # Requests
+
+    def _prompt_ids(self, messages: list[dict], system: str | None, tools: Any) -> list[int]:
+        turns, system = normalize_messages(messages, system)
+        prompt, _ = self.template.encode_oneturn(self.tokenizer, turns, system, tools_json(tools))
+        limit = self.model_args.model_max_length
+        if limit and len(prompt) > limit:
+            # Keep the end: the latest turns matter most, and generation must start right after the prompt.
+            logger.warning("The prompt has %d tokens; keeping the last %d (cutoff_len).", len(prompt), limit)
+            prompt = prompt[-limit:]
+        return prompt
+
+    def _generate_kwargs(self, gen: dict[str, Any]) -> tuple[dict[str, Any], bool, int | None]:
+        unknown = sorted(set(gen) - set(GENERATION_KEYS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a generation setting — use {', '.join(GENERATION_KEYS)}")
+        from dataclasses import replace
+
+        settings = {key: value for key, value in gen.items() if value is not None}
+        seed = settings.pop("seed", None)
+        if settings.get("temperature") == 0:  # LLaMA-Factory's convention: temperature 0 is greedy decoding
+            settings.pop("temperature")
+            settings["do_sample"] = False
+        merged = replace(self.generating_args, **settings)
+        kwargs = merged.to_generate_kwargs()
+        kwargs["eos_token_id"] = self.stop_ids or self.tokenizer.eos_token_id
+        kwargs["pad_token_id"] = self.tokenizer.pad_token_id
+        return kwargs, merged.skip_special_tokens, seed
+
+    def stream_chat(
+        self,
+        messages: list[dict],
+        system: str | None = None,
+        tools: str | list | None = None,
+        stop: threading.Event | None = None,
+        **gen: Any,
+    ) -> Iterator[str]:
+        """The answer to the last user message, piece by piece as tokens are generated.
+
+        `gen` overrides the generation settings for this request (temperature, top_p, max_new_tokens, seed, ...;
+        seed makes sampling repeatable). Setting `stop` ends the answer after the current token.
+        """
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer, set_seed
+
+        prompt = self._prompt_ids(messages, system, tools)
+        kwargs, skip_special, seed = self._generate_kwargs(gen)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=skip_special)
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **_: Any) -> torch.BoolTensor:
+                flag = stop is not None and stop.is_set()
+                return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
+
+        failure: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                with self.lock:
+                    if seed is not None:
+                        set_seed(int(seed))
+                    input_ids = torch.tensor([prompt], device=self.device)
+                    self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Stop()]),
+                        **kwargs,
+                    )
+            except BaseException as err:  # re-raised in the caller's thread below
+                failure.append(err)
+                streamer.end()
+
+        thread = threading.Thread(target=generate, name="chat-generate", daemon=True)
+        thread.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            if thread.is_alive() and stop is not None:
+                stop.set()
+            thread.join()
+        if failure:
+            raise failure[0]
+
+    def chat(
+        self, messages: list[dict], system: str | None = None, tools: str | list | None = None, **gen: Any
+    ) -> Reply:
+        """The whole answer at once, with tool calls parsed and token counts."""
+        import torch
+        from transformers import set_seed
+
+        prompt = self._prompt_ids(messages, system, tools)
+        kwargs, skip_special, seed = self._generate_kwargs(gen)
+        with self.lock:
+            if seed is not None:
+                set_seed(int(seed))
+            input_ids = torch.tensor([prompt], device=self.device)
+            with torch.no_grad():
+                output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+        new = output[0, len(prompt) :].tolist()
+        text = self.tokenizer.decode(new, skip_special_tokens=skip_special)
+        return Reply(text=text, tool_calls=parse_tool_calls(text), prompt_tokens=len(prompt), new_tokens=len(new))
+
+    def close(self) -> None:
+        """Free the model's memory (the worker's `unload`)."""
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
