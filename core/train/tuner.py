@@ -129,3 +129,8 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    # `python -m core.train.tuner job.yaml [key=value ...]`: the same as `llamafactory-cli train`, minus the CLI.
+    run_exp(sys.argv[1:])

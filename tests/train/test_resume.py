@@ -91,7 +91,7 @@ def _start(job: dict, tmp_path: Path) -> subprocess.Popen:
     job_yaml.write_text(yaml.safe_dump(job))
     log = open(tmp_path / f"{Path(job['output_dir']).name}.log", "w")  # noqa: SIM115 - closed by the OS at exit
     return subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "train", str(job_yaml)],
+        [sys.executable, "-m", "core.train.tuner", str(job_yaml)],
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
