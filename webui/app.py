@@ -64,7 +64,8 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
         bind_train(board)
         bind_runs(board, tabs)
         remembered = [*manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
-        bind(board, demo.load, board.on_load, ["train.poll_state", *TOP_BAR], [*remembered, *LIVE_VIEW])
+        page = ["train.poll_state", "train.loss_log_y", *TOP_BAR]
+        bind(board, demo.load, board.on_load, page, [*remembered, *LIVE_VIEW])
 
     demo.board = board  # the handlers of this UI, for tests and for launch()
     return demo

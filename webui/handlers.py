@@ -347,7 +347,10 @@ class Board:
         selected = [name for name in values.get("train.dataset") or [] if name in choices]
         if not selected:
             selected = default_datasets(dataset_dir, stage)
-        updates: Updates = {"train.dataset": gr.update(choices=choices, value=selected)}
+        updates: Updates = {
+            "train.dataset": gr.update(choices=choices, value=selected),
+            "train.preview_box": gr.update(visible=False),  # it showed the previous selection
+        }
         if not choices:
             updates[ALERTS] = [("warning", alert(lang, "no_datasets", dir=dataset_dir, stage=stage))]
         return updates
@@ -721,7 +724,7 @@ class Board:
         """Timer tick -> log box, progress bar and charts of the viewed run, sent only when something changed."""
         import gradio as gr
 
-        from webui import jobs, plots
+        from webui import jobs
 
         lang = values.get("top.lang")
         notes = list(values.get("train.notes") or [])
@@ -735,9 +738,7 @@ class Board:
                 "train.poll_state": key,
                 "train.progress": progress_html(lang, None, None),
                 "train.output_box": "\n".join(notes),
-                "train.loss_viewer": plots.loss_figure([]),
-                "train.lr_viewer": plots.lr_figure([]),
-                "train.reward_viewer": gr.update(visible=False),
+                **figures(lang, [], None, log_y=False),
             }
 
         run_dir = Path(target)
@@ -752,6 +753,7 @@ class Board:
             "state": state,
             "notes": len(notes),
             "lang": lang,
+            "log_y": bool(values.get("train.loss_log_y")),
         }
         if key == seen and state != "running":
             return {}
@@ -763,15 +765,34 @@ class Board:
             updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
         progress = jobs.progress(records, job) if job is not None else None
         updates["train.progress"] = progress_html(lang, progress, job)
-        if key["records"] != seen.get("records") or key["run"] != seen.get("run") or key["lang"] != seen.get("lang"):
-            updates["train.loss_viewer"] = plots.loss_figure(records)
-            updates["train.lr_viewer"] = plots.lr_figure(records)
+        if any(key[name] != seen.get(name) for name in ("records", "run", "lang", "log_y")):
             stage = watcher.stage or (job or {}).get("stage")
-            if stage in REWARD_STAGES:
-                updates["train.reward_viewer"] = gr.update(value=plots.reward_figure(records), visible=True)
-            else:
-                updates["train.reward_viewer"] = gr.update(visible=False)
+            updates.update(figures(lang, records, stage, log_y=key["log_y"]))
         return updates
+
+
+def figures(lang: str | None, records: list[dict[str, Any]], stage: str | None, log_y: bool) -> Updates:
+    """The live view's charts in `lang`: loss (raw, smoothed, eval; log scale on request), learning rate, and for
+    reward-logging stages (rm, dpo, kto) reward accuracy and margins."""
+    import gradio as gr
+
+    from webui import plots
+
+    def title(key: str) -> str:
+        return str(entry(lang, key).get("label") or "")
+
+    updates: Updates = {
+        "train.loss_viewer": plots.loss_figure(
+            records, log_y=log_y, title=title("train.loss_viewer"), hint=alert(lang, "loss_hint")
+        ),
+        "train.lr_viewer": plots.lr_figure(records, title=title("train.lr_viewer"), hint=alert(lang, "lr_hint")),
+    }
+    if stage in REWARD_STAGES:
+        reward = plots.reward_figure(records, title=title("train.reward_viewer"), hint=alert(lang, "reward_hint"))
+        updates["train.reward_viewer"] = gr.update(value=reward, visible=True)
+    else:
+        updates["train.reward_viewer"] = gr.update(visible=False)
+    return updates
 
 
 def compose_output(log_text: str, notes: list[str]) -> str:

@@ -346,18 +346,37 @@ def test_failed_job_shows_its_error(board_home: Path) -> None:
     assert 'data-state="failed"' in loaded["train.progress"]
 
 
-def test_runs_tab_lists_runs_and_opens_one(ui: Any) -> None:
+@pytest.fixture(scope="module")
+def finished_run(ui: Any) -> str:
+    """A fake sft job of 5 steps, run to its end through the board."""
+    started = ui.board.start(form(ui, train__output_dir="finished"))
+    run_dir = started["train.view_run"]["value"]
+    ui.board.runner.wait(run_dir, timeout=30)
+    return run_dir
+
+
+def test_runs_tab_lists_runs_and_opens_one(ui: Any, finished_run: str) -> None:
     table = ui.board.runs_table("en")
     assert list(table.columns) == ["Run", "Stage", "State", "Steps", "Created", "Error", "Folder"]
     rows = {row["Run"]: row for _, row in table.iterrows()}
-    cycle = rows["demo/lora/cycle"]
-    assert cycle["State"] == "Aborted" and cycle["Stage"] == "sft"
-    shown = ui.board.show_run(form(ui, train__view_run=cycle["Folder"]))
-    assert shown["train.view_run"]["value"] == cycle["Folder"]
-    assert 'data-state="aborted"' in shown["train.progress"]
-    assert len(shown["train.loss_viewer"].data[0].y) >= 3
+    run = rows["demo/lora/finished"]
+    assert run["State"] == "Finished" and run["Stage"] == "sft" and run["Steps"] == "30/30"
+    shown = ui.board.show_run(form(ui, train__view_run=run["Folder"]))
+    assert shown["train.view_run"]["value"] == run["Folder"] == finished_run
+    assert 'data-state="finished"' in shown["train.progress"]
+    assert len(shown["train.loss_viewer"].data[0].y) == 30
     zh = ui.board.runs_table("zh")
     assert list(zh.columns)[0] == entry("zh", "runs.table")["columns"]["run"]
+
+
+def test_loss_chart_log_scale_and_language(ui: Any, finished_run: str) -> None:
+    cycle = finished_run
+    plain = ui.board.change_view(form(ui, train__view_run=cycle))["train.loss_viewer"]
+    assert plain.layout.yaxis.type != "log"
+    log = ui.board.change_view(form(ui, train__view_run=cycle, train__loss_log_y=True))["train.loss_viewer"]
+    assert log.layout.yaxis.type == "log"
+    japanese = ui.board.change_view(form(ui, top__lang="ja", train__view_run=cycle))["train.loss_viewer"]
+    assert japanese.layout.title.text == entry("ja", "train.loss_viewer")["label"]
 
 
 def test_restarted_board_shows_the_running_job(board_home: Path) -> None:

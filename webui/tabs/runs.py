@@ -44,7 +44,7 @@ def bind_runs(board: handlers.Board, tabs: gr.Tabs) -> None:
         result[tabs] = gr.Tabs(selected="train")
         return result
 
-    inputs = {m[key] for key in ("top.lang", "train.notes", "train.poll_state")}
+    inputs = {m[key] for key in ("top.lang", "train.notes", "train.poll_state", "train.loss_log_y")}
     m["runs.table"].select(open_run, inputs=inputs, outputs=outputs, show_progress="hidden", api_name="open_run")
 
 

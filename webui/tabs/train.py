@@ -459,8 +459,11 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
     with gr.Row(equal_height=True):
         add(
             "view_run",
-            gr.Dropdown(choices=[], value=None, allow_custom_value=True, elem_id="view_run", **text("view_run")),
+            gr.Dropdown(
+                choices=[], value=None, allow_custom_value=True, scale=4, elem_id="view_run", **text("view_run")
+            ),
         )
+        add("loss_log_y", gr.Checkbox(value=False, scale=1, elem_id="loss_log_y", **text("loss_log_y")))
     add("progress", gr.HTML(handlers.progress_html(lang, None, None), elem_id="progress"))
     add("poll_state", gr.State({}))
     add("notes", gr.State([]))
@@ -502,8 +505,9 @@ def bind_train(board: handlers.Board) -> None:
     data = ["train.stage", "train.dataset_dir", "train.dataset", "top.finetuning_type"]
     bind = handlers.bind
 
-    bind(board, m["train.stage"].input, board.change_stage, data, ["train.dataset", *sections])
-    bind(board, m["train.dataset_dir"].blur, board.change_dataset_dir, data, ["train.dataset"])
+    bind(board, m["train.stage"].input, board.change_stage, data, ["train.dataset", "train.preview_box", *sections])
+    bind(board, m["train.dataset_dir"].blur, board.change_dataset_dir, data, ["train.dataset", "train.preview_box"])
+    bind(board, m["train.dataset"].input, board.preview_close, [], ["train.preview_box"])
 
     preview_out = [
         "train.preview_box",
@@ -528,9 +532,11 @@ def bind_train(board: handlers.Board) -> None:
     live = list(handlers.LIVE_VIEW)
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])
     bind(board, m["train.abort"].click, board.abort, [], [])
-    bind(board, m["train.view_run"].input, board.change_view, ["train.poll_state"], live)
+    view = ["train.poll_state", "train.loss_log_y"]
+    bind(board, m["train.view_run"].input, board.change_view, view, live)
+    bind(board, m["train.loss_log_y"].input, board.change_view, view, live, api_name="change_scale")
     bind(board, m["train.view_run"].focus, board.refresh_runs, [], ["train.view_run"])
-    bind(board, m["train.timer"].tick, board.poll, ["train.poll_state"], live, queue=True)
+    bind(board, m["train.timer"].tick, board.poll, view, live, queue=True)
 
 
 def top_arguments() -> tuple[str, ...]:
