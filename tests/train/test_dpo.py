@@ -1,10 +1,10 @@
 """dpo: the trainer's reference handling and loss wiring on a tiny random Llama, then every pref_loss on the demo
-model and demo pairs through `run_exp`.
+model through `run_exp`.
 
-The demo model starts from random weights and the demo pairs differ by word order or an off-by-one number, which a
-model must first learn the task to judge; no few-second run generalises to held-out pairs from there. So the
-learning tests train on 32 pairs and evaluate on those same pairs: reward accuracy must rise from chance (0.5) to
-0.8 or more with positive margins, which fails when the loss, its sign, the gradients or the reference are broken.
+The demo model starts from random weights. Most demo pairs differ by word order or an off-by-one number, which a
+model must first learn the task to judge (measured: about 0.5 held-out accuracy after 40 steps on the whole set).
+The uppercase pairs (one word left lowercase in the rejected answer) are learnt in seconds, so every loss is
+tested on held-out uppercase pairs; the LoRA run, slower from random weights, is tested on fitting its pairs.
 """
 
 from __future__ import annotations
@@ -161,44 +161,93 @@ def test_metrics_are_logged_with_the_accuracy_alias(tmp_path):
 
 # --- learning on the demo model ----------------------------------------------------------------------------------
 
-# Per loss: the method (both reference paths are covered: LoRA = adapter off, full = frozen copy; orpo and simpo
-# need none) and the settings that fit 32 pairs in 30 steps.
+
+@pytest.fixture(scope="module")
+def uppercase_pairs(tmp_path_factory) -> Path:
+    """The uppercase-task pairs of demo_pref (chosen: every word uppercased; rejected: one word left lowercase):
+    the one demo task a random tiny model picks up within a few dozen steps."""
+    from core.paths import DEMO_DATA_DIR
+
+    folder = tmp_path_factory.mktemp("uppercase-pairs")
+    rows = json.loads((DEMO_DATA_DIR / "demo_pref.json").read_text(encoding="utf-8"))
+    rows = [row for row in rows if "uppercase" in row["instruction"].lower()]
+    assert len(rows) >= 100
+    (folder / "uppercase_pairs.json").write_text(json.dumps(rows), encoding="utf-8")
+    info = json.loads((DEMO_DATA_DIR / "dataset_info.json").read_text(encoding="utf-8"))["demo_pref"]
+    info = {**info, "file_name": "uppercase_pairs.json"}
+    (folder / "dataset_info.json").write_text(json.dumps({"uppercase_pairs": info}), encoding="utf-8")
+    return folder
+
+
+# Per loss, the settings that rank held-out pairs in 30 steps of full fine-tuning (frozen-copy reference for
+# sigmoid, hinge and ipo; none for orpo and simpo).
 LEARNING = {
-    "sigmoid": {"finetuning_type": "lora", "learning_rate": 3e-2, "pref_beta": 0.5},
-    "hinge": {"finetuning_type": "full", "learning_rate": 3e-3, "pref_beta": 0.5},
-    "ipo": {"finetuning_type": "full", "learning_rate": 3e-3, "pref_beta": 0.5},
-    "orpo": {"finetuning_type": "full", "learning_rate": 3e-3, "pref_beta": 0.5},
-    "simpo": {"finetuning_type": "full", "learning_rate": 3e-3, "pref_beta": 2.0, "simpo_gamma": 0.5},
+    "sigmoid": {"pref_beta": 0.5},
+    "hinge": {"pref_beta": 0.5},
+    "ipo": {"pref_beta": 0.5},
+    "orpo": {"pref_beta": 0.5},
+    "simpo": {"pref_beta": 2.0, "simpo_gamma": 0.5},
 }
+
+
+def _run_and_read(args) -> tuple[dict, list[dict]]:
+    from core.train.callbacks import read_log_records
+    from core.train.tuner import run_exp
+
+    run_exp(args)
+    output_dir = Path(args["output_dir"])
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    records = read_log_records(output_dir / "trainer_log.jsonl")
+    return results, [r for r in records if "loss" in r]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", PREF_LOSSES)
-def test_every_pref_loss_learns_the_preferences(make_args, loss):
-    from core.train.callbacks import read_log_records
-    from core.train.tuner import run_exp
-
+def test_every_pref_loss_ranks_held_out_pairs(make_args, uppercase_pairs, loss):
+    """Chance is 0.5 (0 at the start for the reference-based losses: every reward is 0); held-out pairs must be
+    ranked right 90% of the time or more, with a positive mean margin."""
     args = make_args(
         "dpo",
+        finetuning_type="full",
         pref_loss=loss,
+        dataset_dir=str(uppercase_pairs),
+        dataset="uppercase_pairs",
+        val_size=0.2,
+        do_eval=True,
+        max_steps=30,
+        per_device_train_batch_size=16,
+        learning_rate=3e-3,
+        logging_steps=5,
+        **LEARNING[loss],
+    )
+    results, train = _run_and_read(args)
+    print(loss, {k: round(v, 3) for k, v in results.items() if "rewards" in k or "loss" in k})
+    assert results["eval_rewards/accuracies"] >= 0.9
+    assert results["eval_rewards/margins"] > 0
+    assert train[-1]["loss"] < train[0]["loss"]
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "accuracy", "lr"):
+        assert key in train[-1], key
+    assert (Path(args["output_dir"]) / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_lora_dpo_fits_its_pairs_against_the_adapter_off_reference(make_args):
+    """LoRA leaves the demo model's (tied) output layer frozen, so 30 steps do not generalise well from random
+    weights (about 0.8 on held-out uppercase pairs); here 32 pairs of the full demo set are fitted and evaluated."""
+    args = make_args(
+        "dpo",
+        pref_loss="sigmoid",
+        pref_beta=0.5,
+        learning_rate=3e-2,
         max_samples=32,
         eval_dataset="demo_pref",
         do_eval=True,
         max_steps=30,
         logging_steps=5,
-        **LEARNING[loss],
     )
-    run_exp(args)
-
-    results = json.loads((Path(args["output_dir"]) / "eval_results.json").read_text())
-    records = read_log_records(Path(args["output_dir"]) / "trainer_log.jsonl")
-    train = [r for r in records if "loss" in r]
-    print(loss, {k: round(v, 3) for k, v in results.items() if "rewards" in k or "loss" in k})
+    results, train = _run_and_read(args)
+    print("lora sigmoid", {k: round(v, 3) for k, v in results.items() if "rewards" in k or "loss" in k})
     assert results["eval_rewards/accuracies"] >= 0.8
     assert results["eval_rewards/margins"] > 0
     assert train[-1]["loss"] < train[0]["loss"]
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "accuracy", "lr"):
-        assert key in train[-1], key
-    assert (
-        Path(args["output_dir"]) / ("adapter_model.safetensors" if loss == "sigmoid" else "model.safetensors")
-    ).is_file()
+    assert (Path(args["output_dir"]) / "adapter_model.safetensors").is_file()
