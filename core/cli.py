@@ -1,6 +1,9 @@
 """The command line: `llamafactory-cli <command> ...`, the same as `python -m core.cli <command> ...`.
 
     llamafactory-cli train examples/sft_lora.yaml learning_rate=1e-4 lora_rank=16
+    llamafactory-cli eval examples/infer/eval_lora.yaml
+    llamafactory-cli chat examples/infer/chat_lora.yaml
+    llamafactory-cli export examples/infer/export_lora.yaml export_dir=merged
     llamafactory-cli webui | version | env | demo | data
 
 Commands are the `COMMANDS` table; each imports what it needs when it runs, so `version` and `--help` stay fast
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -42,10 +46,16 @@ def _train(argv: list[str]) -> int:
         print(describe_keys())
         return 0
 
-    from core.hparams import ArgumentError, check_dict, read_args
+    from core.hparams import read_args
+
+    return _run_job(argv, read_args(argv))
+
+
+def _run_job(argv: list[str], args: dict) -> int:
+    """Check, maybe hand over to torchrun (which runs `train <argv>` per rank), then run the job in this process."""
+    from core.hparams import ArgumentError, check_dict
     from core.launcher import launch_problems, maybe_launch
 
-    args = read_args(argv)
     # Checked before the training stack is imported (about 10 s), so a typo fails at once.
     problems = check_dict(args) + launch_problems(args)
     if problems:
@@ -57,6 +67,156 @@ def _train(argv: list[str]) -> int:
     from core.train.tuner import run_exp
 
     run_exp(args)
+    return 0
+
+
+# What `eval` adds to the YAML: an sft prediction run, as `train` with do_predict runs it.
+EVAL_DEFAULTS = {"stage": "sft", "do_train": False, "do_predict": True, "predict_with_generate": True}
+
+
+def _eval(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} eval",
+        description="Evaluate & Predict: generate answers for eval_dataset (or dataset) with the model and its "
+        "adapters, and score them. Writes generated_predictions.jsonl (prompt, label, predict per line) and "
+        "predict_results.json (BLEU-4, ROUGE-1/2/L, runtime) into output_dir, as `train` with do_predict does.",
+        epilog="The file is a training YAML; eval sets stage: sft, do_predict: true, predict_with_generate: true "
+        "and do_train: false. Example: llamafactory-cli eval examples/infer/eval_lora.yaml max_samples=20",
+    )
+    parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments")
+    parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
+    if not argv or "-h" in argv or "--help" in argv:
+        parser.print_help()
+        return 0 if argv else 2
+    from core.hparams import ArgumentError, read_args
+
+    args = read_args(argv)
+    problems = []
+    if args.get("stage", "sft") != "sft":
+        problems.append(
+            f"stage: received {args['stage']!r} — eval generates answers, which is an sft prediction run — "
+            "remove stage (or set sft); other stages evaluate with `train` and do_eval: true"
+        )
+    if args.get("do_train"):
+        problems.append(
+            "do_train: received true — eval only predicts — train first with `llamafactory-cli train`, then "
+            "evaluate its output (adapter_name_or_path) with eval"
+        )
+    if problems:
+        raise ArgumentError(problems)
+    args.update(EVAL_DEFAULTS)
+    # torchrun workers run `train` with this argv: the eval keys travel as overrides.
+    forced = [
+        f"{key}={'true' if value is True else 'false' if value is False else value}"
+        for key, value in EVAL_DEFAULTS.items()
+    ]
+    return _run_job([*argv, *forced], args)
+
+
+def _chat(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} chat",
+        description="Chat with a model (and its adapters) in the terminal; answers stream as they are generated. "
+        "Type `clear` to start a new conversation, `exit` (or end the input) to quit.",
+        epilog="Keys: model_name_or_path, adapter_name_or_path, template, infer_dtype, default_system, and the "
+        "generation keys (temperature, top_p, max_new_tokens, ...). Example: llamafactory-cli chat "
+        "examples/infer/chat_lora.yaml temperature=0.3",
+    )
+    parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments")
+    parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
+    if not argv or "-h" in argv or "--help" in argv:
+        parser.print_help()
+        return 0 if argv else 2
+    from core.hparams import ArgumentError, read_args
+
+    args = read_args(argv)
+    try:
+        return chat_loop(args)
+    except FileNotFoundError as err:  # a wrong model or adapter path, named in the message
+        raise ArgumentError([str(err)]) from None
+
+
+def chat_loop(args: dict, stdin=None, stdout=None) -> int:
+    """The terminal chat: prompts on stdout, logs on stderr, so `... | llamafactory-cli chat x.yaml` is testable."""
+    from core.chat import ChatModel, parse_tool_calls
+
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    _setup_logging(sys.stderr)
+    model = ChatModel(args)
+    system = args.get("default_system")
+    print("Chat ready. Type `clear` to start over, `exit` to quit.", file=stdout, flush=True)
+    messages: list[dict] = []
+    while True:
+        print("User: ", end="", file=stdout, flush=True)
+        line = stdin.readline()
+        if not line:  # end of input
+            print(file=stdout)
+            return 0
+        query = line.strip()
+        if query == "exit":
+            return 0
+        if query == "clear":
+            messages = []
+            print("History cleared.", file=stdout, flush=True)
+            continue
+        if not query:
+            continue
+        messages.append({"role": "user", "content": query})
+        print("Assistant: ", end="", file=stdout, flush=True)
+        pieces = []
+        for piece in model.stream_chat(messages, system=system):
+            pieces.append(piece)
+            print(piece, end="", file=stdout, flush=True)
+        print(file=stdout, flush=True)
+        answer = "".join(pieces)
+        for call in parse_tool_calls(answer):
+            print(f"Tool call: {call['name']}({json.dumps(call['arguments'], ensure_ascii=False)})", file=stdout)
+        messages.append({"role": "assistant", "content": answer})
+
+
+def _setup_logging(stream) -> None:
+    """Our log lines to `stream`; the libraries' chatter and progress bars off (chat and export)."""
+    import logging
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    core_logger = logging.getLogger("core")
+    if not core_logger.handlers:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        core_logger.addHandler(handler)
+        core_logger.setLevel(logging.INFO)
+        core_logger.propagate = False
+
+
+def _export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} export",
+        description="Merge the LoRA adapters (adapter_name_or_path) into the model and save it with its tokenizer "
+        "as safetensors shards in export_dir; optionally push it to the hub (export_hub_model_id, token from "
+        "HF_TOKEN).",
+        epilog="Keys: model_name_or_path, adapter_name_or_path, template, infer_dtype, export_dir, export_size (GB "
+        "per shard), export_device, export_overwrite, export_hub_model_id. Example: llamafactory-cli export "
+        "examples/infer/export_lora.yaml export_dir=merged",
+    )
+    parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments")
+    parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
+    if not argv or "-h" in argv or "--help" in argv:
+        parser.print_help()
+        return 0 if argv else 2
+    from core.hparams import ArgumentError, read_args
+
+    args = read_args(argv)
+    from core.export import ExportError, export_model
+
+    _setup_logging(sys.stdout)
+    try:
+        export_model(args)
+    except (ExportError, FileNotFoundError) as err:  # written for people already: no traceback
+        raise ArgumentError([str(err)]) from None
     return 0
 
 
@@ -133,11 +293,14 @@ COMMANDS: dict[str, Command] = {
     "env": Command(_env, "print versions of the stack and the visible devices, for bug reports"),
     "demo": Command(_demo, "build the offline demo model"),
     "data": Command(_data, "inspect datasets: list, preview, statistics"),
+    "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),
+    "chat": Command(_chat, "chat with a model (and adapters) in the terminal: chat <config.yaml> [key=value ...]"),
+    "export": Command(_export, "merge LoRA adapters into the model and save it: export <config.yaml> [key=value ...]"),
 }
 
 
 # LLaMA-Factory's other commands: named, so a user who types one learns it is missing rather than misspelled.
-_NOT_YET = ("chat", "export", "eval", "api", "webchat")
+_NOT_YET = ("api", "webchat")
 
 
 def usage() -> str:

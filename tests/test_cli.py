@@ -45,7 +45,7 @@ def demo_yaml(tmp_path):
 
 
 def test_the_command_table():
-    assert set(COMMANDS) == {"train", "webui", "version", "env", "demo", "data"}
+    assert set(COMMANDS) == {"train", "eval", "chat", "export", "webui", "version", "env", "demo", "data"}
     script = metadata.distribution("llamaboard").entry_points.select(group="console_scripts", name="llamafactory-cli")
     assert next(iter(script)).load() is main
 
@@ -61,8 +61,8 @@ def test_usage_lists_every_command(capsys):
 def test_unknown_command_suggests_the_closest(capsys):
     assert main(["trian"]) == 2
     assert "unknown command 'trian'. Did you mean train?" in capsys.readouterr().err
-    assert main(["export", "merge.yaml"]) == 2
-    assert "'export' is a LLaMA-Factory command that LlamaBoard does not have yet" in capsys.readouterr().err
+    assert main(["api", "serve.yaml"]) == 2
+    assert "'api' is a LLaMA-Factory command that LlamaBoard does not have yet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -108,12 +108,18 @@ class ModelArguments:
     export_dir: str | None = field(
         default=None, metadata=_help("Export: folder to write the merged model to. Required by export.")
     )
-    export_size: int = field(default=5, metadata=_help("Export: largest shard file, in GB."))
+    export_size: float = field(
+        default=5, metadata=_help("Export: largest shard file, in GB (a fraction such as 0.5 is allowed).")
+    )
     export_device: Literal["cpu", "auto"] = field(
         default="cpu", metadata=_help("Export: device used to merge adapters; auto = the GPU when there is one.")
     )
     export_hub_model_id: str | None = field(
         default=None, metadata=_help("Export: also push to this hub repository (needs HF_TOKEN). None: do not push.")
+    )
+    export_overwrite: bool = field(
+        default=False,
+        metadata=_help("Export: write into an export_dir that already holds files (they may be replaced)."),
     )
     export_legacy_format: bool = field(
         default=False,
