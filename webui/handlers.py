@@ -411,7 +411,7 @@ class Board:
             total="?" if total is None else total,
             file=result.get("file") or "",
         )
-        return {
+        updates: Updates = {
             "train.preview_box": gr.update(visible=True),
             "train.preview_table": frame,
             "train.preview_info": f'<div class="lb-preview-info">{escape(info)}</div>',
@@ -419,6 +419,12 @@ class Board:
             "train.preview_next": gr.update(interactive=total is None or last < total),
             "train.preview_prev": gr.update(interactive=page > 0),
         }
+        errors = [str(error) for error in result.get("errors") or []]
+        if errors:  # rows that cannot be read are shown as they will fail in training, not hidden
+            updates[ALERTS] = [
+                ("warning", alert(lang, "preview_rows_skipped", name=name, errors="\n".join(errors[:3])))
+            ]
+        return updates
 
     # Arguments: preview, save, load, export
 

@@ -210,6 +210,18 @@ def test_dataset_preview_pages_through_rows(ui: Any) -> None:
     assert alerts(none, "warning") and "train.preview_box" not in none
 
 
+def test_preview_reports_rows_that_cannot_be_read(ui: Any, board_home: Path) -> None:
+    data = board_home / "rows"
+    data.mkdir()
+    (data / "dataset_info.json").write_text('{"mixed": {"file_name": "mixed.jsonl"}}', encoding="utf-8")
+    good = '{"instruction": "1+1=", "output": "2"}'
+    (data / "mixed.jsonl").write_text(f"{good}\n{{not json\n{good}\n", encoding="utf-8")
+    result = ui.board.preview_open(form(ui, train__dataset_dir=str(data), train__dataset=["mixed"]))
+    assert len(result["train.preview_table"]) == 2
+    (warning,) = alerts(result, "warning")
+    assert "mixed" in warning and "line 2" in warning  # names the dataset and the bad line
+
+
 # Arguments
 
 
