@@ -1,11 +1,12 @@
 """Where PPO's rewards come from: a reward model trained by the rm stage, or a named rule.
 
 `reward_model_type`:
-- `lora`: `reward_model` is the output folder of a LoRA rm run (adapter + `value_head.safetensors`). When the
-  policy is a LoRA model too, the reward adapter is loaded onto the policy's own base model as a second adapter
-  and switched on only to score, so the base weights are in memory once. Otherwise the base model is loaded a
-  second time with the reward adapter merged.
-- `full`: `reward_model` is a full rm output folder (model weights + `value_head.safetensors`).
+- `lora`: `reward_model` is the output folder of a LoRA rm run (adapter + `value_head.safetensors`), trained on
+  the policy's base model. The policy must be LoRA too: the reward adapter is loaded onto the policy's own base
+  model as a second adapter and switched on only to score, so the base weights are in memory once.
+- `full`: `reward_model` is a full (or freeze) rm output folder (model weights + `value_head.safetensors`), or a
+  base model with `reward_model_adapters` naming LoRA rm folders (merged into a separate copy; for a LoRA rm
+  when the policy is not LoRA).
 - `rule`: `reward_model` names a function in `REWARD_RULES` below. Rules score decoded text; they exist for the
   demo, for tests, and as the place to add a programmatic reward (unit tests passing, an answer checker...).
 
@@ -106,12 +107,20 @@ def create_reward_fn(
     from core.model.valuehead import VALUE_HEAD_FILE
 
     folder = Path(name)
-    if not (folder / VALUE_HEAD_FILE).is_file():
+    adapters = [a.strip() for a in str(finetuning_args.reward_model_adapters or "").split(",") if a.strip()]
+    head_dir = Path(adapters[-1]) if kind == "full" and adapters else folder
+    if not (head_dir / VALUE_HEAD_FILE).is_file():
+        key = "reward_model_adapters" if head_dir != folder else "reward_model"
         raise FileNotFoundError(
-            f"reward_model: {name} has no {VALUE_HEAD_FILE} — point it at the output folder of an rm run "
+            f"{key}: {head_dir} has no {VALUE_HEAD_FILE} — point it at the output folder of an rm run "
             "(or use reward_model_type: rule with a rule name)."
         )
-    if kind == "lora" and hasattr(policy.pretrained_model, "load_adapter"):
+    if kind == "lora":
+        if not hasattr(policy.pretrained_model, "load_adapter"):
+            raise ValueError(
+                "reward_model_type: lora puts the reward adapter on the policy's own base model, which needs "
+                "finetuning_type: lora — use a full reward model (reward_model_type: full), or train with lora."
+            )
         return _shared_base_scorer(policy, folder, model_args)
     return _separate_scorer(tokenizer, model_args, finetuning_args, folder, device)
 
@@ -163,16 +172,13 @@ def _shared_base_scorer(policy: nn.Module, folder: Path, model_args: Any) -> Rew
 def _separate_scorer(
     tokenizer: Any, model_args: Any, finetuning_args: Any, folder: Path, device: torch.device
 ) -> RewardFn:
-    """A reward model of its own: a full rm folder, or base + LoRA rm adapter merged."""
+    """A reward model of its own: a full (or freeze) rm folder, or a base model (`reward_model`) with rm adapters
+    (`reward_model_adapters`, merged; the value head comes from the last one)."""
     from core.model import load_model
 
-    if finetuning_args.reward_model_type == "full":
-        rm_model_args = dataclasses.replace(model_args, model_name_or_path=str(folder), adapter_name_or_path=None)
-        rm_finetuning_args = dataclasses.replace(finetuning_args, finetuning_type="full")
-    else:
-        # The rm adapter was trained on the base model the policy starts from (model_name_or_path).
-        rm_model_args = dataclasses.replace(model_args, adapter_name_or_path=str(folder))
-        rm_finetuning_args = dataclasses.replace(finetuning_args, finetuning_type="lora")
+    adapters = finetuning_args.reward_model_adapters or None
+    rm_model_args = dataclasses.replace(model_args, model_name_or_path=str(folder), adapter_name_or_path=adapters)
+    rm_finetuning_args = dataclasses.replace(finetuning_args, finetuning_type="lora" if adapters else "full")
     reward_model = load_model(tokenizer, rm_model_args, rm_finetuning_args, is_trainable=False, add_valuehead=True)
     reward_model.to(device)
     logger.info("Reward: %s reward model %s", finetuning_args.reward_model_type, folder)
