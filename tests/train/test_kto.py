@@ -1,9 +1,12 @@
 """kto: the trainer on a tiny random Llama (weights, KL term, batches without desirable examples), then learning on
 the demo model through `run_exp`.
 
-As in test_dpo.py, the demo model starts from random weights, so the learning test evaluates on the examples it
-trained on: the implicit reward must take the sign of each example's tag (desirable > 0 > undesirable) for 80% or
-more of them, from 0 at the start, with the desirable mean above the undesirable one.
+The demo model starts from random weights, and KTO's examples are unpaired: an undesirable uppercase answer (one
+word left lowercase) is mostly right, so a held-out one gets a positive implicit reward until the model has learnt
+the task itself (measured on held-out uppercase examples after 30 steps: 0.37). The learning test therefore
+evaluates on the 32 examples it trained on: the implicit reward must take the sign of each example's tag
+(desirable > 0 > undesirable) for 80% or more of them, from 0 at the start, with the desirable mean above the
+undesirable one.
 """
 
 from __future__ import annotations
