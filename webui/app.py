@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lang", choices=["en", "zh", "ru", "ko", "ja"], help="language of the labels")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks, one line per request
     launch(host=options.host, port=options.port, share=options.share, lang=options.lang)
 
 
