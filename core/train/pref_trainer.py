@@ -135,6 +135,13 @@ class _PreferenceBase(_ReferenceMixin, Trainer):
         self.finetuning_args = finetuning_args
         self.metrics = MetricStore(self.metric_keys)
 
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            from core.train.trainer_utils import create_loraplus_optimizer
+
+            self.optimizer = create_loraplus_optimizer(self, self.finetuning_args)  # None unless loraplus_lr_ratio
+        return super().create_optimizer(model)
+
     def compute_loss(
         self,
         model: nn.Module,

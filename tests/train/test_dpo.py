@@ -159,6 +159,14 @@ def test_metrics_are_logged_with_the_accuracy_alias(tmp_path):
     assert "rewards/chosen" not in seen[-1]
 
 
+def test_loraplus_ratio_reaches_the_optimizer(tmp_path):
+    model = lora(tiny_llama())
+    trainer = make_trainer(tmp_path, model, loraplus_lr_ratio=16.0)
+    optimizer = trainer.create_optimizer()
+    rates = {group["lr"] for group in optimizer.param_groups}
+    assert rates == {trainer.args.learning_rate, 16.0 * trainer.args.learning_rate}
+
+
 # --- learning on the demo model ----------------------------------------------------------------------------------
 
 
