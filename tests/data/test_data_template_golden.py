@@ -124,3 +124,21 @@ def test_phi_closes_the_conversation_with_eos_that_only_the_last_answer_learns(m
     pairs = template.encode_multiturn(tokenizer, conversation(2, system=False))
     assert tokenizer.decode(pairs[0][1]) == "The capital of France is Paris.<|end|>\n"
     assert tokenizer.decode(pairs[1][1]) == "The sum is 42.<|end|>\n<|endoftext|>"
+
+
+def test_demo_model_chat_template_matches_chatml_on_every_demo_conversation():
+    """The demo model runs with `template: chatml`; its tokenizer ships its own ChatML jinja. They must agree on
+    the demo data, or training and chat would format conversations differently."""
+    from core.data.loader import load_rows
+    from core.data.registry import get_dataset_attr
+    from core.demo import SIZES, build_tokenizer
+
+    tokenizer = build_tokenizer(SIZES["tiny"].vocab_size)
+    template = get_template_and_fix_tokenizer(tokenizer, data_args(template="chatml"))
+    checked = 0
+    for name in ("demo_sft", "demo_sharegpt", "demo_openai"):
+        for row in load_rows(get_dataset_attr(name, "demo"), "response", data_args(), seed=0)[:40]:
+            system = [{"role": "system", "content": row["_system"]}] if row["_system"] else []
+            check_conversation(template, tokenizer, system + row["_prompt"] + row["_response"])
+            checked += 1
+    assert checked == 120
