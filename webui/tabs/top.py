@@ -155,7 +155,7 @@ def bind_top(board: handlers.Board) -> None:
         ["top.checkpoint_path", "train.reward_model"],
     )
     handlers.bind(board, m["top.template"].input, board.change_template, ["top.template"], [])
-    sections = [f"train.{key}" for key in handlers.section_visibility("sft", "lora")]
+    sections = list(handlers.SECTIONS)
     handlers.bind(
         board,
         m["top.finetuning_type"].input,

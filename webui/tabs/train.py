@@ -14,6 +14,7 @@ import gradio as gr
 from webui import handlers
 from webui.args import FORM_DEFAULTS as D
 from webui.manager import choice_pairs, initial
+from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
 
 STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
 COMPUTE_TYPES = ("fp32", "fp16", "bf16", "pure_bf16")
@@ -499,15 +500,15 @@ def _button(lang: str, key: str) -> dict[str, Any]:
 def bind_train(board: handlers.Board) -> None:
     """Events of the Train tab: stage / data, dataset preview, the buttons, the live view's timer."""
     m = board.manager
-    top_form = [f"top.{name}" for name in top_arguments()]
+    top_form = [f"top.{name}" for name in TOP_ARGUMENTS]
     form = top_form + [f"train.{name}" for name in ARGUMENTS] + ["train.config_path"]
-    sections = [f"train.{key}" for key in handlers.section_visibility("sft", "lora")]
+    sections = list(handlers.SECTIONS)
     data = ["train.stage", "train.dataset_dir", "train.dataset", "top.finetuning_type"]
     bind = handlers.bind
 
     bind(board, m["train.stage"].input, board.change_stage, data, ["train.dataset", "train.preview_box", *sections])
     bind(board, m["train.dataset_dir"].blur, board.change_dataset_dir, data, ["train.dataset", "train.preview_box"])
-    bind(board, m["train.dataset"].input, board.preview_close, [], ["train.preview_box"])
+    bind(board, m["train.dataset"].input, board.preview_close, [], ["train.preview_box"], api_name="dataset_changed")
 
     preview_out = [
         "train.preview_box",
@@ -537,9 +538,3 @@ def bind_train(board: handlers.Board) -> None:
     bind(board, m["train.loss_log_y"].input, board.change_view, view, live, api_name="change_scale")
     bind(board, m["train.view_run"].focus, board.refresh_runs, [], ["train.view_run"])
     bind(board, m["train.timer"].tick, board.poll, view, live, queue=True)
-
-
-def top_arguments() -> tuple[str, ...]:
-    from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
-
-    return TOP_ARGUMENTS
