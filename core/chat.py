@@ -18,11 +18,12 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChatModel", "Reply", "normalize_messages", "parse_tool_calls", "tools_json"]
+__all__ = ["ChatModel", "Reply", "check_adapter_paths", "normalize_messages", "parse_tool_calls", "tools_json"]
 
 # Keys a single request may override (GeneratingArguments' fields plus seed).
 GENERATION_KEYS = (
@@ -183,6 +184,22 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     return calls
 
 
+def check_adapter_paths(adapters: list[str]) -> None:
+    """A missing adapter folder, or one without adapter_config.json, named before any weights are read."""
+    for adapter in adapters:
+        path = Path(adapter).expanduser()
+        if path.is_dir():
+            if not (path / "adapter_config.json").is_file():
+                raise FileNotFoundError(
+                    f"adapter_name_or_path: {adapter} has no adapter_config.json — point it at a LoRA run's output "
+                    "folder (or one of its checkpoint-N folders)"
+                )
+        elif adapter.startswith((".", "/", "~")) or adapter.count("/") > 1 or path.exists():
+            raise FileNotFoundError(
+                f"adapter_name_or_path: {adapter} does not exist — check the path (relative to {Path.cwd()})"
+            )
+
+
 # The model
 
 
@@ -205,6 +222,7 @@ class ChatModel:
         from core.model import load_model, load_tokenizer
 
         self.model_args, self.data_args, self.finetuning_args, self.generating_args = get_infer_args(args)
+        check_adapter_paths(self.model_args.adapters)
         report(f"Loading the tokenizer of {self.model_args.model_name_or_path}")
         self.tokenizer = load_tokenizer(self.model_args)
         self.template = get_template_and_fix_tokenizer(self.tokenizer, self.data_args)

@@ -96,10 +96,12 @@ def _size(total: int) -> str:
 def export_model(args: dict | str | list[str] | None = None) -> Path:
     """Merge, save and optionally push; returns export_dir. Raises ArgumentError / ExportError before any weights
     are read when the arguments cannot work (missing export_dir, a non-empty one, a quantized model, no HF_TOKEN)."""
+    from core.chat import check_adapter_paths
     from core.hparams import get_infer_args
 
     model_args, data_args, finetuning_args, _ = get_infer_args(args if args is not None else sys.argv[1:])
     export_dir = _check_export_dir(model_args)
+    check_adapter_paths(model_args.adapters)
     if model_args.quantization_bit:
         raise ExportError(
             f"quantization_bit: received {model_args.quantization_bit} — a quantized model cannot be merged and "
