@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import GenerationConfig, TrainerControl, TrainerState
+from transformers import GenerationConfig, Trainer, TrainerControl, TrainerState
 from transformers.optimization import get_scheduler
 from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
 
@@ -181,7 +181,7 @@ class PPOTrainer:
         self.accelerator = Accelerator(mixed_precision=mixed, cpu=bool(getattr(training_args, "use_cpu", False)))
         self.device = self.accelerator.device
 
-        self.dataloader = DataLoader(
+        loader = DataLoader(
             train_dataset,
             batch_size=self.batch_size,
             shuffle=not getattr(finetuning_args, "disable_shuffling", False),
@@ -189,11 +189,13 @@ class PPOTrainer:
             drop_last=True,
             generator=torch.Generator().manual_seed(training_args.seed),
         )
+        # Each process takes its own batches of prompts.
+        self.dataloader = self.accelerator.prepare_data_loader(loader)
         if len(self.dataloader) == 0:
             raise ValueError(
                 f"ppo: the dataset has {len(train_dataset)} prompts, fewer than one PPO batch of {self.batch_size} "
-                "(per_device_train_batch_size * gradient_accumulation_steps * ppo_buffer_size) — lower those or "
-                "raise max_samples."
+                f"per process (per_device_train_batch_size * gradient_accumulation_steps * ppo_buffer_size, on "
+                f"{self.accelerator.num_processes} process(es)) — lower those or raise max_samples."
             )
         steps_per_epoch = len(self.dataloader)
         if training_args.max_steps > 0:
@@ -202,8 +204,7 @@ class PPOTrainer:
             self.max_steps = max(1, math.ceil(training_args.num_train_epochs * steps_per_epoch))
         self.steps_per_epoch = steps_per_epoch
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=training_args.learning_rate, weight_decay=training_args.weight_decay)
+        optimizer = self._create_optimizer(model, training_args, finetuning_args)
         warmup = training_args.get_warmup_steps(self.max_steps)
         scheduler = get_scheduler(
             training_args.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=self.max_steps
@@ -245,6 +246,27 @@ class PPOTrainer:
         self.callback_handler = CallbackHandler(
             [DefaultFlowCallback(), *(callbacks or [])], self.model, tokenizer, self.optimizer, self.scheduler
         )
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        return Trainer.get_decay_parameter_names(self, model)
+
+    def _create_optimizer(self, model: nn.Module, training_args: Any, finetuning_args: Any) -> torch.optim.Optimizer:
+        """The optimizer `optim` names (AdamW by default), no weight decay on biases and norms; LoRA+ groups when
+        `loraplus_lr_ratio` is set: the same rules as the Trainer-based stages."""
+        from core.train.trainer_utils import create_loraplus_optimizer
+
+        self.model = model
+        optimizer = create_loraplus_optimizer(self, finetuning_args)
+        if optimizer is not None:
+            return optimizer
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+        decay = set(self.get_decay_parameter_names(model))
+        trainable = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+        groups = [
+            {"params": [p for n, p in trainable if n in decay], "weight_decay": training_args.weight_decay},
+            {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0},
+        ]
+        return optimizer_cls([g for g in groups if g["params"]], **kwargs)
 
     # Data
     def _collate_prompts(self, rows: list[dict]) -> dict[str, Any]:

@@ -310,3 +310,35 @@ def test_full_policy_scored_by_a_lora_reward_model_on_a_separate_base(make_args,
     records = _log(args["output_dir"])
     assert [r["current_steps"] for r in records] == [1, 2]
     assert all(isinstance(r["reward"], float) for r in records)
+
+
+def test_optimizer_follows_the_loraplus_ratio_and_spares_norms_from_decay(tmp_path):
+    from types import SimpleNamespace
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+
+    from core.model.valuehead import ValueHeadModel
+    from core.train.ppo_trainer import PPOTrainer
+
+    config = LlamaConfig(
+        vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+    )
+    model = ValueHeadModel(get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj"])))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, weight_decay=0.1, max_steps=1)
+    finetuning = SimpleNamespace(
+        ppo_epochs=1, ppo_score_norm=False, ppo_whiten_rewards=False, ppo_target=6.0, ppo_buffer_size=1
+    )
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=2)
+    rows = [{"input_ids": [5, 6, 7], "labels": []}] * 8
+
+    def build(**extra):
+        return PPOTrainer(
+            model, tokenizer, args, SimpleNamespace(**vars(finetuning), **extra), SimpleNamespace(), rows, None
+        ).optimizer
+
+    groups = build().param_groups
+    no_decay = next(g for g in groups if g["weight_decay"] == 0.0)
+    assert any(p is model.v_head.bias for p in no_decay["params"])
+    rates = {g["lr"] for g in build(loraplus_lr_ratio=8.0).param_groups}
+    assert rates == {args.learning_rate, 8.0 * args.learning_rate}
