@@ -26,6 +26,23 @@ _DATASETS = {
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The demo model's matrices are 64 wide: a second thread only adds sync cost (measured 5-10x slower steps on a
+    busy 2-core machine). Subprocesses inherit OMP_NUM_THREADS."""
+    import torch
+
+    previous_env, previous_threads = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous_threads)
+    if previous_env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = previous_env
+
+
+@pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory):
     """A fresh LLAMABOARD_CACHE for the session; core.paths.cache_dir() reads it at call time."""
     previous = os.environ.get("LLAMABOARD_CACHE")
