@@ -204,6 +204,8 @@ class PPOTrainer:
             self.max_steps = max(1, math.ceil(training_args.num_train_epochs * steps_per_epoch))
         self.steps_per_epoch = steps_per_epoch
 
+        if getattr(training_args, "activation_checkpointing", False):
+            self._enable_activation_checkpointing(model, training_args)
         optimizer = self._create_optimizer(model, training_args, finetuning_args)
         warmup = training_args.get_warmup_steps(self.max_steps)
         scheduler = get_scheduler(
@@ -245,6 +247,21 @@ class PPOTrainer:
         self.control = TrainerControl()
         self.callback_handler = CallbackHandler(
             [DefaultFlowCallback(), *(callbacks or [])], self.model, tokenizer, self.optimizer, self.scheduler
+        )
+
+    @staticmethod
+    def _enable_activation_checkpointing(model: nn.Module, training_args: Any) -> None:
+        """Recompute the decoder's activations in backward, as the Trainer does for the other stages; generation
+        runs in eval mode and keeps its cache."""
+        causal_lm = model.pretrained_model
+        if hasattr(causal_lm, "get_base_model"):
+            causal_lm = causal_lm.get_base_model()
+        kwargs = dict(training_args.activation_checkpointing_kwargs or {})
+        every_n_layers, offload = kwargs.pop("every_n_layers", 1), kwargs.pop("offload", False)
+        # Non-reentrant checkpointing needs no input that requires grad, which a LoRA model's embeddings lack.
+        kwargs.setdefault("use_reentrant", False)
+        causal_lm.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=kwargs, every_n_layers=every_n_layers, offload=offload
         )
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:

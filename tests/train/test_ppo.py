@@ -293,7 +293,7 @@ def test_lora_ppo_with_an_rm_reward_model_stops_saves_and_resumes(make_args, lor
 @pytest.mark.slow
 def test_full_policy_scored_by_a_lora_reward_model_on_a_separate_base(make_args, lora_reward_model, demo_model):
     """A LoRA rm cannot share a full policy's weights: `reward_model` names the base and `reward_model_adapters`
-    the rm folder, merged into a separate copy."""
+    the rm folder, merged into a separate copy. (Also runs the policy with activation checkpointing.)"""
     from core.train.tuner import run_exp
 
     args = make_args(
@@ -305,6 +305,7 @@ def test_full_policy_scored_by_a_lora_reward_model_on_a_separate_base(make_args,
         max_new_tokens=4,
         max_steps=2,
         logging_steps=1,
+        activation_checkpointing=True,
     )
     run_exp(args)
     records = _log(args["output_dir"])
