@@ -30,6 +30,8 @@ PURE_MODULES = [
     "core.data.registry",
     "core.data.templates",
     "core.data.preview",
+    "core.chat",
+    "core.chat_client",
     "webui.app",
 ]
 
