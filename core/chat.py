@@ -200,6 +200,21 @@ def check_adapter_paths(adapters: list[str]) -> None:
             )
 
 
+def resolve_infer_dtype(model_args: Any, path: str) -> Any:
+    """The torch dtype of `infer_dtype`; for auto the one the model's config names (float32 when it names none)."""
+    import torch
+
+    if model_args.infer_dtype != "auto":
+        return getattr(torch, model_args.infer_dtype)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
 # The model
 
 
@@ -220,15 +235,22 @@ class ChatModel:
         from core.data.template import get_template_and_fix_tokenizer
         from core.hparams import get_infer_args
         from core.model import load_model, load_tokenizer
+        from core.model.loader import resolve_model_path
 
         self.model_args, self.data_args, self.finetuning_args, self.generating_args = get_infer_args(args)
         check_adapter_paths(self.model_args.adapters)
         report(f"Loading the tokenizer of {self.model_args.model_name_or_path}")
         self.tokenizer = load_tokenizer(self.model_args)
+        dtype = resolve_infer_dtype(self.model_args, resolve_model_path(self.model_args.model_name_or_path))
+        if dtype == torch.float16 and not torch.cuda.is_available():
+            # Half precision on the CPU is slow where it works at all; auto should not pick it there.
+            logger.info("No GPU: computing in float32 instead of the config's float16.")
+            dtype = torch.float32
+        self.model_args.compute_dtype = dtype
         self.template = get_template_and_fix_tokenizer(self.tokenizer, self.data_args)
         adapters = self.model_args.adapters
         what = f" with {len(adapters)} adapter(s): {', '.join(adapters)}" if adapters else ""
-        report(f"Loading the model{what}")
+        report(f"Loading the model in {str(dtype).removeprefix('torch.')}{what}")
         model = load_model(self.tokenizer, self.model_args, self.finetuning_args, is_trainable=False)
         if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
             report("Moving the model to the GPU")

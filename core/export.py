@@ -70,21 +70,6 @@ def _hub_token(model_args: Any) -> str | None:
     return token
 
 
-def _export_dtype(model_args: Any, path: str) -> Any:
-    """infer_dtype, or for auto the dtype the model's config names (float32 when it names none)."""
-    import torch
-
-    if model_args.infer_dtype != "auto":
-        return getattr(torch, model_args.infer_dtype)
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None)
-    return dtype if isinstance(dtype, torch.dtype) else torch.float32
-
-
 def _size(total: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if total < 1000 or unit == "GB":
@@ -96,7 +81,7 @@ def _size(total: int) -> str:
 def export_model(args: dict | str | list[str] | None = None) -> Path:
     """Merge, save and optionally push; returns export_dir. Raises ArgumentError / ExportError before any weights
     are read when the arguments cannot work (missing export_dir, a non-empty one, a quantized model, no HF_TOKEN)."""
-    from core.chat import check_adapter_paths
+    from core.chat import check_adapter_paths, resolve_infer_dtype
     from core.hparams import get_infer_args
 
     model_args, data_args, finetuning_args, _ = get_infer_args(args if args is not None else sys.argv[1:])
@@ -120,7 +105,7 @@ def export_model(args: dict | str | list[str] | None = None) -> Path:
     _step(1, f"loading the tokenizer of {model_args.model_name_or_path}", steps)
     tokenizer = load_tokenizer(model_args)
     path = resolve_model_path(model_args.model_name_or_path)
-    dtype = _export_dtype(model_args, path)
+    dtype = resolve_infer_dtype(model_args, path)
     model_args.compute_dtype = dtype
 
     adapters = model_args.adapters

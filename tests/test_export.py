@@ -165,3 +165,22 @@ def test_missing_export_dir_and_wrong_model_path_are_named(tmp_path, capsys):
     assert "export_dir: missing" in capsys.readouterr().err
     assert main(["export", "model_name_or_path=/no/such/model", f"export_dir={tmp_path / 'x'}"]) == 2
     assert "model_name_or_path: /no/such/model does not exist" in capsys.readouterr().err
+
+
+def test_auto_dtype_is_the_dtype_in_the_models_config(demo_model, tmp_path):
+    import shutil
+
+    from safetensors import safe_open
+
+    from core.export import export_model
+
+    model = tmp_path / "bf16-model"
+    shutil.copytree(demo_model, model)
+    config = json.loads((model / "config.json").read_text())
+    config["dtype"] = "bfloat16"
+    (model / "config.json").write_text(json.dumps(config))
+
+    export_dir = export_model({"model_name_or_path": str(model), "export_dir": str(tmp_path / "out")})
+    (shard,) = export_dir.glob("*.safetensors")
+    with safe_open(shard, "pt") as handle:
+        assert {handle.get_tensor(name).dtype for name in handle.keys()} == {torch.bfloat16}  # noqa: SIM118
