@@ -7,7 +7,9 @@ The algorithm is in `ppo_trainer.py` (ours: trl 1.13 removed PPO), the rewards i
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
@@ -53,7 +55,7 @@ def run_ppo(model_args, data_args, training_args, finetuning_args, generating_ar
     metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
     if trainer.accelerator.is_main_process:
-        trainer.state.save_to_json(f"{training_args.output_dir}/trainer_state.json")
+        trainer.state.save_to_json(str(Path(training_args.output_dir) / "trainer_state.json"))
         write_metrics(training_args.output_dir, metrics)
         if finetuning_args.plot_loss:
             plot_loss(training_args.output_dir, keys=PLOT_KEYS)
@@ -71,9 +73,6 @@ def stop_token_ids(template, tokenizer) -> list[int]:
 
 def write_metrics(output_dir, metrics: dict) -> None:
     """`train_results.json` and `all_results.json`, as the Trainer-based stages write them."""
-    import json
-    from pathlib import Path
-
     for name in ("train_results.json", "all_results.json"):
         (Path(output_dir) / name).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     logger.info("***** train metrics *****\n%s", "\n".join(f"  {k} = {v}" for k, v in metrics.items()))

@@ -203,6 +203,10 @@ class PreferenceTrainer(_PreferenceBase):
         self.ftx = float(finetuning_args.pref_ftx or 0.0)
         self.label_smoothing = float(finetuning_args.dpo_label_smoothing or 0.0)
         self.simpo_gamma = float(finetuning_args.simpo_gamma)
+        if self.label_smoothing and self.loss_type not in ("sigmoid", "simpo"):
+            logger.warning(
+                "dpo_label_smoothing applies to pref_loss sigmoid and simpo; ignored for %s.", self.loss_type
+            )
         self._setup_reference(ref_model, needs_reference=self.loss_type not in REFERENCE_FREE_LOSSES)
 
     def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
