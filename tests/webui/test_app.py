@@ -89,6 +89,27 @@ def test_controls_are_named_after_their_argument(ui: Any) -> None:
     assert not manager["train.rlhf_tab"].visible
 
 
+def test_choices_are_what_the_core_accepts() -> None:
+    """A choice the core rejects would only fail after Start; the lists follow core.hparams' Literal types."""
+    import typing
+
+    from core.hparams.finetuning_args import FinetuningArguments
+    from core.hparams.model_args import ModelArguments
+
+    def literal(cls: type, name: str) -> set[str]:
+        hint = typing.get_type_hints(cls)[name]
+        args = typing.get_args(hint)
+        if args and typing.get_origin(args[0]) is typing.Literal:  # Optional[Literal[...]]
+            args = typing.get_args(args[0])
+        return {arg for arg in args if arg is not type(None)}
+
+    assert set(train.STAGES) == literal(FinetuningArguments, "stage")
+    assert set(top.FINETUNING_TYPES) == literal(FinetuningArguments, "finetuning_type")
+    assert set(train.PREF_LOSSES) == literal(FinetuningArguments, "pref_loss")
+    assert set(top.QUANTIZATION_METHODS) == literal(ModelArguments, "quantization_method")
+    assert set(top.ROPE_SCALINGS) - {"none"} == literal(ModelArguments, "rope_scaling")
+
+
 def test_new_user_can_press_start(ui: Any) -> None:
     """With nothing chosen the demo model and demo data are preselected."""
     values = form(ui)

@@ -27,7 +27,7 @@ ARGUMENTS = (
 
 FINETUNING_TYPES = ("lora", "freeze", "full")
 QUANTIZATION_BITS = ("none", "8", "4")
-QUANTIZATION_METHODS = ("bnb", "hqq", "eetq")
+QUANTIZATION_METHODS = ("bnb",)  # what the core loads (bitsandbytes); tests keep this list equal to the core's
 ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn", "llama3")
 BOOSTERS = ("auto", "flashattn2", "unsloth", "liger_kernel")
 

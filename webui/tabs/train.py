@@ -31,7 +31,7 @@ LR_SCHEDULERS = (
     "warmup_stable_decay",
 )
 REPORT_TO = ("none", "all", "tensorboard", "wandb", "mlflow", "neptune", "trackio")
-PREF_LOSSES = ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
+PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 
 # Controls that become arguments (the form keys `build_args` reads), in the order they appear.
 ARGUMENTS = (
