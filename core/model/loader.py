@@ -7,6 +7,7 @@ weights are read, so a mistake costs a second, not a model load.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +173,33 @@ def _load_dtype(model_args: Any, finetuning_args: Any, is_trainable: bool) -> to
     return compute_dtype
 
 
+def _apply_rope_scaling(config: Any, model_args: Any) -> None:
+    """`rope_scaling` (linear / dynamic / yarn / llama3) stretches the positions the model was trained on to
+    cutoff_len; the factor is the smallest whole number that covers it."""
+    kind = getattr(model_args, "rope_scaling", None)
+    if not kind:
+        return
+    text_config = config.get_text_config()
+    trained = getattr(text_config, "max_position_embeddings", None)
+    wanted = getattr(model_args, "model_max_length", None)
+    if not trained or not wanted or wanted <= trained:
+        logger.warning(
+            "rope_scaling: %s not applied — cutoff_len (%s) fits the model's %s positions.", kind, wanted, trained
+        )
+        return
+    factor = float(math.ceil(wanted / trained))
+    params = dict(getattr(text_config, "rope_parameters", None) or {})
+    params.update({"rope_type": kind, "factor": factor})
+    if kind in ("yarn", "llama3"):
+        params["original_max_position_embeddings"] = trained
+    if kind == "llama3":
+        params.setdefault("low_freq_factor", 1.0)
+        params.setdefault("high_freq_factor", 4.0)
+    text_config.rope_parameters = params
+    text_config.max_position_embeddings = int(trained * factor)
+    logger.info("rope_scaling: %s, factor %.0f (%d -> %d positions)", kind, factor, trained, trained * factor)
+
+
 def load_model(
     tokenizer: PreTrainedTokenizerBase,
     model_args: Any,
@@ -193,6 +221,9 @@ def load_model(
     common = _common_kwargs(model_args)
 
     config = AutoConfig.from_pretrained(path, **common)
+    _apply_rope_scaling(config, model_args)
+    if getattr(model_args, "enable_liger_kernel", False):
+        logger.warning("enable_liger_kernel: not applied by this version; training uses the standard kernels.")
     dtype = _load_dtype(model_args, finetuning_args, is_trainable)
     kwargs: dict[str, Any] = {"config": config, "dtype": dtype, **common, **quant_kwargs}
     attn = _ATTN_IMPLEMENTATION.get(getattr(model_args, "flash_attn", "auto") or "auto")

@@ -212,3 +212,15 @@ def test_loraplus_gives_b_matrices_a_larger_learning_rate(demo_model, tmp_path):
         assert len(kinds) == 1
         assert group["lr"] == pytest.approx(1.6e-2 if kinds == {"B"} else 1e-3)
     assert create_loraplus_optimizer(trainer, FinetuningArguments()) is None
+
+
+def test_rope_scaling_stretches_positions_to_cutoff_len(demo_model):
+    from core.model import load_model, load_tokenizer
+
+    model_args = ModelArguments(model_name_or_path="demo", rope_scaling="linear")
+    model_args.model_max_length = 5000  # set from cutoff_len by get_train_args
+    model = load_model(load_tokenizer(model_args), model_args, FinetuningArguments(), is_trainable=True)
+    assert model.config.rope_parameters["rope_type"] == "linear"
+    assert model.config.rope_parameters["factor"] == 3.0
+    assert model.config.max_position_embeddings == 6144
+    assert model(**_inputs()).logits.shape[:2] == (2, 5)
