@@ -111,9 +111,9 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     if stage not in STAGES:
         raise ValueError(f"stage: received {stage!r} — use one of {', '.join(STAGES)}.")
 
+    prepare_output_dir(training_args)  # before anything is written, so a refused folder stays as it was
     if _is_main_process():
         write_job_yaml(training_args.output_dir, raw)
-    prepare_output_dir(training_args)
     if getattr(model_args, "compute_dtype", None) is None:
         model_args.compute_dtype = infer_compute_dtype(training_args, finetuning_args)
     if training_args.include_num_input_tokens_seen == "no":

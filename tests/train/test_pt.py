@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core.train.callbacks import read_log_records
 
@@ -37,3 +38,4 @@ def test_pt_loss_falls_and_eval_reports_perplexity(make_args):
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["perplexity"] == pytest.approx(math.exp(results["eval_loss"]))
     assert (output_dir / "model.safetensors").is_file() and (output_dir / "tokenizer.json").is_file()
+    assert yaml.safe_load((output_dir / "job.yaml").read_text()) == args  # the argument dict as run

@@ -58,6 +58,15 @@ def _args_overwrite(output_dir: Path) -> SimpleNamespace:
     return args
 
 
+def test_run_exp_refuses_a_used_folder_before_writing_anything(make_args, tmp_path):
+    from core import run_exp
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="set overwrite_output_dir: true"):
+        run_exp(make_args("sft", output_dir=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_board_files_do_not_make_a_folder_non_empty(tmp_path):
     for name in ("job.yaml", "job.json", "job.log"):
         (tmp_path / name).write_text("x")
