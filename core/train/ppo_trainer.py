@@ -37,6 +37,7 @@ from transformers.optimization import get_scheduler
 from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
 
 from core.train.ppo_rewards import RewardFn
+from core.train.pref_losses import token_logps
 
 logger = logging.getLogger(__name__)
 
@@ -334,9 +335,7 @@ class PPOTrainer:
         position_ids = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask, position_ids=position_ids)
         logits, values = out if isinstance(out, tuple) else (out.logits, None)
-        logits = logits[:, -length - 1 : -1].float()
-        targets = rollout.input_ids[:, -length:]
-        logprobs = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+        logprobs = token_logps(logits[:, -length - 1 : -1], rollout.input_ids[:, -length:])
         if with_values:
             return logprobs, values[:, -length - 1 : -1]
         return logprobs, None

@@ -23,6 +23,19 @@ AVERAGED_LOSSES = ("ipo", "orpo", "simpo")
 Losses = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) at each position, `[N, L, V]` logits and `[N, L]` targets -> `[N, L]` (fp32).
+
+    One row at a time: log_softmax over a real vocabulary (150k entries) for a whole batch is the largest tensor
+    of the step; this keeps one row of it at a time."""
+    rows = []
+    for row_logits, row_targets in zip(logits, targets, strict=True):
+        row_logits = row_logits.float()
+        picked = torch.gather(row_logits, -1, row_targets.unsqueeze(-1)).squeeze(-1)
+        rows.append(picked - torch.logsumexp(row_logits, dim=-1))
+    return torch.stack(rows)
+
+
 def dpo_loss(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,

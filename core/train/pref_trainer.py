@@ -36,6 +36,7 @@ from core.train.pref_losses import (
     kto_loss,
     orpo_loss,
     simpo_loss,
+    token_logps,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,9 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     `logits` `[N, L, V]` predict the token after each position, so they are compared with `labels` shifted left
     by one; positions labelled IGNORE_INDEX (prompt, padding) do not count."""
     labels = labels[:, 1:]
-    logits = logits[:, :-1].float()
     mask = labels != IGNORE_INDEX
-    safe_labels = labels.masked_fill(~mask, 0)
-    token_logps = torch.gather(logits.log_softmax(-1), 2, safe_labels.unsqueeze(-1)).squeeze(-1)
-    sums = (token_logps * mask).sum(-1)
+    logps = token_logps(logits[:, :-1], labels.masked_fill(~mask, 0))
+    sums = (logps * mask).sum(-1)
     counts = mask.sum(-1).clamp(min=1)
     return sums, sums / counts
 
