@@ -199,7 +199,9 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
         f'<div class="lb-progress lb-{escape(state)}" data-state="{escape(state)}" data-current="{current}">'
         f'<div class="lb-progress-head"><span class="lb-state">{escape(state_name)}'
         f'</span><span class="lb-detail">{escape(detail)}</span></div>'
-        f'<div class="lb-bar"><div class="lb-fill" style="width:{percentage:.1f}%"></div></div>{error}</div>'
+        f'<div class="lb-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+        f'aria-valuenow="{percentage:.0f}"><div class="lb-fill" style="width:{percentage:.1f}%"></div></div>'
+        f"{error}</div>"
     )
 
 

@@ -2,8 +2,8 @@
 
 Debian's chromium (/usr/bin/chromium, installed by .ci/run) driven by Playwright: start the board with its real
 entry point, open it, pick the demo model (demo_sft is preselected), log every step, Start, watch the progress bar
-move and the loss chart get two points, Abort, see the aborted state. The screenshot goes to
-test-artifacts/board.png.
+move and the loss chart get two points, reload the page and find the job again, Abort, see the aborted state.
+The screenshot goes to test-artifacts/board.png.
 
 The job is the real demo sft training (`python -m core.cli train`). LLAMABOARD_BROWSER_FAKE_JOB=1 runs
 tests/webui/fake_job.py instead (through the board's LLAMABOARD_FAKE_JOB switch), for working on the board alone.
@@ -145,6 +145,10 @@ def test_start_watch_abort_in_a_real_browser(board_url: str) -> None:
                 timeout=60_000,
             )
             expect(page.locator("#output_box textarea")).not_to_have_value("")
+
+            # The job belongs to the board, not to the tab: a reload finds it running and shows it again.
+            page.reload()
+            expect(page.locator('#progress [data-state="running"]')).to_be_visible(timeout=30_000)
 
             page.locator("#abort").click()
             expect(page.locator('#progress [data-state="aborted"]')).to_be_visible(timeout=90_000)
