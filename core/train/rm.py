@@ -101,6 +101,12 @@ def save_scores(output_dir: str | Path, scores: np.ndarray) -> Path:
 
 
 def run_rm(model_args, data_args, training_args, finetuning_args, generating_args=None, callbacks=None) -> None:
+    if training_args.do_predict and not training_args.do_train:
+        # Without training, the data layer reads do_predict as "generate from prompts", which has no pairs to score.
+        raise ValueError(
+            "do_predict: true for stage rm without do_train — to score preference pairs with a trained reward "
+            "model use do_eval: true with eval_dataset (eval_accuracy), or train and predict in one run."
+        )
     # Tokenizer
     tokenizer = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)

@@ -46,16 +46,8 @@ def test_chinese_is_segmented_into_words_for_rouge():
 def _train_short(make_args, method: str, **overrides) -> Path:
     from core import run_exp
 
-    args = make_args(
-        "sft",
-        output_dir=None,
-        finetuning_type=method,
-        max_steps=6,
-        logging_steps=2,
-        learning_rate=1e-2,
-        freeze_trainable_layers=1,
-        **overrides,
-    )
+    settings = {"max_steps": 6, "logging_steps": 2, "learning_rate": 1e-2, "freeze_trainable_layers": 1, **overrides}
+    args = make_args("sft", output_dir=None, finetuning_type=method, **settings)
     args["output_dir"] = str(Path(args["output_dir"]).with_name(f"sft-{method}"))
     run_exp(args)
     return Path(args["output_dir"])
@@ -83,6 +75,16 @@ def test_each_method_trains_its_parameters_only(make_args, demo_model, method):
         assert changed == set(base)
     else:
         assert changed == {name for name in base if ".layers.1." in name}
+
+
+@pytest.mark.slow
+def test_pissa_convert_saves_a_plain_lora_adapter(make_args):
+    output_dir = _train_short(make_args, "lora", pissa_init=True, pissa_iter=-1, pissa_convert=True, max_steps=2)
+    converted = json.loads((output_dir / "pissa_converted" / "adapter_config.json").read_text())
+    initial = json.loads((output_dir / "pissa_init" / "adapter_config.json").read_text())
+    # The converted adapter applies to the original base, so it carries both halves: twice the rank.
+    assert converted["r"] == 2 * initial["r"] == 16
+    assert converted["init_lora_weights"] is True
 
 
 def test_predict_together_with_train_is_refused(make_args):
