@@ -308,12 +308,13 @@ class ChatModel:
 
         prompt = self._prompt_ids(messages, system, tools)
         kwargs, skip_special, seed = self._generate_kwargs(gen)
+        # A caller that stops reading (a closed generator) must not leave generation running: we set it then.
+        stop = stop if stop is not None else threading.Event()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=skip_special)
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **_: Any) -> torch.BoolTensor:
-                flag = stop is not None and stop.is_set()
-                return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
         failure: list[BaseException] = []
 
@@ -336,12 +337,14 @@ class ChatModel:
 
         thread = threading.Thread(target=generate, name="chat-generate", daemon=True)
         thread.start()
+        finished = False
         try:
             for piece in streamer:
                 if piece:
                     yield piece
+            finished = True
         finally:
-            if thread.is_alive() and stop is not None:
+            if not finished:
                 stop.set()
             thread.join()
         if failure:

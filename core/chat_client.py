@@ -86,7 +86,6 @@ class ChatWorker:
                 encoding="utf-8",
                 bufsize=1,
             )
-        self._started = False
         self.loaded = None
         return self
 

@@ -18,7 +18,7 @@ import difflib
 import json
 import sys
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 PROG = "llamafactory-cli"
 
@@ -136,7 +136,7 @@ def _chat(argv: list[str]) -> int:
         raise ArgumentError([str(err)]) from None
 
 
-def chat_loop(args: dict, stdin=None, stdout=None) -> int:
+def chat_loop(args: dict, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """The terminal chat: prompts on stdout, logs on stderr, so `... | llamafactory-cli chat x.yaml` is testable."""
     from core.chat import ChatModel, parse_tool_calls
 
@@ -175,7 +175,7 @@ def chat_loop(args: dict, stdin=None, stdout=None) -> int:
         messages.append({"role": "assistant", "content": answer})
 
 
-def _setup_logging(stream) -> None:
+def _setup_logging(stream: TextIO) -> None:
     """Our log lines to `stream`; the libraries' chatter and progress bars off (chat and export)."""
     import logging
 

@@ -207,11 +207,19 @@ def test_two_workers_side_by_side_stream_base_and_fine_tuned(cache, adapter, tmp
         answers = {}
         for name, worker in (("base", base), ("tuned", tuned)):
             events = list(worker.stream(HI, system="Be brief.", temperature=0, max_new_tokens=10))
-            assert events[-1]["event"] == "done", events[-1]
+            assert events[-1]["event"] == "done" and events[-1]["stopped"] is False, events[-1]
             tokens = [e["text"] for e in events if e["event"] == "token"]
             assert len(tokens) > 1 and "".join(tokens) == events[-1]["text"]
             answers[name] = events[-1]["text"]
         assert answers["base"] != answers["tuned"]
+
+        # Stop from another thread (the board's Stop button) while tokens stream.
+        tokens = 0
+        for event in tuned.stream(HI, temperature=1.5, top_k=0, max_new_tokens=400, seed=1):
+            if event["event"] == "token":
+                tokens += 1
+                tuned.stop()
+        assert event["event"] == "done" and event["stopped"] is True and tokens < 50
 
         assert base.unload() == {"event": "unloaded"}
         assert base.ping()["loaded"] is False and tuned.ping()["loaded"] is True
