@@ -293,7 +293,8 @@ def test_lora_ppo_with_an_rm_reward_model_stops_saves_and_resumes(make_args, lor
 @pytest.mark.slow
 def test_full_policy_scored_by_a_lora_reward_model_on_a_separate_base(make_args, lora_reward_model, demo_model):
     """A LoRA rm cannot share a full policy's weights: `reward_model` names the base and `reward_model_adapters`
-    the rm folder, merged into a separate copy. (Also runs the policy with activation checkpointing.)"""
+    the rm folder, merged into a separate copy. Also the less common settings: activation checkpointing, gradient
+    accumulation with a buffer of several mini-batches (16 prompts a step), whitened rewards."""
     from core.train.tuner import run_exp
 
     args = make_args(
@@ -306,11 +307,16 @@ def test_full_policy_scored_by_a_lora_reward_model_on_a_separate_base(make_args,
         max_steps=2,
         logging_steps=1,
         activation_checkpointing=True,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        ppo_buffer_size=2,
+        ppo_whiten_rewards=True,
     )
     run_exp(args)
     records = _log(args["output_dir"])
     assert [r["current_steps"] for r in records] == [1, 2]
-    assert all(isinstance(r["reward"], float) for r in records)
+    assert all(isinstance(r["reward"], float) and r["grad_norm"] > 0 for r in records)
+    assert records[-1]["total_tokens"] > records[0]["total_tokens"]
 
 
 def test_optimizer_follows_the_loraplus_ratio_and_spares_norms_from_decay(tmp_path):
