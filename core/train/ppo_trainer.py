@@ -165,6 +165,11 @@ class PPOTrainer:
     ) -> None:
         from accelerate import Accelerator
 
+        if getattr(training_args, "deepspeed", None) or getattr(training_args, "fsdp", None):
+            raise ValueError(
+                "ppo: deepspeed / fsdp are not supported by the PPO trainer yet — remove them (several GPUs still "
+                "work, with plain data parallelism), or use lora to fit the model."
+            )
         self.args = training_args
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn
