@@ -102,6 +102,13 @@ def _eval(argv: list[str]) -> int:
             "do_train: received true — eval only predicts — train first with `llamafactory-cli train`, then "
             "evaluate its output (adapter_name_or_path) with eval"
         )
+    from core.chat import check_adapter_paths
+    from core.hparams import split_arg
+
+    try:
+        check_adapter_paths(split_arg(args.get("adapter_name_or_path")))
+    except FileNotFoundError as err:
+        problems.append(str(err))
     if problems:
         raise ArgumentError(problems)
     args.update(EVAL_DEFAULTS)

@@ -78,6 +78,8 @@ def test_eval_refuses_training_and_other_stages(capsys):
     assert main(["eval", "model_name_or_path=demo", "stage=dpo", "do_train=true", "output_dir=x"]) == 2
     err = capsys.readouterr().err
     assert "stage: received 'dpo'" in err and "do_train: received true — eval only predicts" in err
+    assert main(["eval", str(ROOT / "examples/infer/eval_lora.yaml"), "adapter_name_or_path=./no/adapter"]) == 2
+    assert "adapter_name_or_path: ./no/adapter does not exist" in capsys.readouterr().err
     assert main(["eval", "model_name_or_path=demo", "eval_dataset=demo_sft_eval"]) == 2
     assert "template: missing" in capsys.readouterr().err  # checked before the training stack loads
 
