@@ -40,7 +40,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     _prepare_gradio_import()
     import gradio as gr
 
-    from webui.handlers import LIVE_VIEW, SECTIONS, TOP_BAR, Board, bind
+    from webui.handlers import Board
     from webui.tabs.runs import bind_runs, create_runs_tab
     from webui.tabs.top import bind_top, create_top
     from webui.tabs.train import bind_train, create_train_tab
@@ -63,12 +63,19 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
         bind_top(board)
         bind_train(board)
         bind_runs(board, tabs)
-        remembered = [*manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
-        page = ["train.poll_state", "train.loss_log_y", *TOP_BAR]
-        bind(board, demo.load, board.on_load, page, [*remembered, *LIVE_VIEW])
+        _bind_page_load(board, demo)
 
-    demo.board = board  # the handlers of this UI, for tests and for launch()
+    demo.board = board  # the handlers behind this UI (tests call them directly)
     return demo
+
+
+def _bind_page_load(board: Any, demo: gr.Blocks) -> None:
+    """A page (re)load shows the running job (else the newest run) and the choices remembered since start."""
+    from webui.handlers import LIVE_VIEW, SECTIONS, TOP_BAR, bind
+
+    remembered = [*board.manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
+    page = ["train.poll_state", "train.loss_log_y", *TOP_BAR]
+    bind(board, demo.load, board.on_load, page, [*remembered, *LIVE_VIEW])
 
 
 def make_runner() -> Any:
