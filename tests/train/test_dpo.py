@@ -259,3 +259,15 @@ def test_lora_dpo_fits_its_pairs_against_the_adapter_off_reference(make_args):
     assert results["eval_rewards/margins"] > 0
     assert train[-1]["loss"] < train[0]["loss"]
     assert (Path(args["output_dir"]) / "adapter_model.safetensors").is_file()
+
+    # Evaluating the saved adapter later (no training: the adapter is merged, the base without it is the
+    # reference) gives the same rewards.
+    from core.train.tuner import run_exp
+
+    evaluation = make_args("dpo", output_dir=Path(args["output_dir"]) / "eval-only", do_train=False, do_eval=True)
+    evaluation.update(adapter_name_or_path=args["output_dir"], eval_dataset="demo_pref", max_samples=32, pref_beta=0.5)
+    evaluation.pop("dataset")
+    run_exp(evaluation)
+    again = json.loads((Path(evaluation["output_dir"]) / "eval_results.json").read_text())
+    for key in ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss"):
+        assert again[key] == pytest.approx(results[key], abs=1e-4), key
