@@ -127,7 +127,7 @@ def test_sft_loss_falls_and_held_out_answers_get_closer(make_args):
         "sft",
         output_dir=None,
         finetuning_type="full",
-        max_steps=100,
+        max_steps=200,
         learning_rate=3e-3,
         per_device_train_batch_size=16,
         logging_steps=10,
@@ -141,6 +141,7 @@ def test_sft_loss_falls_and_held_out_answers_get_closer(make_args):
 
     before = _predict(make_args, "predict-before", "demo")
     after = _predict(make_args, "predict-after", str(output_dir))
-    # Measured: BLEU-4 0 before, about 10 after (answers of the right shape: word count, case, digits).
-    assert after["predict_bleu-4"] >= before["predict_bleu-4"] + 5, (before, after)
-    assert {"predict_rouge-1", "predict_rouge-2", "predict_rouge-l"} <= after.keys()
+    # Measured: BLEU-4 0 -> 14.8 and ROUGE-L 0 -> 9.6 (answers of the right shape: word count, case, digits; some
+    # exactly right). A run that does not learn stays near 0 (or collapses to one repeated token, about 1).
+    assert after["predict_bleu-4"] >= before["predict_bleu-4"] + 8, (before, after)
+    assert after["predict_rouge-l"] >= before["predict_rouge-l"] + 5, (before, after)
