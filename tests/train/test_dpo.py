@@ -21,7 +21,7 @@ from core.train.pref_losses import PREF_LOSSES
 from core.train.pref_trainer import PreferenceTrainer
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared CPU spinning threads made steps 20x slower."""
     previous = torch.get_num_threads()

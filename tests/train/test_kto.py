@@ -21,7 +21,7 @@ import torch
 from core.train.pref_trainer import KTOTrainer
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared CPU spinning threads made steps 20x slower."""
     previous = torch.get_num_threads()

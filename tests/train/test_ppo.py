@@ -17,7 +17,7 @@ from core.train.ppo_rewards import REWARD_RULES, create_reward_fn, reference_f1,
 from core.train.ppo_trainer import RunningMoments, cut_after_stop, gae, masked_whiten, ppo_losses
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared CPU spinning threads made steps 20x slower."""
     previous = torch.get_num_threads()
