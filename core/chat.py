@@ -281,10 +281,9 @@ class ChatModel:
 
         settings = {key: value for key, value in gen.items() if value is not None}
         seed = settings.pop("seed", None)
-        if settings.get("temperature") == 0:  # LLaMA-Factory's convention: temperature 0 is greedy decoding
-            settings.pop("temperature")
-            settings["do_sample"] = False
         merged = replace(self.generating_args, **settings)
+        if merged.temperature <= 0:  # LLaMA-Factory's convention (YAML or request): temperature 0 is greedy
+            merged = replace(merged, temperature=1.0, do_sample=False)
         kwargs = merged.to_generate_kwargs()
         kwargs["eos_token_id"] = self.stop_ids or self.tokenizer.eos_token_id
         kwargs["pad_token_id"] = self.tokenizer.pad_token_id

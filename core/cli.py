@@ -185,9 +185,12 @@ def chat_loop(args: dict, stdin: TextIO | None = None, stdout: TextIO | None = N
 def _setup_logging(stream: TextIO) -> None:
     """Our log lines to `stream`; the libraries' chatter and progress bars off (chat and export)."""
     import logging
+    import warnings
 
     import transformers
 
+    # transformers' deprecation notices about its own internals mean nothing to a user of chat or export.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     core_logger = logging.getLogger("core")

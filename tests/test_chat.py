@@ -242,7 +242,7 @@ def test_two_workers_side_by_side_stream_base_and_fine_tuned(cache, adapter, tmp
 
 def test_terminal_chat_streams_clears_history_and_exits(cache, tmp_path):
     config = tmp_path / "chat.yaml"
-    config.write_text("model_name_or_path: demo\ntemplate: chatml\ndo_sample: false\nmax_new_tokens: 6\n")
+    config.write_text("model_name_or_path: demo\ntemplate: chatml\ntemperature: 0\nmax_new_tokens: 6\n")
     result = subprocess.run(
         [sys.executable, "-m", "core.cli", "chat", str(config)],
         input="reverse: cat dog\nclear\nreverse: cat dog\nexit\nnever read\n",
