@@ -43,6 +43,7 @@ MODEL_FILES = (
 )
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_RANK_PREFIX_RE = re.compile(r"^\[(?:default)?rank\d+\]:\s?(.*)$")
 _EXCEPTION_LINE_RE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning|Fault)\b.*")
 _TAIL_BYTES = 64 * 1024
 
@@ -170,6 +171,14 @@ def last_record(path: str | os.PathLike) -> dict[str, Any] | None:
     return None
 
 
+def _last_rank_exception(lines: list[str]) -> str:
+    for line in reversed(lines):
+        match = _RANK_PREFIX_RE.match(line)
+        if match and _EXCEPTION_LINE_RE.match(match.group(1)):
+            return match.group(1).strip()
+    return ""
+
+
 def error_summary(log_text: str) -> str:
     """One line naming what went wrong, from a job's log: the last exception line of the last traceback, else a
     problem list the log ends with (its heading and first item: the CLI's argument problems), else the last line
@@ -183,6 +192,11 @@ def error_summary(log_text: str) -> str:
     if start is not None:
         for line in lines[start + 1 :]:
             if line and not line[0].isspace() and _EXCEPTION_LINE_RE.match(line):
+                if "ChildFailedError" in line:
+                    # torchrun ends the log with its own traceback; the worker's real error is on `[rankN]: ` lines.
+                    rank_error = _last_rank_exception(lines)
+                    if rank_error:
+                        return rank_error[:300]
                 return line.strip()[:300]
     bullets = 0
     while bullets < len(lines) and lines[len(lines) - 1 - bullets].lstrip().startswith("- "):

@@ -262,3 +262,19 @@ def test_progress_of_a_running_job_counts_elapsed_from_its_start():
 def test_progress_reads_llamafactory_hms_strings():
     result = jobs.progress([{"current_steps": 5, "total_steps": 10, "elapsed_time": "1:02:03"}], {"state": "aborted"})
     assert result["elapsed"] == "1:02:03" and result["percentage"] == 50.0
+
+
+def test_error_summary_of_a_torchrun_job_names_the_workers_error():
+    log = "\n".join(
+        [
+            "[rank0]: Traceback (most recent call last):",
+            '[rank0]:   File "core/train/sft.py", line 10, in run_sft',
+            "[rank0]: ValueError: dataset: received 'nope' — not in dataset_info.json",
+            "E1128 worker failed",
+            "Traceback (most recent call last):",
+            '  File "torch/distributed/run.py", line 1, in <module>',
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ",
+            "core.cli FAILED",
+        ]
+    )
+    assert jobs.error_summary(log) == "ValueError: dataset: received 'nope' — not in dataset_info.json"
