@@ -122,6 +122,19 @@ class _ReferenceMixin:
         return sequence_logps(logits, labels)
 
 
+def _split_of(logs: dict[str, float]) -> tuple[str | None, str]:
+    """Which stored metrics a Trainer log belongs to, and their key prefix: training steps carry `loss`,
+    evaluations `eval_loss` (or `eval_<dataset>_loss` with eval_on_each_dataset), the final summary neither."""
+    if "loss" in logs:
+        return "train", ""
+    if "eval_loss" in logs:
+        return "eval", "eval_"
+    for key in logs:
+        if key.startswith("eval_") and key.endswith("_loss"):
+            return "eval", key[: -len("loss")]
+    return None, ""
+
+
 class _PreferenceBase(_ReferenceMixin, Trainer):
     """What dpo and kto share: metric storage, logging of `rewards/*`, loss-only evaluation."""
 
@@ -167,10 +180,8 @@ class _PreferenceBase(_ReferenceMixin, Trainer):
         raise NotImplementedError
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        # Trainer logs training steps with `loss` and evaluations with `eval_loss`; the final summary has neither.
-        split = "train" if "loss" in logs else "eval" if "eval_loss" in logs else None
+        split, prefix = _split_of(logs)
         if split is not None and self.metrics.pending(split):
-            prefix = "" if split == "train" else "eval_"
             means = self.metrics.pop(split, self.accelerator)
             if "rewards/chosen" in means and "rewards/rejected" in means and "rewards/margins" not in means:
                 means["rewards/margins"] = means["rewards/chosen"] - means["rewards/rejected"]

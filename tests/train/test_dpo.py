@@ -157,6 +157,9 @@ def test_metrics_are_logged_with_the_accuracy_alias(tmp_path):
     assert train["rewards/margins"] == pytest.approx(train["rewards/chosen"] - train["rewards/rejected"], abs=1e-6)
     trainer.log({"train_runtime": 1.0})  # the end-of-training summary carries no stored metrics
     assert "rewards/chosen" not in seen[-1]
+    trainer.batch_loss(model, pair_batch(), "eval")
+    trainer.log({"eval_demo_pref_loss": 0.4})  # eval_on_each_dataset: one prefix per dataset
+    assert "eval_demo_pref_rewards/accuracies" in seen[-1] and "eval_demo_pref_accuracy" in seen[-1]
 
 
 def test_loraplus_ratio_reaches_the_optimizer(tmp_path):
