@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -71,6 +72,8 @@ def prepare_output_dir(training_args: Any) -> None:
     overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
     checkpoints = list_checkpoints(output_dir)
     if overwrite:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return  # one process clears the folder; the others would race it
         for path in checkpoints:
             shutil.rmtree(path, ignore_errors=True)
         (output_dir / "trainer_log.jsonl").unlink(missing_ok=True)
