@@ -5,10 +5,10 @@
 Each request is one JSON object a line with an `op`; the worker answers with event objects, one a line, each with
 an `event` key; the last event of a request is `ready`, `done`, `unloaded`, `pong`, `bye` or `error`:
 
-    {"op": "load", "args": {...}}            -> progress* (message), then ready (model, adapters, device) | error
+    {"op": "load", "args": {...}}  -> progress* (message), then ready (model, adapters, device, dtype) | error
     {"op": "chat", "messages": [...], "system": str?, "tools": str | list?, "gen": {...}?}
-                                             -> token* (text), then done (text, tool_calls, new_tokens) | error
-    {"op": "stop"}                           ends the answer being streamed (no reply of its own)
+                                   -> token* (text), then done (text, tool_calls, stopped) | error
+    {"op": "stop"}                 ends the answer being streamed (no reply of its own)
     {"op": "unload"} -> unloaded    {"op": "ping"} -> pong (loaded, model)    {"op": "shutdown"} -> bye, then exit
 
 `error` carries `message`, written for people (a wrong model path names the path). The worker reads requests on a
@@ -112,6 +112,7 @@ class Worker:
             model=self.model_name,
             adapters=self.model.model_args.adapters,
             device=str(self.model.device),
+            dtype=str(self.model.model_args.compute_dtype).removeprefix("torch."),
             template=self.model.template.name,
         )
 

@@ -11,6 +11,7 @@ Progress goes to stdout as `[export] step k/n: ...` lines (the board tails them 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -111,11 +112,17 @@ def export_model(args: dict | str | list[str] | None = None) -> Path:
     adapters = model_args.adapters
     merging = f", merging {len(adapters)} adapter(s): {', '.join(adapters)}" if adapters else ""
     _step(2, f"loading the model in {str(dtype).removeprefix('torch.')}{merging}", steps)
-    model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
-    if hasattr(model, "merge_and_unload"):  # a single adapter on a quantized model stays unmerged in load_model
-        model = model.merge_and_unload()
     if model_args.export_device == "auto" and torch.cuda.is_available():
-        model = model.to("cuda")
+        # Merge on the GPU: load the base without adapters, move it, then fold each adapter in, in order.
+        from peft import PeftModel
+
+        base_args = copy.copy(model_args)
+        base_args.adapter_name_or_path = None
+        model = load_model(tokenizer, base_args, finetuning_args, is_trainable=False).to("cuda")
+        for adapter in adapters:
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    else:
+        model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
     model = model.to(dtype)
 
     _step(3, f"saving safetensors shards of at most {model_args.export_size} GB to {export_dir}", steps)
