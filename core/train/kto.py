@@ -28,6 +28,8 @@ def run_kto(model_args, data_args, training_args, finetuning_args, generating_ar
 
     # Dataset
     dataset = get_dataset(template, model_args, data_args, training_args, stage="kto", tokenizer=tokenizer)
+    if dataset.get("train_dataset") is not None:
+        log_balance(dataset["train_dataset"], finetuning_args)
 
     # Model
     model = load_model(tokenizer, model_args, finetuning_args, is_trainable=training_args.do_train)
@@ -63,3 +65,22 @@ def run_kto(model_args, data_args, training_args, finetuning_args, generating_ar
     if training_args.do_eval and dataset.get("eval_dataset") is not None:
         metrics = trainer.evaluate(metric_key_prefix="eval")
         write_results(trainer, "eval", metrics)
+
+
+def log_balance(train_dataset, finetuning_args) -> None:
+    """Desirable / undesirable counts and the weighted ratio; the KTO paper advises a ratio between 1 and 4/3,
+    reached by setting kto_chosen_weight / kto_rejected_weight."""
+    if not hasattr(train_dataset, "column_names") or "kto_tags" not in train_dataset.column_names:
+        return
+    desirable = sum(bool(tag) for tag in train_dataset["kto_tags"])
+    undesirable = len(train_dataset) - desirable
+    if desirable and undesirable:
+        ratio = (finetuning_args.kto_chosen_weight * desirable) / (finetuning_args.kto_rejected_weight * undesirable)
+        logger.info(
+            "KTO: %d desirable, %d undesirable examples; weighted ratio %.2f (advised: 1 to 1.33)",
+            desirable,
+            undesirable,
+            ratio,
+        )
+    else:
+        logger.warning("KTO: all %d examples are %s", len(train_dataset), "desirable" if desirable else "undesirable")
