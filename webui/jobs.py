@@ -287,7 +287,9 @@ def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         job.setdefault("format", "llamaboard")
         args_file = run_dir / JOB_YAML
         job.setdefault("log", JOB_LOG)
-        starting = job.get("state") == "queued" and job.get("pid") is None and _recent(job.get("created"))
+        # Queued and not yet started: just written, or waiting in the runner's queue (it keeps queue_position).
+        waiting = _recent(job.get("created")) or bool(job.get("queue_position"))
+        starting = job.get("state") == "queued" and job.get("pid") is None and waiting
         if job.get("state") in LIVE_STATES and not starting and not process_alive(job):
             job["state"], job["error"] = settled_state(run_dir, job)
             job["stale"] = True

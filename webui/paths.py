@@ -1,0 +1,216 @@
+"""What the board may touch on disk, and what it must never write down: root checks and secret checks.
+
+A shared board receives paths from anyone who can reach it (dataset dir, run name, config file, checkpoints,
+export dir, a local model folder). Each one is resolved (symlinks followed, `..` collapsed, URL-encoded forms
+decoded) and must lie under one of the configured roots, else it is refused with a message that names the field,
+the path and the roots. Roots by default: the working directory's `data/`, `saves/` (LLAMABOARD_SAVES) and
+`configs/` (where the board saves argument files), the packaged demo data, the examples (read only), the model
+cache (LLAMABOARD_CACHE and the Hugging Face cache). More come from `--roots` or LLAMABOARD_ROOTS
+(os.pathsep-separated).
+
+Secrets (hub tokens, tracker keys) come from the environment of the job and are never part of an argument dict:
+`secret_problems` names any key or value that looks like one, so it is refused before it reaches job.yaml, the log
+or an exported file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from core.paths import DEMO_DATA_DIR, DEMO_DATASET_DIR_NAME, DEMO_MODEL_NAME, PACKAGE_ROOT, cache_dir, saves_dir
+
+ROOTS_ENV = "LLAMABOARD_ROOTS"
+
+PATH_KEYS = (
+    "model_name_or_path",
+    "adapter_name_or_path",
+    "reward_model",
+    "ref_model",
+    "ref_model_adapters",
+    "reward_model_adapters",
+    "dataset_dir",
+    "media_dir",
+    "tokenized_path",
+    "cache_dir",
+    "output_dir",
+    "logging_dir",
+    "export_dir",
+    "deepspeed",
+    "resume_from_checkpoint",
+)
+"""Argument keys that name files or folders; comma lists (adapters, reward models) are checked one by one."""
+
+MODEL_KEYS = ("model_name_or_path", "reward_model", "ref_model")
+"""Keys that may also hold a hub id (`org/name`), which is not a path and needs no root."""
+
+SECRET_ENV = {
+    "hf_hub_token": "HF_TOKEN",
+    "hub_token": "HF_TOKEN",
+    "ms_hub_token": "MODELSCOPE_API_TOKEN",
+    "om_hub_token": "MODELERS_API_TOKEN",
+    "push_to_hub_token": "HF_TOKEN",
+    "wandb_api_key": "WANDB_API_KEY",
+    "swanlab_api_key": "SWANLAB_API_KEY",
+    "swanlab_lark_secret": "SWANLAB_LARK_SECRET",
+    "neptune_api_token": "NEPTUNE_API_TOKEN",
+    "comet_api_key": "COMET_API_KEY",
+}
+"""Argument keys that hold secrets -> the environment variable that carries them to the job instead."""
+
+_SECRET_KEY = re.compile(r"(^|_)(token|api_key|apikey|secret|password|passwd)$", re.IGNORECASE)
+# Token shapes a value may carry by mistake: Hugging Face user tokens and the common sk- API keys.
+_SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})\b")
+
+
+class PathRefused(ValueError):
+    """A path outside the board's roots, or one that cannot be resolved; the message says which and what to do."""
+
+
+def _split(text: str | None) -> list[str]:
+    return [part for part in (text or "").split(os.pathsep) if part.strip()]
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face cache the jobs download models into (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
+    return Path(home)
+
+
+class Roots:
+    """The folders a board may read and write (`writable`), and those it may only read (`readable`)."""
+
+    def __init__(self, extra: Iterable[str | os.PathLike] = (), defaults: bool = True) -> None:
+        writable: list[Path] = []
+        readable: list[Path] = []
+        if defaults:
+            cwd = Path.cwd()
+            writable += [cwd / "data", cwd / "configs", saves_dir(), cache_dir(), hf_cache_dir()]
+            readable += [DEMO_DATA_DIR, PACKAGE_ROOT / "examples"]
+        writable += [Path(path) for path in [*_split(os.environ.get(ROOTS_ENV)), *extra]]
+        self.writable = _unique(path.expanduser().resolve() for path in writable)
+        self.readable = _unique([*self.writable, *(path.resolve() for path in readable)])
+
+    def __repr__(self) -> str:
+        return f"Roots({', '.join(map(str, self.writable))})"
+
+    def describe(self) -> str:
+        return ", ".join(str(path) for path in self.readable)
+
+    def check(self, path: str | os.PathLike, field: str, write: bool = False) -> Path:
+        """`path` resolved, when it lies under a root (a writable one if `write`); else PathRefused.
+
+        The literal path and its URL-decoded form must both pass, so `..%2F..%2Fetc` is refused as well as
+        `../../etc`. A relative path is taken from the working directory, as the job takes it.
+        """
+        text = str(path)
+        if "\x00" in text:
+            raise PathRefused(f"{field}: the path contains a NUL character; type a plain folder or file path.")
+        forms = {text}
+        decoded = text
+        for _ in range(3):  # double-encoded forms (%252e) decode twice
+            decoded = unquote(decoded)
+            forms.add(decoded)
+        roots = self.writable if write else self.readable
+        resolved = None
+        for form in sorted(forms, key=len, reverse=True):
+            try:
+                candidate = Path(form).expanduser().resolve()
+            except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable folder
+                raise PathRefused(f"{field}: {text} cannot be resolved ({err}).") from None
+            if not any(candidate == root or candidate.is_relative_to(root) for root in roots):
+                kind = "writable folders" if write else "folders"
+                raise PathRefused(
+                    f"{field}: {text} resolves to {candidate}, outside the board's {kind} "
+                    f"({', '.join(str(root) for root in roots)}). Put it under one of them, or start the board "
+                    f"with --roots <folder> (or {ROOTS_ENV}) to allow another folder."
+                )
+            if form == text:
+                resolved = candidate
+        assert resolved is not None
+        return resolved
+
+    def check_args(self, args: dict[str, Any]) -> list[str]:
+        """Problems with the path-valued arguments of `args` (empty when every path lies under a root)."""
+        problems = []
+        for key in PATH_KEYS:
+            value = args.get(key)
+            if not isinstance(value, str) or not value.strip():
+                continue  # unset, a flag (resume_from_checkpoint: true) or an inline deepspeed dict
+            entries = [part.strip() for part in str(value).split(",")] if "," in str(value) else [str(value)]
+            for entry in entries:
+                if not entry or _builtin_name(key, entry) or (key in MODEL_KEYS and is_hub_id(entry)):
+                    continue
+                if key == "adapter_name_or_path" and is_hub_id(entry):
+                    continue
+                try:
+                    self.check(entry, key, write=key in ("output_dir", "logging_dir", "export_dir"))
+                except PathRefused as err:
+                    problems.append(str(err))
+        return problems
+
+
+def _unique(paths: Iterable[Path]) -> list[Path]:
+    seen: list[Path] = []
+    for path in paths:
+        if path not in seen:
+            seen.append(path)
+    return seen
+
+
+def _builtin_name(key: str, value: str) -> bool:
+    """`demo` as a model or a dataset folder means the packaged demo, unless a folder of that name exists here."""
+    if key == "model_name_or_path" and value == DEMO_MODEL_NAME:
+        return True
+    return key == "dataset_dir" and value == DEMO_DATASET_DIR_NAME and not Path(value).exists()
+
+
+def is_hub_id(value: str) -> bool:
+    """`org/name` or `name` as the hub spells them, and no local file of that name: not a path."""
+    decoded = unquote(unquote(value))
+    if decoded != value or value.startswith(("/", ".", "~")) or "\\" in value or ".." in value:
+        return False
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value):
+        return False
+    return not Path(value).exists()
+
+
+def secret_problems(args: dict[str, Any]) -> list[str]:
+    """Keys or values of `args` that look like secrets, each with the environment variable to use instead."""
+    problems = []
+    for key, value in args.items():
+        if value in (None, "", False):
+            continue
+        if key in SECRET_ENV or _SECRET_KEY.search(key):
+            variable = SECRET_ENV.get(key, "an environment variable of the board")
+            problems.append(
+                f"{key}: secrets are never written into job.yaml, logs or exported files; remove the key and set "
+                f"{variable} in the board's environment (jobs inherit it)."
+            )
+        elif isinstance(value, str) and _SECRET_VALUE.search(value):
+            problems.append(
+                f"{key}: the value looks like an access token; tokens belong in the environment (HF_TOKEN, "
+                "WANDB_API_KEY, ...), never in the arguments."
+            )
+    return problems
+
+
+_extra_roots: list[str] = []
+
+
+def configure(extra: Iterable[str | os.PathLike] = ()) -> Roots:
+    """Add folders (`--roots`) to this board process's roots; returns the roots now in force."""
+    _extra_roots[:] = [str(path) for path in extra]
+    return board_roots()
+
+
+def board_roots() -> Roots:
+    """The roots in force now: defaults (from the current working directory and environment), LLAMABOARD_ROOTS,
+    and the folders given to `configure`. Built on each call: it costs a few stat calls and follows the env."""
+    return Roots(_extra_roots)
