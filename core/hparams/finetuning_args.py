@@ -114,10 +114,11 @@ class FinetuningArguments:
     reward_model_adapters: str | None = field(
         default=None, metadata=_help("ppo: comma list of adapters applied to reward_model (full type).")
     )
-    reward_model_type: Literal["lora", "full"] = field(
+    reward_model_type: Literal["lora", "full", "rule"] = field(
         default="lora",
         metadata=_help(
-            "ppo: lora = reward_model is a LoRA rm adapter on the policy's base model; full = a complete model."
+            "ppo: lora = reward_model is a LoRA rm adapter on the policy's base model; full = a complete model; "
+            "rule = reward_model names a built-in rule (reference_f1, uppercase) that scores answers without a model."
         ),
     )
     pure_bf16: bool = field(

@@ -26,19 +26,6 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-@pytest.fixture
-def rule_rewards_allowed(monkeypatch):
-    """Stand-in until core.hparams lists `rule` among reward_model_type's choices (reported to the args owner)."""
-    from core.hparams import parser
-    from core.hparams.keys import Spec
-
-    spec = parser._GROUP_SPECS["finetuning"]["reward_model_type"]
-    if "rule" not in spec.choices:
-        monkeypatch.setitem(
-            parser._GROUP_SPECS["finetuning"], "reward_model_type", Spec("choice", False, (*spec.choices, "rule"))
-        )
-
-
 # --- pieces ---------------------------------------------------------------------------------------------------------
 
 
@@ -195,7 +182,7 @@ def test_ppo_raises_the_score_of_a_reward_model_from_the_rm_stage(make_args, upp
 
 
 @pytest.mark.slow
-def test_ppo_raises_the_reward_of_a_rule(make_args, rule_rewards_allowed):
+def test_ppo_raises_the_reward_of_a_rule(make_args):
     """Full fine-tuning, the `uppercase` rule, score normalisation: the mean reward (share of capital letters) of
     the last 5 steps must beat the first 3 steps' by 0.2 or more (measured: 0.34 -> 0.82)."""
     from core.train.tuner import run_exp
