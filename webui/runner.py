@@ -194,9 +194,12 @@ class Runner:
         wanted = self.wanted_devices(devices)
         with self._lock:
             previous = jobs.read_job(run_dir)
-            if previous is not None and previous.get("state") in jobs.LIVE_STATES or run_dir in self._queued_dirs():
+            if run_dir in self._queued_dirs():
+                raise RunnerError(f"A job is already queued in {run_dir}; choose a new run name.")
+            if previous is not None and previous.get("state") in jobs.LIVE_STATES:
+                elsewhere = "" if run_dir in self._jobs else f" (pid {previous.get('pid')}), started elsewhere"
                 raise RunnerError(
-                    f"A job is already {(previous or {}).get('state', 'queued')} in {run_dir}; choose a new run name."
+                    f"A job is already {previous.get('state')} in {run_dir}{elsewhere}; choose a new run name."
                 )
             if previous is not None and not (args.get("resume_from_checkpoint") or args.get("overwrite_output_dir")):
                 raise RunnerError(

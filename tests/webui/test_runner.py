@@ -26,7 +26,9 @@ ARGS = {"model_name_or_path": "demo", "stage": "sft", "dataset": "demo_sft", "le
 
 
 def fake_runner(saves: Path, *options: str, grace_s: float = 10.0) -> Runner:
-    return Runner(saves_root=saves, grace_s=grace_s, job_command=[sys.executable, str(FAKE_JOB), *options])
+    return Runner(
+        saves_root=saves, grace_s=grace_s, job_command=[sys.executable, str(FAKE_JOB), *options], devices=[]
+    )
 
 
 def run_dir_of(saves: Path, name: str = "run1") -> Path:
@@ -147,18 +149,25 @@ def test_a_child_left_behind_by_a_finished_job_is_reaped(saves):
     assert job_processes(run_dir, (child,)) == []
 
 
-def test_a_second_start_while_one_runs_is_refused_clearly(saves):
+def test_a_second_start_on_a_cpu_machine_waits_in_the_queue_and_starts_by_itself(saves):
     runner = fake_runner(saves, "--steps", "10000", "--interval", "0.02", grace_s=1.0)
-    first = run_dir_of(saves, "first")
+    first, second = run_dir_of(saves, "first"), run_dir_of(saves, "second")
     runner.start(ARGS, first)
     try:
-        with pytest.raises(RunnerError, match="already running") as err:
-            runner.start(ARGS, run_dir_of(saves, "second"))
-        assert str(first.resolve()) in str(err.value)
-        assert not run_dir_of(saves, "second").exists()
-    finally:
+        queued = runner.start(ARGS, second)
+        assert queued["state"] == "queued" and queued["queue_position"] == 1 and queued["pid"] is None
+        assert jobs.read_job(second)["state"] == "queued"
+        assert runner.active() == [first.resolve()] and runner.queued() == [second.resolve()]
+        with pytest.raises(RunnerError, match="already queued"):
+            runner.start(ARGS, second)
         runner.abort(first)
+        wait_for(lambda: runner.active() == [second.resolve()], message="the queued job to start")
+        assert jobs.read_job(second)["state"] == "running" and runner.queued() == []
+    finally:
+        runner.abort(second)
+        runner.wait(second, timeout=30)
         runner.wait(first, timeout=30)
+    assert jobs.read_job(first)["state"] == "aborted"
 
 
 def test_a_used_run_folder_is_refused_unless_resuming(saves):
@@ -228,8 +237,11 @@ def test_a_new_runner_reattaches_to_a_job_whose_board_went_away(saves):
     assert runner.reattach() == [run_dir.resolve()]
     assert runner.active() == [run_dir.resolve()]
     assert jobs.read_job(run_dir)["state"] == "running"
-    with pytest.raises(RunnerError, match="already running"):
-        runner.start(ARGS, run_dir_of(saves, "other"))
+    # The re-attached job holds the machine's one device: another start waits for it.
+    other = run_dir_of(saves, "other")
+    assert runner.start(ARGS, other)["state"] == "queued"
+    runner.cancel(other)
+    assert jobs.read_job(other)["state"] == "aborted"
     runner.abort(run_dir)
     job = runner.wait(run_dir, timeout=30)
     assert job["state"] == "aborted"
@@ -252,7 +264,7 @@ def test_reattach_settles_jobs_that_ended_while_no_board_watched(saves):
 
 
 def test_argv_and_command_preview_are_the_same_list(tmp_path):
-    runner = Runner(saves_root=tmp_path)
+    runner = Runner(saves_root=tmp_path, devices=[])
     run_dir = tmp_path / "my run"
     argv = runner.argv_for(run_dir)
     assert argv == [sys.executable, "-m", "core.cli", "train", str(run_dir / "job.yaml")]
