@@ -144,6 +144,18 @@ def default_compute_type() -> str:
     return "bf16" if shutil.which("nvidia-smi") else "fp32"
 
 
+def visible_devices() -> list[tuple[str, str]]:
+    """The GPUs a job may pick, as (id, name); empty on a machine without GPUs."""
+    from webui.runner import list_devices
+
+    return list_devices()
+
+
+def device_count_html(lang: str | None, count: int) -> str:
+    text = alert(lang, "device_count", count=count) if count else alert(lang, "no_gpu")
+    return f'<div class="lb-devices">{escape(text)}</div>'
+
+
 def new_run_name() -> str:
     from webui.args import default_run_name
 
@@ -192,6 +204,9 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
         remaining=(progress.get("remaining") or "?") if state in ("queued", "running") else "-",
     )
     state_name = alert(lang, STATE_ALERTS.get(state, "state_unknown"))
+    if state == "queued" and job.get("queue_position"):
+        devices = ",".join(job.get("devices") or [])
+        detail = alert(lang, "queue_position", position=job["queue_position"], devices=devices)
     error = ""
     if state in ("failed", "aborted") and job.get("error"):
         error = f'<div class="lb-error">{escape(str(job["error"]))}</div>'
@@ -341,6 +356,9 @@ class Board:
 
         lang = values.get("top.lang")
         dataset_dir = (values.get("train.dataset_dir") or "").strip() or "demo"
+        refused = self._dataset_dir_refused(values, dataset_dir)
+        if refused:
+            return {"train.dataset": gr.update(choices=[], value=[]), ALERTS: refused}
         try:
             choices = dataset_choices(dataset_dir, stage)
         except Exception as err:  # the registry names the file and key; show that, not a traceback
@@ -358,6 +376,12 @@ class Board:
         if not choices:
             updates[ALERTS] = [("warning", alert(lang, "no_datasets", dir=dataset_dir, stage=stage))]
         return updates
+
+    def _dataset_dir_refused(self, values: Values, dataset_dir: str) -> list[tuple[str, str]]:
+        from webui.paths import board_roots
+
+        problems = board_roots().check_args({"dataset_dir": dataset_dir})
+        return [("warning", alert(values.get("top.lang"), "path_refused", problems=problems[0]))] if problems else []
 
     def _visibility(self, stage: str, method: str) -> Updates:
         import gradio as gr
@@ -392,6 +416,9 @@ class Board:
         if not names:
             return {ALERTS: [("warning", alert(lang, "no_dataset_selected"))]}
         dataset_dir = (values.get("train.dataset_dir") or "").strip() or "demo"
+        refused = self._dataset_dir_refused(values, dataset_dir)
+        if refused:
+            return {ALERTS: refused}
         name = names[0]
         try:
             result = preview(dataset_dir, name, page * PREVIEW_ROWS, PREVIEW_ROWS)
@@ -437,16 +464,45 @@ class Board:
         lang = values.get("top.lang")
         form = form_of(values)
         try:
-            return argmod.build_args(form), []
+            args = argmod.build_args(form)
         except ValueError as err:
             return None, [("warning", alert(lang, "bad_form", error=err))]
+        return self.guard(args, values)
+
+    def guard(self, args: dict[str, Any], values: Values) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+        """`args` when nothing in them may leak or reach outside the roots (webui.paths), with trust_remote_code
+        as the job's checkbox says; else None and the alerts that say why."""
+        from webui.paths import board_roots, secret_problems
+
+        lang = values.get("top.lang")
+        if values.get("train.trust_remote_code"):
+            args["trust_remote_code"] = True
+        elif args.get("trust_remote_code"):
+            return None, [("warning", alert(lang, "remote_code_off"))]
+        problems = secret_problems(args) + board_roots().check_args(args)
+        if problems:
+            return None, [("warning", alert(lang, "path_refused", problems="\n".join(problems)))]
+        return args, []
+
+    def check_path(self, values: Values, path: Any, field: str, write: bool = False) -> list[tuple[str, str]]:
+        """[] when `path` lies under the board's roots, else the alert that refuses it."""
+        from webui.paths import PathRefused, board_roots
+
+        try:
+            board_roots().check(path, field, write=write)
+        except PathRefused as err:
+            return [("warning", alert(values.get("top.lang"), "path_refused", problems=err))]
+        return []
 
     def cmd_preview(self, values: Values) -> Updates:
         """Preview command -> the exact argv the runner will start and the equivalent CLI line, in the log box."""
         args, alerts = self.build(values)
         if args is None:
             return {ALERTS: alerts}
-        text = self.runner.command_preview(args, self.run_dir_of(args))
+        try:
+            text = self.runner.command_preview(args, self.run_dir_of(args), values.get("train.devices") or None)
+        except RuntimeError as err:  # an unknown device
+            return {ALERTS: [("warning", alert(values.get("top.lang"), "start_failed", error=err))]}
         problems = self.validate(args)
         if problems:
             alerts = [("warning", alert(values.get("top.lang"), "invalid", problems="\n".join(problems)))]
@@ -470,6 +526,9 @@ class Board:
         if args is None:
             return {ALERTS: alerts}
         path = _config_file(values.get("train.config_path"))
+        refused = self.check_path(values, path, "config_path", write=True)
+        if refused:
+            return {ALERTS: refused}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(argmod.dump_yaml(args), encoding="utf-8")
@@ -486,6 +545,9 @@ class Board:
 
         lang = values.get("top.lang")
         path = _config_file(values.get("train.config_path"))
+        refused = self.check_path(values, path, "config_path")
+        if refused:
+            return {ALERTS: refused}
         if not path.is_file():
             return {ALERTS: [("warning", alert(lang, "config_missing", path=path))]}
         try:
@@ -559,11 +621,8 @@ class Board:
         if problems:
             return {ALERTS: [("warning", alert(lang, "invalid", problems="\n".join(problems)))]}
         run_dir = self.run_dir_of(args)
-        active = self.runner.active()
-        if active:
-            return {ALERTS: [("warning", alert(lang, "job_running", path=active[0]))]}
         try:
-            self.runner.start(args, run_dir)
+            job = self.runner.start(args, run_dir, values.get("train.devices") or None, zero_choice(values))
         except (RunnerError, OSError) as err:
             return {ALERTS: [("warning", alert(lang, "start_failed", error=err))]}
         config.save_config(
@@ -579,7 +638,7 @@ class Board:
             "train.output_dir": new_run_name(),  # the next Start gets a folder of its own
             "train.poll_state": {},
             "train.notes": [],
-            ALERTS: [("info", alert(lang, "started", path=run_dir))],
+            ALERTS: [("info", started_alert(lang, job, run_dir))],
         }
 
     def abort(self, values: Values) -> Updates:
@@ -588,6 +647,9 @@ class Board:
         lang = values.get("top.lang")
         active = [str(path) for path in self.runner.active()]
         target = _resolved(values.get("train.view_run"))
+        if target and target in map(str, getattr(self.runner, "queued", list)()):
+            self.runner.cancel(Path(target))
+            return {ALERTS: [("info", alert(lang, "cancelled", path=target))]}
         if target not in active:
             target = active[0] if active else None
         if target is None:
@@ -803,6 +865,21 @@ def figures(lang: str | None, records: list[dict[str, Any]], stage: str | None, 
     else:
         updates["train.reward_viewer"] = gr.update(visible=False)
     return updates
+
+
+DS_STAGES = {"none": None, "2": (2, False), "3": (3, False), "2_offload": (2, True), "3_offload": (3, True)}
+"""The DeepSpeed choice of the Train tab -> (ZeRO stage, CPU offload) for core.deepspeed, or None."""
+
+
+def zero_choice(values: Values) -> tuple[int, bool] | None:
+    return DS_STAGES.get(str(values.get("train.ds_stage") or "none"))
+
+
+def started_alert(lang: str | None, job: dict[str, Any], run_dir: Path) -> str:
+    """ "Started" or, when its devices are busy, "queued at position N" (it starts by itself)."""
+    if job.get("state") == "queued":
+        return alert(lang, "queued", path=run_dir, position=job.get("queue_position") or 1)
+    return alert(lang, "started", path=run_dir)
 
 
 def compose_output(log_text: str, notes: list[str]) -> str:

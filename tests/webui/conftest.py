@@ -20,6 +20,8 @@ def board_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLAMABOARD_SAVES", str(home / "saves"))
         mp.setenv("LLAMABOARD_CACHE", str(home / "cache"))
+        # The scratch folder is one of the board's roots (webui/paths.py); tests of the roots use their own.
+        mp.setenv("LLAMABOARD_ROOTS", str(home))
         mp.chdir(home)
         yield home
 

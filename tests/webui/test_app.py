@@ -338,9 +338,15 @@ def test_job_cycle_start_watch_refuse_second_abort(ui: Any, board_home: Path) ->
     assert len(loss.data[0].y) >= 3
     assert seen["train.reward_viewer"]["visible"] is False  # sft has no rewards to chart
 
+    # A second Start on this CPU-only board waits in the queue (issue 7); Abort on it cancels it.
     second = board.start(form(ui, train__output_dir="cycle2"))
-    (refusal,) = alerts(second, "warning")
-    assert "already running" in refusal and not (board_home / "saves" / "demo" / "lora" / "cycle2").exists()
+    (queued,) = alerts(second, "info")
+    assert "Queued at position 1" in queued, second
+    waiting = second["train.view_run"]["value"]
+    assert 'data-state="queued"' in board.poll(form(ui, train__view_run=waiting))["train.progress"]
+    assert "position 1" in board.poll(form(ui, train__view_run=waiting))["train.progress"]
+    (cancelled,) = alerts(board.abort(form(ui, train__view_run=waiting)), "info")
+    assert "Cancelled" in cancelled and board.runner.queued() == []
 
     aborted = board.abort(form(ui, train__view_run=run_dir))
     assert alerts(aborted, "info")

@@ -33,6 +33,9 @@ LR_SCHEDULERS = (
 REPORT_TO = ("none", "all", "tensorboard", "wandb", "mlflow", "neptune", "trackio")
 PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 
+JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code")
+"""Controls the runner and Board.guard read at start (devices, DeepSpeed config, remote code), not build_args."""
+
 # Controls that become arguments (the form keys `build_args` reads), in the order they appear.
 ARGUMENTS = (
     "stage",
@@ -433,6 +436,37 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
                 ),
             )
 
+    # Where the job runs: devices (the queue waits for busy ones), DeepSpeed, remote code
+    devices = handlers.visible_devices()
+    with gr.Row(equal_height=True):
+        add(
+            "devices",
+            gr.Dropdown(
+                choices=[(name, device) for device, name in devices],
+                value=[],
+                multiselect=True,
+                interactive=bool(devices),
+                scale=3,
+                elem_id="devices",
+                **text("devices"),
+            ),
+        )
+        add("device_count", gr.HTML(handlers.device_count_html(lang, len(devices)), elem_id="device_count"))
+        add(
+            "ds_stage",
+            gr.Dropdown(
+                choices=choice_pairs(lang, "train.ds_stage", handlers.DS_STAGES),
+                value="none",
+                scale=2,
+                elem_id="ds_stage",
+                **text("ds_stage"),
+            ),
+        )
+        add(
+            "trust_remote_code",
+            gr.Checkbox(value=False, scale=1, elem_id="trust_remote_code", **text("trust_remote_code")),
+        )
+
     # Buttons
     with gr.Row(equal_height=True):
         add("cmd_preview", gr.Button(elem_id="cmd_preview", **_button(lang, "train.cmd_preview")))
@@ -501,7 +535,7 @@ def bind_train(board: handlers.Board) -> None:
     """Events of the Train tab: stage / data, dataset preview, the buttons, the live view's timer."""
     m = board.manager
     top_form = [f"top.{name}" for name in TOP_ARGUMENTS]
-    form = top_form + [f"train.{name}" for name in ARGUMENTS] + ["train.config_path"]
+    form = top_form + [f"train.{name}" for name in ARGUMENTS] + ["train.config_path", *JOB_PLACEMENT]
     sections = list(handlers.SECTIONS)
     data = ["train.stage", "train.dataset_dir", "train.dataset", "top.finetuning_type"]
     bind = handlers.bind
