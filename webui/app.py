@@ -41,6 +41,10 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     import gradio as gr
 
     from webui.handlers import Board
+    from webui.handlers_infer import Infer
+    from webui.tabs.chat import bind_chat, create_chat_tab
+    from webui.tabs.evaluate import bind_eval, create_eval_tab
+    from webui.tabs.export import bind_export, create_export_tab
     from webui.tabs.runs import bind_runs, create_runs_tab
     from webui.tabs.top import bind_top, create_top
     from webui.tabs.train import bind_train, create_train_tab
@@ -49,6 +53,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     lang = normalize_lang(lang or saved.get("lang"))
     manager = Manager()
     board = Board(runner if runner is not None else make_runner(), manager)
+    infer = Infer(board)
 
     with gr.Blocks(title="LlamaBoard", analytics_enabled=False) as demo:
         gr.HTML(_header(), elem_id="header")
@@ -56,16 +61,27 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab(entry(lang, "tabs.train").get("label"), id="train", elem_id="tab_train") as train_tab:
                 manager.add("train", create_train_tab(lang, manager.tab("top")))
+            with gr.Tab(entry(lang, "tabs.eval").get("label"), id="eval", elem_id="tab_eval") as eval_tab:
+                manager.add("eval", create_eval_tab(lang))
+            with gr.Tab(entry(lang, "tabs.chat").get("label"), id="chat", elem_id="tab_chat") as chat_tab:
+                manager.add("chat", create_chat_tab(lang, manager.tab("top")))
+            with gr.Tab(entry(lang, "tabs.export").get("label"), id="export", elem_id="tab_export") as export_tab:
+                manager.add("export", create_export_tab(lang))
             with gr.Tab(entry(lang, "tabs.runs").get("label"), id="runs", elem_id="tab_runs") as runs_tab:
                 manager.add("runs", create_runs_tab(lang, board))
-        manager.add("tabs", {"train": train_tab, "runs": runs_tab})
+        tab_list = {"train": train_tab, "eval": eval_tab, "chat": chat_tab, "export": export_tab, "runs": runs_tab}
+        manager.add("tabs", tab_list)
 
         bind_top(board)
         bind_train(board)
         bind_runs(board, tabs)
+        bind_eval(infer)
+        bind_chat(infer)
+        bind_export(infer)
         _bind_page_load(board, demo)
 
     demo.board = board  # the handlers behind this UI (tests call them directly)
+    demo.infer = infer  # those of the Evaluate & Predict, Chat and Export tabs
     return demo
 
 

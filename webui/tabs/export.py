@@ -1,0 +1,103 @@
+"""The Export tab: merge the top bar's adapters into its model and save safetensors shards (max shard size, dtype)
+into an export dir, optionally pushing to the hub (the token comes from HF_TOKEN in the board's environment, never
+from the page). A non-empty folder needs the overwrite box ticked. Runs as a `core.cli export` job with progress.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webui import handlers, handlers_infer
+from webui.manager import choice_pairs, initial
+from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
+
+INFER_DTYPES = ("auto", "float16", "bfloat16", "float32")
+EXPORT_DEVICES = ("cpu", "auto")
+ARGUMENTS = ("export_dir", "export_size", "infer_dtype", "export_device", "export_hub_model_id", "export_overwrite")
+
+
+def create_export_tab(lang: str) -> dict[str, gr.components.Component]:
+    """Build the Export tab in `lang`."""
+    elems: dict[str, Any] = {}
+
+    def text(key: str) -> dict[str, Any]:
+        return initial(lang, f"export.{key}")
+
+    def add(name: str, component: Any) -> Any:
+        elems[name] = component
+        return component
+
+    with gr.Row(equal_height=True):
+        add("export_dir", gr.Textbox(scale=3, elem_id="export_dir", **text("export_dir")))
+        add(
+            "export_size",
+            gr.Slider(
+                minimum=0.5, maximum=100, value=5, step=0.5, scale=2, elem_id="export_size", **text("export_size")
+            ),
+        )
+        add(
+            "infer_dtype",
+            gr.Dropdown(
+                choices=choice_pairs(lang, "export.infer_dtype", INFER_DTYPES),
+                value="auto",
+                scale=1,
+                elem_id="export_infer_dtype",
+                **text("infer_dtype"),
+            ),
+        )
+        add(
+            "export_device",
+            gr.Dropdown(
+                choices=choice_pairs(lang, "export.export_device", EXPORT_DEVICES),
+                value="cpu",
+                scale=1,
+                elem_id="export_device",
+                **text("export_device"),
+            ),
+        )
+    with gr.Row(equal_height=True):
+        add("export_hub_model_id", gr.Textbox(scale=3, elem_id="export_hub_model_id", **text("export_hub_model_id")))
+        add(
+            "export_overwrite",
+            gr.Checkbox(value=False, scale=2, elem_id="export_overwrite", **text("export_overwrite")),
+        )
+    with gr.Row():
+        add("start", gr.Button(variant="primary", elem_id="export_start", **_button(lang, "export.start")))
+        add("abort", gr.Button(variant="stop", elem_id="export_abort", **_button(lang, "export.abort")))
+
+    add("view_run", gr.State(None))
+    add("poll_state", gr.State({}))
+    add("timer", gr.Timer(2.0))
+    add("progress", gr.HTML(handlers.progress_html(lang, None, None), elem_id="export_progress"))
+    add(
+        "output_box",
+        gr.Textbox(
+            lines=8,
+            max_lines=8,
+            autoscroll=True,
+            interactive=False,
+            buttons=["copy"],
+            elem_id="export_output_box",
+            **text("output_box"),
+        ),
+    )
+    return elems
+
+
+def _button(lang: str, key: str) -> dict[str, Any]:
+    return {"value": initial(lang, key).get("label", "")}
+
+
+def bind_export(infer: handlers_infer.Infer) -> None:
+    """Events of the Export tab: Export / Abort and the timer that follows the job."""
+    board = infer.board
+    m = board.manager
+    top_form = [f"top.{name}" for name in TOP_ARGUMENTS]
+    form = [*top_form, *(f"export.{name}" for name in ARGUMENTS)]
+    live = ["export.view_run", "export.poll_state", "export.progress", "export.output_box"]
+    handlers.bind(board, m["export.start"].click, infer.export_start, form, live, api_name="export_start")
+    handlers.bind(board, m["export.abort"].click, infer.export_abort, ["export.view_run"], [])
+    poll = ["export.view_run", "export.poll_state"]
+    handlers.bind(board, m["export.timer"].tick, infer.export_poll, poll, live, queue=True)
