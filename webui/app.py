@@ -1,4 +1,10 @@
-"""The board: `llamafactory-webui [--host 127.0.0.1] [--port 7860] [--share] [--lang en]`.
+"""The board: `llamafactory-webui [--host 127.0.0.1] [--port 7860] [--share] [--lang en] [--auth user:password]
+[--auth-file FILE] [--roots DIR ...] [--allow-insecure-bind]`.
+
+A board on anything but loopback (or with --share) requires a login: `--auth user:password`, `--auth-file` (one
+`user:password` a line) or LLAMABOARD_AUTH=user:password; without one it refuses to start, unless the operator
+passes --allow-insecure-bind to say they accept that anyone who reaches the port can run jobs. Paths the board
+receives must lie under its roots (webui/paths.py; --roots and LLAMABOARD_ROOTS add folders).
 
 Also `llamafactory-cli webui` and `python -m webui.app`. Serves the Gradio app on 127.0.0.1:7860 unless told
 otherwise (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured), analytics off, no server-side rendering.
@@ -33,6 +39,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 FAKE_JOB_ENV = "LLAMABOARD_FAKE_JOB"
+AUTH_ENV = "LLAMABOARD_AUTH"
+MAX_UPLOAD = "100mb"
+"""Largest file gradio accepts in one upload (argument files are a few KiB; datasets go into data/ by other means)."""
+
+
+class InsecureBind(SystemExit):
+    """The board was asked to listen beyond loopback without a login; the message says how to fix it."""
 
 
 def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
@@ -104,12 +117,75 @@ def make_runner() -> Any:
         logger.warning("%s is set: jobs run %s instead of training (tests only)", FAKE_JOB_ENV, fake_job)
         script, *options = shlex.split(fake_job)
         kwargs["job_command"] = [sys.executable, str(Path(script).resolve()), *options]
-    runner = Runner(**kwargs)
+    from webui.paths import board_roots
+
+    runner = Runner(**kwargs, roots=board_roots())
     try:
         runner.reattach()
     except OSError as err:
         logger.warning("Could not look for running jobs under %s: %s", saves_dir(), err)
     return runner
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def parse_auth(text: str, source: str) -> tuple[str, str]:
+    """`user:password` -> (user, password); a SystemExit naming `source` when it is not that shape."""
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        raise SystemExit(f"{source}: expected user:password (both non-empty), for example admin:a-long-password.")
+    return user, password
+
+
+def load_auth(auth: list[str] | None = None, auth_file: str | None = None) -> list[tuple[str, str]]:
+    """Logins from --auth values and an --auth-file (one user:password a line, # comments); `launch` adds
+    LLAMABOARD_AUTH."""
+    logins = [parse_auth(item, "--auth") for item in auth or []]
+    if auth_file:
+        path = Path(auth_file).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise SystemExit(f"--auth-file {path}: cannot be read ({err}).") from None
+        for number, line in enumerate(lines, start=1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                logins.append(parse_auth(line, f"{path} line {number}"))
+        if not logins:
+            raise SystemExit(f"--auth-file {path}: no user:password line in it.")
+    return logins
+
+
+def check_bind(host: str, share: bool, logins: list[tuple[str, str]], allow_insecure_bind: bool) -> None:
+    """Refuse (InsecureBind) to serve beyond loopback without a login unless the operator accepted the risk;
+    log what the board does either way."""
+    exposed = share or not is_loopback(host)
+    where = f"{host} (and a public gradio.live link)" if share else host
+    if not exposed:
+        logger.info("Listening on %s (loopback only)%s.", host, "; login required" if logins else "")
+    elif logins:
+        logger.info("Listening on %s; login required (%d user(s)).", where, len(logins))
+    elif allow_insecure_bind:
+        logger.warning(
+            "Listening on %s WITHOUT a login (--allow-insecure-bind): anyone who reaches this port can run jobs "
+            "and read the files under the board's roots.",
+            where,
+        )
+    else:
+        raise InsecureBind(
+            f"Refusing to listen on {where} without a login: anyone who reaches the port could run jobs. Set "
+            f"{AUTH_ENV}=user:password, or pass --auth user:password or --auth-file FILE; or listen on 127.0.0.1; "
+            "or, on a network you trust, pass --allow-insecure-bind."
+        )
 
 
 def launch(
@@ -119,14 +195,31 @@ def launch(
     lang: str | None = None,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
+    auth: list[tuple[str, str]] | None = None,
+    allow_insecure_bind: bool = False,
+    roots: list[str] | None = None,
 ) -> gr.Blocks:
-    """Build the board and serve it. Returns the Blocks (useful with prevent_thread_lock=True: call .close())."""
+    """Build the board and serve it. Returns the Blocks (useful with prevent_thread_lock=True: call .close()).
+
+    `auth` are the accepted (user, password) logins (LLAMABOARD_AUTH is added); a non-loopback `host` or `share`
+    without one raises InsecureBind unless `allow_insecure_bind`. `roots` adds folders the board may use.
+    """
+    from webui import paths
+
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
+    logins = list(auth or [])
+    if os.environ.get(AUTH_ENV):
+        logins.append(parse_auth(os.environ[AUTH_ENV], AUTH_ENV))
+    check_bind(host, share, logins, allow_insecure_bind)
+    logger.info("Paths the board accepts lie under: %s", paths.configure(roots or []).describe())
     demo = create_ui(lang)
     # launch() sets up the queue itself; an explicit queue() call would build the server app once more (~0.5 s).
     demo.launch(
-        server_name=host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST,
+        server_name=host,
         server_port=int(port or os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
         share=share,
+        auth=logins or None,
+        max_file_size=MAX_UPLOAD,
         ssr_mode=False,
         inbrowser=False,
         prevent_thread_lock=prevent_thread_lock,
@@ -144,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--host",
         default=os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST,
-        help="interface to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME); 0.0.0.0 exposes the board",
+        help="interface to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME); any other needs a login",
     )
     parser.add_argument(
         "--port",
@@ -152,12 +245,36 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
         help="port (default 7860, or GRADIO_SERVER_PORT)",
     )
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs a login)")
     parser.add_argument("--lang", choices=["en", "zh", "ru", "ko", "ja"], help="language of the labels")
+    parser.add_argument(
+        "--auth", action="append", metavar="USER:PASSWORD", help=f"a login (repeatable; or {AUTH_ENV}=user:password)"
+    )
+    parser.add_argument("--auth-file", metavar="FILE", help="a file of logins, one user:password a line")
+    parser.add_argument(
+        "--roots",
+        nargs="+",
+        metavar="DIR",
+        help="more folders the board may read and write (defaults: ./data, ./saves, ./configs, the model cache; "
+        "also LLAMABOARD_ROOTS, separated by ':')",
+    )
+    parser.add_argument(
+        "--allow-insecure-bind",
+        action="store_true",
+        help="serve a non-loopback address without a login: anyone who reaches the port can run jobs",
+    )
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks, one line per request
-    launch(host=options.host, port=options.port, share=options.share, lang=options.lang)
+    launch(
+        host=options.host,
+        port=options.port,
+        share=options.share,
+        lang=options.lang,
+        auth=load_auth(options.auth, options.auth_file),
+        allow_insecure_bind=options.allow_insecure_bind,
+        roots=options.roots,
+    )
 
 
 # The log box follows the end of the log, as a terminal does, unless the user scrolled up to read.
