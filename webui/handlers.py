@@ -383,6 +383,24 @@ class Board:
         problems = board_roots().check_args({"dataset_dir": dataset_dir})
         return [("warning", alert(values.get("top.lang"), "path_refused", problems=problems[0]))] if problems else []
 
+    def _dataset_files_refused(self, values: Values, dataset_dir: str, name: str) -> list[tuple[str, str]]:
+        """A registry's file_name may point anywhere (`../../etc/passwd`): the files are checked before reading."""
+        from core.data.registry import get_dataset_attr
+        from webui.paths import PathRefused, board_roots
+
+        try:
+            attr = get_dataset_attr(name, dataset_dir)
+            files = attr.files() if attr.load_from == "file" else []
+        except Exception:  # a bad entry or a missing file: the preview itself reports it with its reason
+            return []
+        roots = board_roots()
+        try:
+            for file in files:
+                roots.check(file, f"{name}: file_name")
+        except PathRefused as err:
+            return [("warning", alert(values.get("top.lang"), "path_refused", problems=err))]
+        return []
+
     def _visibility(self, stage: str, method: str) -> Updates:
         import gradio as gr
 
@@ -416,10 +434,12 @@ class Board:
         if not names:
             return {ALERTS: [("warning", alert(lang, "no_dataset_selected"))]}
         dataset_dir = (values.get("train.dataset_dir") or "").strip() or "demo"
-        refused = self._dataset_dir_refused(values, dataset_dir)
+        name = names[0]
+        refused = self._dataset_dir_refused(values, dataset_dir) or self._dataset_files_refused(
+            values, dataset_dir, name
+        )
         if refused:
             return {ALERTS: refused}
-        name = names[0]
         try:
             result = preview(dataset_dir, name, page * PREVIEW_ROWS, PREVIEW_ROWS)
         except Exception as err:  # a bad file: say which and why, keep the board alive
@@ -933,10 +953,16 @@ def _merge_extra(extra_args: Any, extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+MAX_CELL_CHARS = 2000
+"""A preview cell shows this much of a value; a 50 MB row must not travel to every browser that looks."""
+
+
 def _cell(value: Any) -> Any:
-    """Nested values (messages, images lists) shown as JSON so a table can hold them."""
+    """Nested values (messages, images lists) shown as JSON so a table can hold them; long text cut short."""
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+        return f"{value[:MAX_CELL_CHARS]}… (+{len(value) - MAX_CELL_CHARS} characters)"
     return value
 
 
