@@ -31,8 +31,9 @@ from core.paths import DEMO_DATA_DIR, cache_dir
 
 logger = logging.getLogger(__name__)
 
-# Bump when the recipe changes (data, tokenizer, architecture) so cached demo models are rebuilt.
-RECIPE_VERSION = 1
+# Bump when the recipe changes (data, tokenizer, architecture, initialisation) so cached demo models are rebuilt.
+# 2: wider initialisation (ModelSize.init_std, EMBEDDING_STD_RATIO) so that LoRA learns.
+RECIPE_VERSION = 2
 DEFAULT_SEED = 42
 DATA_SEED = 1234  # the committed datasets; independent of the model seed
 
@@ -69,14 +70,23 @@ class ModelSize:
     num_hidden_layers: int
     num_attention_heads: int
     num_key_value_heads: int
+    init_std: float  # about 0.8 / sqrt(hidden_size)
 
+
+# Initialisation (`init_std` below). The usual std 0.02 is sized for models a thousand wide; at width 64 it leaves
+# every layer's output a sixth of its input and the tied embeddings so small that the largest logit the frozen output
+# layer can produce is about 1.3, so LoRA (which trains neither) could not push the sft loss of the demo tasks much
+# below ln(vocab). Measured on the tiny model, sft LoRA rank 8, lr 5e-3, batch 8, 300 steps, seed 42: loss
+# 5.9 -> 5.6 with std 0.02 everywhere, 5.1 -> 2.8 with std 0.1 and embeddings 0.15; full fine-tuning (lr 3e-3,
+# batch 16, 300 steps) 5.3 -> 1.65 before, 4.3 -> 0.66 now.
+EMBEDDING_STD_RATIO = 1.5  # embeddings (tied: the output layer too) are drawn this much wider than the other matrices
 
 # The demo text has few distinct strings, so BPE stops near 500 tokens whatever the cap; both sizes share it.
 SIZES = {
     # about 155k parameters: trains in seconds on a CPU
-    "tiny": ModelSize(512, 64, 256, 2, 4, 2),
+    "tiny": ModelSize(512, 64, 256, 2, 4, 2, init_std=0.1),
     # about 31M parameters: for throughput benchmarks
-    "small": ModelSize(512, 512, 1536, 9, 8, 8),
+    "small": ModelSize(512, 512, 1536, 9, 8, 8, init_std=0.035),
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -405,6 +415,8 @@ def build_demo_model(output_dir: str | os.PathLike, size: str = "tiny", seed: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+        with torch.no_grad():
+            model.get_input_embeddings().weight.mul_(EMBEDDING_STD_RATIO)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -426,7 +438,7 @@ def build_demo_model(output_dir: str | os.PathLike, size: str = "tiny", seed: in
 
 
 def demo_config(size: str, tokenizer):
-    """The LlamaConfig of a demo model size for this tokenizer (tied embeddings, float32)."""
+    """The LlamaConfig of a demo model size for this tokenizer (tied embeddings, float32, the size's init_std)."""
     from transformers import LlamaConfig
 
     spec = SIZES[size]
@@ -439,6 +451,7 @@ def demo_config(size: str, tokenizer):
         num_key_value_heads=spec.num_key_value_heads,
         max_position_embeddings=2048,
         tie_word_embeddings=True,
+        initializer_range=spec.init_std,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
