@@ -78,6 +78,13 @@ def default_eval_name() -> str:
     return datetime.now().strftime("eval_%Y-%m-%d-%H-%M-%S")
 
 
+def default_export_dir() -> str:
+    """A fresh folder under saves/exports (inside the board's writable roots, apart from the runs it lists)."""
+    from core.paths import saves_dir
+
+    return str(saves_dir() / "exports" / datetime.now().strftime("export_%Y-%m-%d-%H-%M-%S"))
+
+
 def sft_datasets(dataset_dir: str) -> list[str]:
     """Datasets of `dataset_dir` that an sft model can be evaluated on (prompt and answer)."""
     from core.data.registry import list_datasets
@@ -180,16 +187,24 @@ def _number(value: Any, default: Any) -> Any:
 
 
 def _export_runner(runner: Any) -> Any:
-    """A runner for export jobs beside the board's: same saves, interpreter and grace, `core.cli export` argv."""
+    """A runner for export jobs beside the board's: same interpreter, grace, devices and path roots, with
+    `core.cli export` as the command. Its saves root (where a runner keeps its queue file) is a folder of its own,
+    so it never rewrites the board runner's queue."""
     from webui.runner import Runner
 
-    return Runner(
-        saves_root=getattr(runner, "saves_root", None),
-        python=getattr(runner, "python", None) or sys.executable,
-        grace_s=getattr(runner, "grace_s", 30.0),
-        job_command=[getattr(runner, "python", None) or sys.executable, "-m", "core.cli", "export"],
-        env=getattr(runner, "env", None),
-    )
+    python = getattr(runner, "python", None) or sys.executable
+    saves_root = getattr(runner, "saves_root", None)
+    kwargs: dict[str, Any] = {
+        "saves_root": Path(saves_root) / ".export" if saves_root is not None else None,
+        "python": python,
+        "grace_s": getattr(runner, "grace_s", 30.0),
+        "job_command": [python, "-m", "core.cli", "export"],
+        "env": getattr(runner, "env", None),
+    }
+    for name in ("devices", "roots"):  # present in runners that place jobs on devices and check paths
+        if hasattr(runner, name):
+            kwargs[name] = getattr(runner, name)
+    return Runner(**kwargs)
 
 
 class Infer:
@@ -229,8 +244,11 @@ class Infer:
         full = argmod.build_args(form, self.board.saves_root)
         return {key: full[key] for key in MODEL_KEYS if key in full}
 
-    def _busy(self) -> Path | None:
-        active = [*self.board.runner.active(), *self.export_runner.active()]
+    def _busy(self, board_jobs: bool = True) -> Path | None:
+        """A job in the way of a new one: an export, or (`board_jobs`) a run of the board's runner, queued too."""
+        active = list(self.export_runner.active())
+        if board_jobs:
+            active += [*self.board.runner.active(), *getattr(self.board.runner, "queued", list)()]
         return active[0] if active else None
 
     def _tail(self, log: Path) -> str:
@@ -310,21 +328,25 @@ class Infer:
         problems = self._eval_problems(args)
         if problems:
             return {ALERTS: [("warning", alert(lang, "invalid", problems="\n".join(problems)))]}
-        busy = self._busy()
+        busy = self._busy(board_jobs=False)  # the board's runner queues an eval behind its running job itself
         if busy is not None:
             return {ALERTS: [("warning", alert(lang, "job_running", path=busy))]}
         run_dir = Path(args["output_dir"])
         try:
-            self.board.runner.start(args, run_dir)
+            job = self.board.runner.start(args, run_dir)
         except (RunnerError, OSError) as err:
             return {ALERTS: [("warning", alert(lang, "start_failed", error=err))]}
+        if job.get("state") == "queued":
+            started = alert(lang, "queued", path=run_dir, position=job.get("queue_position") or 1)
+        else:
+            started = alert(lang, "started", path=run_dir)
         return {
             "eval.view_run": str(run_dir.resolve()),
             "eval.poll_state": {},
             "eval.output_dir": default_eval_name(),
             "eval.metrics": gr.update(value=None, visible=False),
             "eval.predictions_box": gr.update(visible=False),
-            ALERTS: [("info", alert(lang, "started", path=run_dir))],
+            ALERTS: [("info", started)],
         }
 
     def _eval_problems(self, args: dict[str, Any]) -> list[str]:
@@ -346,7 +368,11 @@ class Infer:
         """Abort -> the eval job shown here gets SIGTERM (SIGKILL after the runner's grace period)."""
         lang = values.get("top.lang")
         target = values.get("eval.view_run")
-        active = {str(Path(path).resolve()) for path in self.board.runner.active()}
+        runner = self.board.runner
+        if target and Path(target).resolve() in getattr(runner, "queued", list)():
+            runner.cancel(Path(target))
+            return {ALERTS: [("info", alert(lang, "cancelled", path=target))]}
+        active = {str(Path(path).resolve()) for path in runner.active()}
         if not target or str(Path(target).resolve()) not in active:
             return {ALERTS: [("warning", alert(lang, "nothing_to_abort"))]}
         self.board.runner.abort(Path(target))
@@ -384,7 +410,8 @@ class Infer:
         target = values.get("eval.view_run")
         updates: Updates = {}
         if not target:
-            running = [path for path in self.board.runner.active() if is_eval_run(path)]
+            runner = self.board.runner
+            running = [path for path in [*runner.active(), *getattr(runner, "queued", list)()] if is_eval_run(path)]
             if not running:
                 return {}
             target = str(Path(running[0]).resolve())
@@ -571,10 +598,6 @@ class Infer:
         if not query.strip():
             return
         slots = ["a", "b"] if values.get("chat.side_by_side") else ["a"]
-        missing = [slot.upper() for slot in slots if self.loaded(slot) is None]
-        if missing:
-            yield {ALERTS: [("warning", alert(lang, "chat_not_loaded", slot=", ".join(missing)))]}
-            return
         tools = str(values.get("chat.tools") or "").strip() or None
         if tools is not None:
             try:
@@ -582,6 +605,10 @@ class Infer:
             except json.JSONDecodeError as err:
                 yield {ALERTS: [("warning", alert(lang, "chat_bad_tools", error=f"{err.msg} at line {err.lineno}"))]}
                 return
+        missing = [slot.upper() for slot in slots if self.loaded(slot) is None]
+        if missing:
+            yield {ALERTS: [("warning", alert(lang, "chat_not_loaded", slot=", ".join(missing)))]}
+            return
         gen = self._gen(values)
         role = "tool" if values.get("chat.role") == "observation" else "user"
         history = {slot: list((values.get("chat.history") or {}).get(slot) or []) for slot in SLOTS}
@@ -596,7 +623,7 @@ class Infer:
         def box_key(slot: str) -> str:
             return "chat.chatbot" if slot == "a" else "chat.chatbot_b"
 
-        yield {"chat.query": "", **{box_key(slot): boxes[slot] for slot in slots}}
+        yield {"chat.query": "", **{box_key(slot): list(boxes[slot]) for slot in slots}}
         events: queue.Queue = queue.Queue()
         system = str(values.get("chat.system") or "").strip() or None
         threads = [
@@ -608,11 +635,12 @@ class Infer:
         for thread in threads:
             thread.start()
         texts = dict.fromkeys(slots, "")
-        pending, alerts, sent_at = set(slots), [], 0.0
+        pending, alerts, sent_at, changed = set(slots), [], 0.0, set()
         try:
             while pending:
                 slot, event = events.get()
                 kind = event.get("event")
+                changed.add(slot)
                 if kind == "token":
                     texts[slot] += str(event.get("text", ""))
                     boxes[slot][-1] = {"role": "assistant", "content": texts[slot]}
@@ -630,7 +658,9 @@ class Infer:
                     boxes[slot][-1] = {"role": "assistant", "content": message}
                     alerts.append(("warning", message))
                 sent_at = time.monotonic()
-                yield {box_key(slot): boxes[slot]}
+                # Copies: the lists keep changing after the yield.
+                yield {box_key(name): list(boxes[name]) for name in sorted(changed)}
+                changed.clear()
         finally:
             if pending:  # the browser went away mid-answer: end the generation so the worker is free again
                 for slot in pending:
@@ -710,6 +740,8 @@ class Infer:
         return {
             "export.view_run": str(export_dir),
             "export.poll_state": {},
+            "export.export_dir": default_export_dir(),  # the next export gets a folder of its own
+            "export.export_overwrite": False,
             ALERTS: [("info", alert(lang, "export_started", path=export_dir))],
         }
 

@@ -30,7 +30,10 @@ def create_export_tab(lang: str) -> dict[str, gr.components.Component]:
         return component
 
     with gr.Row(equal_height=True):
-        add("export_dir", gr.Textbox(scale=3, elem_id="export_dir", **text("export_dir")))
+        add(
+            "export_dir",
+            gr.Textbox(value=handlers_infer.default_export_dir(), scale=3, elem_id="export_dir", **text("export_dir")),
+        )
         add(
             "export_size",
             gr.Slider(
@@ -97,7 +100,8 @@ def bind_export(infer: handlers_infer.Infer) -> None:
     top_form = [f"top.{name}" for name in TOP_ARGUMENTS]
     form = [*top_form, *(f"export.{name}" for name in ARGUMENTS)]
     live = ["export.view_run", "export.poll_state", "export.progress", "export.output_box"]
-    handlers.bind(board, m["export.start"].click, infer.export_start, form, live, api_name="export_start")
+    start_out = [*live, "export.export_dir", "export.export_overwrite"]
+    handlers.bind(board, m["export.start"].click, infer.export_start, form, start_out)
     handlers.bind(board, m["export.abort"].click, infer.export_abort, ["export.view_run"], [])
     poll = ["export.view_run", "export.poll_state"]
     handlers.bind(board, m["export.timer"].tick, infer.export_poll, poll, live, queue=True)
