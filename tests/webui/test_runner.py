@@ -26,9 +26,7 @@ ARGS = {"model_name_or_path": "demo", "stage": "sft", "dataset": "demo_sft", "le
 
 
 def fake_runner(saves: Path, *options: str, grace_s: float = 10.0) -> Runner:
-    return Runner(
-        saves_root=saves, grace_s=grace_s, job_command=[sys.executable, str(FAKE_JOB), *options], devices=[]
-    )
+    return Runner(saves_root=saves, grace_s=grace_s, job_command=[sys.executable, str(FAKE_JOB), *options], devices=[])
 
 
 def run_dir_of(saves: Path, name: str = "run1") -> Path:
