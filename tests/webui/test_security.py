@@ -30,6 +30,7 @@ from webui.runner import Runner, RunnerError
 
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
 ARGS = {"model_name_or_path": "demo", "stage": "sft", "dataset": "demo_sft", "dataset_dir": "demo"}
+LONG_JOB = ("--steps", "100000", "--interval", "0.05")
 
 # Each resolves outside the scratch folder (the board's working directory and only root besides the defaults).
 TRAVERSALS = (
@@ -312,6 +313,22 @@ def test_secret_in_the_runner_args_is_refused_before_any_file(tmp_path: Path) ->
     with pytest.raises(RunnerError, match="WANDB_API_KEY"):
         runner.start({**ARGS, "wandb_api_key": "k" * 40}, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_token_in_the_board_environment_reaches_the_job_and_no_file(tmp_path: Path, monkeypatch: Any) -> None:
+    token = "hf_" + "Zx9" * 12
+    monkeypatch.setenv("HF_TOKEN", token)
+    runner = Runner(saves_root=tmp_path, devices=[], job_command=[sys.executable, str(FAKE_JOB), *LONG_JOB])
+    run_dir = tmp_path / "demo" / "lora" / "with_token"
+    started = runner.start(ARGS, run_dir)
+    try:
+        environ = Path(f"/proc/{started['pid']}/environ").read_bytes()
+        assert f"HF_TOKEN={token}".encode() in environ.split(b"\0")
+    finally:
+        runner.abort(run_dir)
+        runner.wait(run_dir, timeout=15)
+    written = "".join(path.read_text(errors="replace") for path in run_dir.rglob("*") if path.is_file())
+    assert "job.yaml" in {path.name for path in run_dir.iterdir()} and token not in written
 
 
 # --- what runs is what was shown ------------------------------------------------------------------------------------
