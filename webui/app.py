@@ -162,6 +162,8 @@ def load_auth(auth: list[str] | None = None, auth_file: str | None = None) -> li
                 logins.append(parse_auth(line, f"{path} line {number}"))
         if not logins:
             raise SystemExit(f"--auth-file {path}: no user:password line in it.")
+        if path.stat().st_mode & 0o077:
+            logger.warning("%s holds passwords and other users can read it: chmod 600 %s", path, path)
     return logins
 
 

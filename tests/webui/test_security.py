@@ -494,11 +494,12 @@ def test_loopback_needs_no_login_and_the_risk_flag_is_logged(no_auth_env: None, 
     assert "login required (1 user(s))" in caplog.text
 
 
-def test_logins_come_from_flags_a_file_and_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
+def test_logins_come_from_flags_a_file_and_the_environment(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
     from webui import app
 
     logins = tmp_path / "logins"
     logins.write_text("# team\nalice:pa:ss\n\nbob:secret\n")
+    logins.chmod(0o600)
     assert app.load_auth(["carol:x"], str(logins)) == [("carol", "x"), ("alice", "pa:ss"), ("bob", "secret")]
     for bad in ("alice", ":pw", "alice:"):
         with pytest.raises(SystemExit, match="user:password"):
@@ -509,6 +510,10 @@ def test_logins_come_from_flags_a_file_and_the_environment(tmp_path: Path, monke
     monkeypatch.setattr(app, "launch", lambda **kwargs: calls.append(kwargs))
     app.main(["--host", "0.0.0.0", "--auth-file", str(logins), "--roots", str(tmp_path)])
     assert calls[0]["auth"] == [("alice", "pa:ss"), ("bob", "secret")] and calls[0]["roots"] == [str(tmp_path)]
+    assert "chmod 600" not in caplog.text
+    logins.chmod(0o644)
+    app.load_auth(None, str(logins))
+    assert "other users can read it: chmod 600" in caplog.text
 
 
 def test_with_a_login_the_client_needs_the_credentials(board_home: Path, no_auth_env: None, monkeypatch: Any):
