@@ -64,26 +64,41 @@ def test_wrong_model_path_is_a_clear_message_and_the_board_stays_up(infer: Any, 
     assert "Load the model first" in _alerts(sent)[0]
 
 
-def test_side_by_side_answers_stream_token_by_token_into_both_boxes(infer: Any) -> None:
+def test_side_by_side_answers_stream_token_by_token_into_both_boxes(infer: Any, monkeypatch) -> None:
+    import webui.handlers_infer as handlers_infer
+
     loading = [update["chat.info"] for update in infer.chat_load(_values(side_by_side=True)) if "chat.info" in update]
     assert "Importing" in loading[1] or "Loading" in loading[1]  # steps are shown while loading, not only the end
     assert "[A] Ready: demo" in loading[-1] and "[B] Ready: demo" in loading[-1]
 
-    updates = list(infer.chat_send(_values(side_by_side=True, system="Answer briefly.")))
+    # Count what worker A streams, and send every token on (the handler batches tokens that come within 50 ms).
+    tokens: list[str] = []
+    worker = infer._workers["a"]
+    real_stream = worker.stream
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        for event in real_stream(*args, **kwargs):
+            if event["event"] == "token":
+                tokens.append(event["text"])
+            yield event
+
+    monkeypatch.setattr(worker, "stream", spy)
+    monkeypatch.setattr(handlers_infer, "STREAM_INTERVAL_S", 0.0)
+    updates = list(infer.chat_send(_values(side_by_side=True, query="Reverse: cat dog", temperature=0)))
     assert not _alerts(updates)
     assert updates[0]["chat.query"] == ""  # the message box empties at once
     final = updates[-1]
     answer_a = final["chat.history"]["a"][-1]["content"]
     answer_b = final["chat.history"]["b"][-1]["content"]
-    assert answer_a and answer_a == answer_b  # same model, same seed: the same answer in both boxes
-    assert final["chat.chatbot"][-2] == {"role": "user", "content": "Reverse: cat dog sun"}
+    assert answer_a and answer_a == answer_b == "".join(tokens)  # same model, greedy: the same answer in both
+    assert final["chat.chatbot"][-2] == {"role": "user", "content": "Reverse: cat dog"}
     assert final["chat.chatbot"][-1]["content"] == answer_a
 
-    # Streaming: the box showed growing beginnings of the answer before the end.
-    partial = [update["chat.chatbot"][-1]["content"] for update in updates[1:-1] if "chat.chatbot" in update]
-    growing = [text for text in partial if text and text != answer_a]
-    assert len(growing) >= 2, partial
-    assert all(answer_a.startswith(text) for text in growing)
+    # Streaming: box A showed each growing beginning of the answer, one update per token, before the end.
+    assert len(tokens) >= 3, tokens
+    shown = [update["chat.chatbot"][-1]["content"] for update in updates[1:] if "chat.chatbot" in update]
+    prefixes = ["".join(tokens[: index + 1]) for index in range(len(tokens))]
+    assert [text for text in shown if text in prefixes][: len(prefixes)] == prefixes
 
     # The conversation continues from the history; Clear empties it.
     values = _values(
