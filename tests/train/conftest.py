@@ -11,18 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from trainhelp import train_args
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "examples"
-
-_DATASETS = {
-    "pt": "demo_pt",
-    "sft": "demo_sft",
-    "rm": "demo_pref",
-    "dpo": "demo_pref",
-    "kto": "demo_kto",
-    "ppo": "demo_ppo",
-}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,38 +52,6 @@ def demo_model(session_cache) -> Path:
     from core.demo import ensure_demo_model
 
     return ensure_demo_model("tiny")
-
-
-def train_args(output_dir: str | os.PathLike, stage: str = "sft", **overrides: Any) -> dict[str, Any]:
-    """An argument dict for a short CPU run of `stage` on the demo model and demo data."""
-    args: dict[str, Any] = {
-        "model_name_or_path": "demo",
-        "stage": stage,
-        "do_train": True,
-        "finetuning_type": "lora",
-        "lora_rank": 8,
-        "lora_target": "all",
-        "template": "chatml",
-        "dataset_dir": "demo",
-        "dataset": _DATASETS[stage],
-        "cutoff_len": 64,
-        "max_samples": 200,
-        "output_dir": str(output_dir),
-        "per_device_train_batch_size": 8,
-        "per_device_eval_batch_size": 16,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": 5e-3,
-        "max_steps": 20,
-        "logging_steps": 2,
-        "save_strategy": "no",
-        "report_to": "none",
-        "seed": 42,
-        "use_cpu": True,
-        "dataloader_num_workers": 0,
-        "plot_loss": False,
-    }
-    args.update(overrides)
-    return args
 
 
 @pytest.fixture

@@ -131,7 +131,7 @@ def uppercase_reward_model(tmp_path_factory, demo_model) -> Path:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import train_args
+    from trainhelp import train_args
 
     from core.paths import DEMO_DATA_DIR
     from core.train.tuner import run_exp
@@ -228,7 +228,7 @@ def lora_reward_model(tmp_path_factory, demo_model):
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import train_args
+    from trainhelp import train_args
 
     from core.train.tuner import run_exp
 
