@@ -743,7 +743,12 @@ class Board:
         return {"train.view_run": gr.update(choices=self.run_choices(values.get("top.lang")))}
 
     def change_view(self, values: Values) -> Updates:
-        """train.view_run picked -> the live view redrawn for that run."""
+        """train.view_run picked -> the live view redrawn for that run (a typed folder outside the roots: refused)."""
+        refused = (
+            self.check_path(values, values.get("train.view_run"), "view_run") if values.get("train.view_run") else []
+        )
+        if refused:
+            return {**self.poll({**values, "train.view_run": None, "train.poll_state": {}}), ALERTS: refused}
         return self.poll({**values, "train.poll_state": {}})
 
     def on_load(self, values: Values) -> Updates:
@@ -822,6 +827,8 @@ class Board:
         notes = list(values.get("train.notes") or [])
         seen = dict(values.get("train.poll_state") or {})
         target = values.get("train.view_run")
+        if target and self.check_path(values, target, "view_run"):
+            target = None  # the run list offers folders under saves; a typed path outside the roots shows nothing
         if not target:
             key = {"run": None, "notes": len(notes), "lang": lang}
             if key == seen:

@@ -208,6 +208,17 @@ def test_runner_refuses_a_run_folder_outside_its_roots(tmp_path: Path, outside: 
     assert not (outside / "run").exists()
 
 
+@pytest.mark.parametrize("payload", ["/etc", "../../../../etc", "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc"])
+def test_a_typed_run_folder_outside_the_roots_is_not_shown(ui: Any, outside: Path, payload: str) -> None:
+    (outside / "job.log").write_text("root password: hunter2\n")
+    for target in (payload, str(outside)):
+        viewed = ui.board.change_view(form(ui, train__view_run=target))
+        (refusal,) = warnings(viewed)
+        assert "view_run" in refusal and "hunter2" not in json.dumps(viewed, default=str)
+        polled = ui.board.poll(form(ui, train__view_run=target, train__poll_state={}))
+        assert "hunter2" not in json.dumps(polled, default=str) and "No run yet" in polled["train.progress"]
+
+
 # --- hostile YAML ---------------------------------------------------------------------------------------------------
 
 
