@@ -47,6 +47,9 @@ LIVE_VIEW = (
 TOP_BAR = ("top.model_name", "top.model_path", "top.template", "top.finetuning_type", "train.stage")
 """Inputs of the page-load handler: what the remembered choices are compared with."""
 
+PRESET_CONTROLS = tuple(f"train.{key}" for key in models.preset_keys())
+"""Train tab controls that a model's preset (models.yaml `train_defaults`) sets: read and set by a model switch."""
+
 SECTIONS = (
     "train.freeze_tab",
     "train.lora_tab",
@@ -298,7 +301,15 @@ class Board:
             {"model_name": name, "model_path": path, "template": template or values.get("top.template")}
         )
         updates.update(self._checkpoint_updates(name, values.get("top.finetuning_type") or "lora", path))
+        updates.update(self._preset_updates(name, values))
         return updates
+
+    def _preset_updates(self, name: str, values: Values) -> Updates:
+        """The Train tab values model `name` brings (models.preset_changes: a user's own edits survive)."""
+        from webui.args import FORM_DEFAULTS
+
+        current = {key: values[f"train.{key}"] for key in models.preset_keys() if f"train.{key}" in values}
+        return {f"train.{key}": value for key, value in models.preset_changes(name, current, FORM_DEFAULTS).items()}
 
     def change_model_path(self, values: Values) -> Updates:
         """top.model_path typed by hand -> remembered; for Custom models the checkpoint list follows the path."""
@@ -756,6 +767,13 @@ class Board:
         import gradio as gr
 
         updates = self._remembered(values)
+        # A loaded page shows the values the form was built with; the model it shows brings its preset (a new
+        # user's demo model: settings under which the loss visibly falls in a minute).
+        name = _value_of(updates.get("top.model_name"), values.get("top.model_name")) or ""
+        built = {key: self.manager[key].value for key in PRESET_CONTROLS}
+        for key, value in self._preset_updates(name, built).items():
+            change = updates.get(key)
+            updates[key] = gr.update(**{**change, "value": value}) if isinstance(change, dict) else value
         lang = _value_of(updates.get("top.lang"), values.get("top.lang"))
         runs = self.run_choices(lang)
         active = [str(path) for path in self.runner.active()]

@@ -6,8 +6,10 @@ Pure: reads one small YAML file at import; no training stack.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -19,12 +21,14 @@ CUSTOM = "Custom"
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One row of models.yaml: the name shown, its hub id or local path, its default chat template."""
+    """One row of models.yaml: the name shown, its hub id or local path, its default chat template, and the Train
+    tab values that suit it (`train_defaults`, argument name -> value; most models have none)."""
 
     name: str
     path: str
     template: str
     folder: str
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _folder_name(text: str) -> str:
@@ -38,11 +42,18 @@ def _load(path: Path = MODELS_FILE) -> dict[str, ModelEntry]:
     entries: dict[str, ModelEntry] = {}
     for row in rows:
         name = str(row["name"])
+        train_defaults = row.get("train_defaults") or {}
+        if not isinstance(train_defaults, dict):
+            raise ValueError(
+                f"{path}: model {name!r}: train_defaults must be a mapping of argument name to value, "
+                f"got {type(train_defaults).__name__}"
+            )
         entries[name] = ModelEntry(
             name=name,
             path=str(row.get("path") or ""),
             template=str(row.get("template") or ""),
             folder=str(row.get("folder") or _folder_name(name)),
+            train_defaults=dict(train_defaults),
         )
     return entries
 
@@ -61,6 +72,37 @@ def default_template(name: str) -> str:
     """The chat template a listed model was trained with; "" when unknown (Custom, unlisted)."""
     entry = MODELS.get(name)
     return entry.template if entry else ""
+
+
+def train_defaults(name: str) -> dict[str, Any]:
+    """The Train tab values models.yaml gives this model (argument name -> value); {} for most models."""
+    entry = MODELS.get(name)
+    return dict(entry.train_defaults) if entry else {}
+
+
+def preset_keys() -> list[str]:
+    """Every argument some model's train_defaults sets, in first-seen order: the controls a model switch may set."""
+    keys: dict[str, None] = {}
+    for entry in MODELS.values():
+        keys.update(dict.fromkeys(entry.train_defaults))
+    return list(keys)
+
+
+def preset_changes(name: str, current: Mapping[str, Any], form_defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """What picking model `name` changes in the Train tab, by argument name.
+
+    The model's own train_defaults are applied. A control it does not preset goes back to `form_defaults` only
+    while it still holds another model's preset value: a value the user typed is theirs and stays.
+    """
+    own = train_defaults(name)
+    changes = dict(own)
+    for key in preset_keys():
+        if key in own or key not in current or key not in form_defaults:
+            continue
+        others = [entry.train_defaults[key] for entry in MODELS.values() if key in entry.train_defaults]
+        if current[key] in others and current[key] != form_defaults[key]:
+            changes[key] = form_defaults[key]
+    return changes
 
 
 def model_name_for_path(path: str) -> str:

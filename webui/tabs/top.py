@@ -144,8 +144,8 @@ def bind_top(board: handlers.Board) -> None:
         board,
         m["top.model_name"].input,
         board.change_model,
-        ["top.model_name", "top.model_path", "top.finetuning_type", "top.template"],
-        ["top.model_path", "top.template", "top.checkpoint_path", "train.reward_model"],
+        ["top.model_name", "top.model_path", "top.finetuning_type", "top.template", *handlers.PRESET_CONTROLS],
+        ["top.model_path", "top.template", "top.checkpoint_path", "train.reward_model", *handlers.PRESET_CONTROLS],
     )
     handlers.bind(
         board,
