@@ -605,6 +605,16 @@ class Infer:
             except json.JSONDecodeError as err:
                 yield {ALERTS: [("warning", alert(lang, "chat_bad_tools", error=f"{err.msg} at line {err.lineno}"))]}
                 return
+        crashed = [slot for slot in slots if self._workers.get(slot) is not None and not self._workers[slot].alive]
+        if crashed:  # say how the worker ended (exit code, end of its log), not just "not loaded"
+            ended = [(slot, list(self._workers[slot].request({"op": "ping"}))[-1]) for slot in crashed]
+            messages = [
+                alert(lang, "chat_failed", slot=slot.upper(), error=event.get("message")) for slot, event in ended
+            ]
+            for slot in crashed:
+                self._close(slot)
+            yield {ALERTS: [("warning", message) for message in messages]}
+            return
         missing = [slot.upper() for slot in slots if self.loaded(slot) is None]
         if missing:
             yield {ALERTS: [("warning", alert(lang, "chat_not_loaded", slot=", ".join(missing)))]}

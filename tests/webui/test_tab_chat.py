@@ -112,7 +112,14 @@ def test_side_by_side_answers_stream_token_by_token_into_both_boxes(infer: Any, 
     assert [m["role"] for m in again["chat.history"]["a"]] == ["user", "assistant", "user", "assistant"]
     assert infer.chat_clear(values)["chat.history"] == {}
 
-    pids = [infer._workers[slot].pid for slot in ("a", "b")]
+    # A worker that dies (out of memory, killed) ends only the chat, with a message saying so.
+    infer._workers["b"].process.kill()
+    infer._workers["b"].process.wait()
+    crashed = list(infer.chat_send(values))
+    assert len(crashed) == 1 and "[B] The answer failed: The chat worker" in _alerts(crashed)[0]
+    assert "exit code -9" in _alerts(crashed)[0] and infer.loaded("a") is not None
+
+    pids = [infer._workers[slot].pid for slot in infer._workers]
     assert "unloaded" in infer.chat_unload(_values())["chat.info"]
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
 
