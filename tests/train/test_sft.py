@@ -94,6 +94,33 @@ def test_predict_together_with_train_is_refused(make_args):
         run_exp(make_args("sft", do_predict=True, predict_with_generate=True, eval_dataset="demo_sft_eval"))
 
 
+@pytest.mark.slow
+def test_sft_lora_loss_falls_on_train_and_held_out_prompts(make_args):
+    """LoRA trains neither the embeddings nor the (tied) output layer: it learns only if the demo model's
+    initialisation leaves them room (core.demo: init_std). Measured: train loss 5.1 -> 3.1 in 150 steps, held-out
+    eval loss 3.2; with the old std 0.02 initialisation 5.9 -> 5.7 and eval loss 5.7 (chance: ln 512 = 6.2)."""
+    import math
+
+    from core import run_exp
+
+    args = make_args(
+        "sft",
+        max_steps=150,
+        learning_rate=5e-3,
+        logging_steps=10,
+        max_samples=1000,
+        eval_dataset="demo_sft_eval",
+        eval_strategy="steps",
+        eval_steps=150,
+    )
+    run_exp(args)
+    records = read_log_records(Path(args["output_dir"]) / "trainer_log.jsonl")
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert losses[-1] < 0.7 * losses[0], losses
+    eval_loss = [r["eval_loss"] for r in records if "eval_loss" in r][-1]
+    assert eval_loss < 0.6 * math.log(512), eval_loss
+
+
 def _predict(make_args, name: str, model: str) -> dict:
     from core import run_exp
 
@@ -122,7 +149,8 @@ def _predict(make_args, name: str, model: str) -> dict:
 def test_sft_loss_falls_and_held_out_answers_get_closer(make_args):
     from core import run_exp
 
-    # Full fine-tuning: the demo model's random embeddings are too small for LoRA alone to move its outputs fast.
+    # Full fine-tuning: in the same 200 steps it gets much further than LoRA (loss about 1.1 against 3), so the
+    # predictions are right often enough to score.
     args = make_args(
         "sft",
         output_dir=None,
@@ -141,7 +169,8 @@ def test_sft_loss_falls_and_held_out_answers_get_closer(make_args):
 
     before = _predict(make_args, "predict-before", "demo")
     after = _predict(make_args, "predict-after", str(output_dir))
-    # Measured: BLEU-4 0 -> 14.8 and ROUGE-L 0 -> 9.6 (answers of the right shape: word count, case, digits; some
-    # exactly right). A run that does not learn stays near 0 (or collapses to one repeated token, about 1).
-    assert after["predict_bleu-4"] >= before["predict_bleu-4"] + 8, (before, after)
-    assert after["predict_rouge-l"] >= before["predict_rouge-l"] + 5, (before, after)
+    # Measured (demo recipe 2): BLEU-4 1.2 -> 36.5 and ROUGE-L 0 -> 35.8 (answers of the right shape: word count,
+    # case, digits; many exactly right); recipe 1 reached 14.8 and 9.6. A run that does not learn stays near 0 (or
+    # collapses to one repeated token, about 1).
+    assert after["predict_bleu-4"] >= before["predict_bleu-4"] + 20, (before, after)
+    assert after["predict_rouge-l"] >= before["predict_rouge-l"] + 20, (before, after)
