@@ -285,7 +285,9 @@ class Infer:
         name = str(values.get("eval.output_dir") or "").strip() or default_eval_name()
         if len(Path(name).parts) != 1 or name in (".", ".."):
             return None, [("warning", alert(lang, "eval_bad_name", name=name))]
-        save_name = models.save_name(str(values.get("top.model_name") or models.CUSTOM), args["model_name_or_path"])
+        model_name = str(values.get("top.model_name") or models.CUSTOM)
+        # The folder of the model's runs, as Train names it (a freeze / full checkpoint is still this model's run).
+        save_name = models.save_name(model_name, str(values.get("top.model_path") or args["model_name_or_path"]))
         method = str(values.get("top.finetuning_type") or "lora")
         predict = bool(values.get("eval.predict_with_generate", True))
         args.update(EVAL_KEYS)
@@ -735,6 +737,9 @@ class Infer:
         if busy is not None:
             return {ALERTS: [("warning", alert(lang, "job_running", path=busy))]}
         export_dir = Path(args["export_dir"])
+        problems = self.export_runner.check(args, export_dir) if hasattr(self.export_runner, "check") else []
+        if problems:  # a path outside the board's roots, a secret in a field: nothing is touched
+            return {ALERTS: [("warning", alert(lang, "start_failed", error="\n".join(problems)))]}
         previous = jobs.read_job(export_dir)
         if previous is not None and previous.get("state") not in jobs.LIVE_STATES:
             # An earlier export into this folder (the user confirmed, or it held nothing else): its job files are

@@ -40,9 +40,10 @@ def _values(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def infer(board_home: Path) -> Any:
+    from webui.paths import board_roots
     from webui.runner import Runner
 
-    runner = Runner(saves_root=board_home / "saves", grace_s=5.0)
+    runner = Runner(saves_root=board_home / "saves", grace_s=5.0, roots=board_roots())
     infer = Infer(Board(runner, Manager(), saves_root=board_home / "saves"))
     yield infer
     for run_dir in infer.export_runner.active():
@@ -102,3 +103,11 @@ def test_export_progress_reads_the_step_lines() -> None:
     log = "noise\n[export] step 2/5: Merging 1 adapter\n[export] step 3/5: Saving\n"
     assert export_progress(log) == (3, 5, "Saving", "")
     assert export_progress(log + "[export] done: /x (3 files, 1.2 MB)\n")[3] == "/x (3 files, 1.2 MB)"
+
+
+def test_export_dir_outside_the_board_roots_is_refused_and_left_alone(infer: Any, tmp_path_factory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "job.log").write_text("an old log")
+    updates = infer.export_start(_values(export_dir=str(outside)))
+    assert "Could not start the job" in updates[ALERTS][0][1] and "export_dir" in updates[ALERTS][0][1]
+    assert (outside / "job.log").read_text() == "an old log" and not (outside / "job.yaml").exists()
