@@ -2,7 +2,9 @@
 
 The learning test uses the uppercase-task pairs of demo_pref (chosen: all words uppercased; rejected: one word
 left lowercase). The tiny random model separates those in a few dozen steps; the copy / reverse / sum pairs of
-the full set need far longer than a unit test (measured: about 0.6 held-out accuracy after 100 steps).
+the full set need far longer than a unit test and more pairs than demo_pref has. Measured with demo recipe 2
+(wider initialisation), 400 training pairs, 100 held out: LoRA 0.59 after 100 steps and 0.56 after 300; full
+fine-tuning 0.60 after 300 steps (train loss 0.14: memorised); full rm from an sft-trained model 0.65.
 """
 
 from __future__ import annotations
