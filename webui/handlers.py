@@ -389,22 +389,20 @@ class Board:
         return updates
 
     def _dataset_dir_refused(self, values: Values, dataset_dir: str) -> list[tuple[str, str]]:
-        from webui.paths import board_roots
-
-        problems = board_roots().check_args({"dataset_dir": dataset_dir})
+        problems = self.roots().check_args({"dataset_dir": dataset_dir})
         return [("warning", alert(values.get("top.lang"), "path_refused", problems=problems[0]))] if problems else []
 
     def _dataset_files_refused(self, values: Values, dataset_dir: str, name: str) -> list[tuple[str, str]]:
         """A registry's file_name may point anywhere (`../../etc/passwd`): the files are checked before reading."""
         from core.data.registry import get_dataset_attr
-        from webui.paths import PathRefused, board_roots
+        from webui.paths import PathRefused
 
         try:
             attr = get_dataset_attr(name, dataset_dir)
             files = attr.files() if attr.load_from == "file" else []
         except Exception:  # a bad entry or a missing file: the preview itself reports it with its reason
             return []
-        roots = board_roots()
+        roots = self.roots()
         try:
             for file in files:
                 roots.check(file, f"{name}: file_name")
@@ -503,24 +501,30 @@ class Board:
     def guard(self, args: dict[str, Any], values: Values) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
         """`args` when nothing in them may leak or reach outside the roots (webui.paths), with trust_remote_code
         as the job's checkbox says; else None and the alerts that say why."""
-        from webui.paths import board_roots, secret_problems
+        from webui.paths import secret_problems
 
         lang = values.get("top.lang")
         if values.get("train.trust_remote_code"):
             args["trust_remote_code"] = True
         elif args.get("trust_remote_code"):
             return None, [("warning", alert(lang, "remote_code_off"))]
-        problems = secret_problems(args) + board_roots().check_args(args)
+        problems = secret_problems(args) + self.roots().check_args(args)
         if problems:
             return None, [("warning", alert(lang, "path_refused", problems="\n".join(problems)))]
         return args, []
 
+    def roots(self):
+        """The board's roots plus its runner's saves folder, which is where the board writes runs by definition."""
+        from webui.paths import board_roots
+
+        return board_roots([self.runner.saves_root])
+
     def check_path(self, values: Values, path: Any, field: str, write: bool = False) -> list[tuple[str, str]]:
         """[] when `path` lies under the board's roots, else the alert that refuses it."""
-        from webui.paths import PathRefused, board_roots
+        from webui.paths import PathRefused
 
         try:
-            board_roots().check(path, field, write=write)
+            self.roots().check(path, field, write=write)
         except PathRefused as err:
             return [("warning", alert(values.get("top.lang"), "path_refused", problems=err))]
         return []

@@ -210,7 +210,8 @@ def configure(extra: Iterable[str | os.PathLike] = ()) -> Roots:
     return board_roots()
 
 
-def board_roots() -> Roots:
+def board_roots(extra: Iterable[str | os.PathLike] = ()) -> Roots:
     """The roots in force now: defaults (from the current working directory and environment), LLAMABOARD_ROOTS,
-    and the folders given to `configure`. Built on each call: it costs a few stat calls and follows the env."""
-    return Roots(_extra_roots)
+    the folders given to `configure`, and `extra` (a runner's own saves folder). Built on each call: it costs a few
+    stat calls and follows the env."""
+    return Roots([*_extra_roots, *extra])
