@@ -305,11 +305,15 @@ class Board:
         return updates
 
     def _preset_updates(self, name: str, values: Values) -> Updates:
-        """The Train tab values model `name` brings (models.preset_changes: a user's own edits survive)."""
+        """The Train tab values model `name` brings (models.preset_changes: a user's own edits survive).
+
+        Only values that differ are sent: an update that changes nothing could still land after the user typed.
+        """
         from webui.args import FORM_DEFAULTS
 
         current = {key: values[f"train.{key}"] for key in models.preset_keys() if f"train.{key}" in values}
-        return {f"train.{key}": value for key, value in models.preset_changes(name, current, FORM_DEFAULTS).items()}
+        changes = models.preset_changes(name, current, FORM_DEFAULTS)
+        return {f"train.{key}": value for key, value in changes.items() if current.get(key) != value}
 
     def change_model_path(self, values: Values) -> Updates:
         """top.model_path typed by hand -> remembered; for Custom models the checkpoint list follows the path."""

@@ -59,9 +59,14 @@ def test_model_switch_and_page_load_are_wired_to_the_preset_controls(ui: Any) ->
 
 
 def test_picking_the_demo_model_applies_its_preset(ui: Any) -> None:
-    result = ui.board.change_model(form(ui, top__model_name=DEMO))
+    values = form(ui, top__model_name=DEMO)
+    result = ui.board.change_model(values)
     for key, value in PRESET.items():
-        assert result[f"train.{key}"] == value, key
+        assert result.get(f"train.{key}", values[f"train.{key}"]) == value, key
+    # Values already right are not sent: a late update must not overwrite what the user typed meanwhile.
+    assert not any(result.get(f"train.{key}") == values[f"train.{key}"] for key in PRESET)
+    again = ui.board.change_model({**values, **{f"train.{key}": value for key, value in PRESET.items()}})
+    assert not any(control in again for control in PRESET_CONTROLS)
 
 
 def test_leaving_the_demo_model_restores_untouched_fields_and_keeps_edits(ui: Any) -> None:
