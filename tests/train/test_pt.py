@@ -32,7 +32,8 @@ def test_pt_loss_falls_and_eval_reports_perplexity(make_args):
     output_dir = Path(args["output_dir"])
     records = read_log_records(output_dir / "trainer_log.jsonl")
     losses = [r["loss"] for r in records if "loss" in r]
-    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses
+    # Measured: 5.2 -> 2.0 (the demo model of recipe 2); a run that stops learning stays near ln(512) = 6.2.
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0], losses
     evals = [r for r in records if "eval_loss" in r]
     assert [r["current_steps"] for r in evals] == [15, 30] and evals[1]["eval_loss"] < evals[0]["eval_loss"]
     results = json.loads((output_dir / "eval_results.json").read_text())
