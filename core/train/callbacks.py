@@ -10,6 +10,12 @@ the main process only. It works with any loop that calls `on_train_begin`, `on_l
 
 `rewards/accuracies` is also written as `accuracy` (and `eval_rewards/accuracies` as `eval_accuracy`). A key with
 no value is left out. On resume the file keeps the records up to the checkpoint's step and continues after them.
+
+A job that only evaluates or predicts (no `on_train_begin`) gets progress records from `on_prediction_step`:
+`phase` (`predict` with `do_predict`, else `eval`), `current_steps` / `total_steps` counting batches of that pass,
+`percentage` and the four time keys, no epoch and no metrics. They are appended every `_prediction_interval`
+batches and at the last one, so the board can draw a progress bar while answers are generated. A training run
+writes none (its evaluation passes stay out of the file): its records keep meaning training steps.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from transformers import TrainerCallback
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "trainer_log.jsonl"
+# About this many prediction records per pass, however many batches it has.
+PREDICTION_RECORDS = 50
 
 # Log-dict keys that are bookkeeping, not curves: the record carries them in its own form or not at all.
 _NOT_METRICS = {
@@ -79,8 +87,18 @@ class LogCallback(TrainerCallback):
         self.start_tokens = 0
         self.elapsed_before = 0.0
         self._last_eval: tuple[int, float] | None = None
+        self._training = False
+        # The prediction pass in progress: batches done, when it began and when its first batch ended.
+        self._pass_steps = 0
+        self._pass_start = time.time()
+        self._first_step_end: float | None = None
+
+    def on_init_end(self, args, state, control, **kwargs):
+        # The model is loaded and the data prepared by now: a prediction pass's time starts here, not before.
+        self._pass_start = time.time()
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self._training = True
         self.start_time = time.time()
         self.start_step = state.global_step
         self.start_tokens = getattr(state, "num_input_tokens_seen", 0) or 0
@@ -113,6 +131,57 @@ class LogCallback(TrainerCallback):
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
         logger.info(self._progress_line(record))
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if self._training or not state.is_world_process_zero:
+            return
+        now = time.time()
+        self._pass_steps += 1
+        if self._pass_steps == 1:
+            self._first_step_end = now
+        try:
+            total = len(eval_dataloader) if eval_dataloader is not None else 0
+        except TypeError:  # an iterable dataset has no length: steps are counted, the total stays unknown
+            total = 0
+        done = self._pass_steps
+        interval = max(1, -(-total // PREDICTION_RECORDS)) if total else 1
+        if done % interval and done != total:
+            return
+        if self.path is None:
+            self.path = (self.output_dir or Path(args.output_dir)) / LOG_FILE
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elapsed = now - self._pass_start
+        # The first batch also holds the set-up before it, so the pace is measured from its end when possible.
+        if done > 1 and self._first_step_end is not None:
+            pace = (now - self._first_step_end) / (done - 1)
+        else:
+            pace = elapsed / done
+        remaining = pace * max(0, total - done) if total else 0.0
+        record = {
+            "phase": "predict" if getattr(args, "do_predict", False) else "eval",
+            "current_steps": done,
+            "total_steps": total,
+            "percentage": round(100 * done / total, 2) if total else 0.0,
+            "elapsed_time": format_hms(elapsed),
+            "remaining_time": format_hms(remaining),
+            "elapsed_s": round(elapsed, 3),
+            "remaining_s": round(remaining, 3),
+        }
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+        logger.info(self._progress_line(record))
+
+    def _end_pass(self) -> None:
+        self._pass_steps = 0
+        self._pass_start = time.time()
+        self._first_step_end = None
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._end_pass()
+
+    def on_predict(self, args, state, control, **kwargs):
+        self._end_pass()
 
     def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
         now = time.time()
@@ -148,7 +217,8 @@ class LogCallback(TrainerCallback):
 
     @staticmethod
     def _progress_line(record: dict[str, Any]) -> str:
-        parts = [f"step {record['current_steps']}/{record['total_steps']} ({record['percentage']:.0f}%)"]
+        step = f"{record['phase']} step" if "phase" in record else "step"
+        parts = [f"{step} {record['current_steps']}/{record['total_steps']} ({record['percentage']:.0f}%)"]
         for key in ("loss", "eval_loss", "accuracy", "eval_accuracy", "reward", "lr", "throughput"):
             value = record.get(key)
             if value is not None:

@@ -136,3 +136,70 @@ def test_a_second_sigint_interrupts_at_once():
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         callback.restore()
+
+
+class _Batches:
+    """A stand-in for the eval dataloader: only its length matters to the callback."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def test_a_prediction_only_job_writes_progress_records_per_pass(tmp_path):
+    args = SimpleNamespace(output_dir=str(tmp_path), do_predict=True)
+    callback = LogCallback(tmp_path)
+    state = TrainerState(is_world_process_zero=True)  # no training: max_steps stays 0
+    callback.on_init_end(args, state, TrainerControl())
+    for _ in range(120):
+        callback.on_prediction_step(args, state, TrainerControl(), eval_dataloader=_Batches(120))
+    callback.on_predict(args, state, TrainerControl(), metrics={})
+
+    records = _lines(tmp_path / "trainer_log.jsonl")
+    # A bounded number of records however long the pass (about PREDICTION_RECORDS), the last batch always among them.
+    assert 30 <= len(records) <= 60
+    steps = [record["current_steps"] for record in records]
+    assert steps == sorted(steps) and steps[-1] == 120
+    last = records[-1]
+    assert last["phase"] == "predict" and last["total_steps"] == 120 and last["percentage"] == 100.0
+    assert last["remaining_s"] == 0 and last["remaining_time"] == "0:00:00" and last["elapsed_s"] >= 0
+    assert all("loss" not in record and "epoch" not in record for record in records)
+    middle = records[len(records) // 2]
+    assert 0 < middle["percentage"] < 100 and middle["remaining_s"] >= 0
+
+    # A second pass (loss-only evaluation) counts its own batches from 1.
+    args.do_predict = False
+    for _ in range(2):
+        callback.on_prediction_step(args, state, TrainerControl(), eval_dataloader=_Batches(2))
+    tail = _lines(tmp_path / "trainer_log.jsonl")[len(records) :]
+    assert [(r["phase"], r["current_steps"], r["total_steps"]) for r in tail] == [("eval", 1, 2), ("eval", 2, 2)]
+
+
+def test_a_training_run_with_evaluation_gets_no_prediction_records(tmp_path):
+    args = SimpleNamespace(output_dir=str(tmp_path), do_predict=False)
+    callback = LogCallback()
+    state = _state()
+    callback.on_init_end(args, state, TrainerControl())
+    callback.on_train_begin(args, state, TrainerControl())
+    state.global_step = 5
+    callback.on_log(args, state, TrainerControl(), logs={"loss": 2.0})
+    for _ in range(3):  # the evaluation at step 5, then the workflow's final evaluate after training
+        callback.on_prediction_step(args, state, TrainerControl(), eval_dataloader=_Batches(3))
+    callback.on_log(args, state, TrainerControl(), logs={"eval_loss": 1.9})
+    callback.on_evaluate(args, state, TrainerControl(), metrics={})
+
+    records = _lines(tmp_path / "trainer_log.jsonl")
+    assert [(r["current_steps"], r.get("loss"), r.get("eval_loss")) for r in records] == [
+        (5, 2.0, None),
+        (5, None, 1.9),
+    ]
+    assert not any("phase" in record for record in records)
+
+
+def test_prediction_records_come_from_the_main_process_only(tmp_path):
+    args = SimpleNamespace(output_dir=str(tmp_path), do_predict=True)
+    callback = LogCallback()
+    callback.on_prediction_step(args, _state(main=False), TrainerControl(), eval_dataloader=_Batches(1))
+    assert not (tmp_path / "trainer_log.jsonl").exists()
