@@ -225,6 +225,7 @@ class Infer:
         self._worker_factory = worker_factory
         self._workers: dict[str, Any] = {}
         self._tails: dict[str, Any] = {}
+        self._readers: dict[str, Any] = {}
         self._lock = threading.Lock()
         # Workers end with the board: at exit here (finalize runs at interpreter exit too); a killed board closes
         # their stdin, and a worker exits at the end of its input.
@@ -262,10 +263,11 @@ class Infer:
             return tail.poll()
 
     def _job_view(self, lang: str | None, run_dir: Path, job: dict[str, Any] | None, progress: dict) -> str:
-        if job is not None and job.get("state") in ("queued", "running") and job.get("started"):
-            progress.setdefault("elapsed", _format_seconds(time.time() - float(job["started"])))
-        elif job is not None and job.get("started") and job.get("ended"):
-            progress.setdefault("elapsed", _format_seconds(float(job["ended"]) - float(job["started"])))
+        if job is not None and job.get("started") and not progress.get("elapsed"):
+            if job.get("state") in ("queued", "running"):
+                progress["elapsed"] = _format_seconds(time.time() - float(job["started"]))
+            elif job.get("ended"):
+                progress["elapsed"] = _format_seconds(float(job["ended"]) - float(job["started"]))
         return progress_html(lang, progress, job)
 
     # Evaluate & Predict
@@ -402,8 +404,9 @@ class Infer:
         return updates
 
     def eval_poll(self, values: Values) -> Updates:
-        """Timer tick -> progress and log of the eval run shown (after a page reload: the running eval job); once it
-        has finished, its metrics and the first page of predictions."""
+        """Timer tick -> progress bar (steps from the job's prediction records), log, and once finished the metrics
+        and first page of predictions of the eval run shown. With none shown (a page reload): the running or
+        queued eval job, else the last finished eval of the top bar's model and method."""
 
         from webui import jobs
 
@@ -412,26 +415,60 @@ class Infer:
         target = values.get("eval.view_run")
         updates: Updates = {}
         if not target:
-            runner = self.board.runner
-            running = [path for path in [*runner.active(), *getattr(runner, "queued", list)()] if is_eval_run(path)]
-            if not running:
-                return {}
-            target = str(Path(running[0]).resolve())
+            target, scanned = self._eval_to_show(values, seen)
+            if not target:
+                # Saves are scanned once per model folder, not every tick; a new eval started here sets view_run.
+                return {"eval.poll_state": {"scanned": scanned}} if scanned != seen.get("scanned") else {}
             updates["eval.view_run"] = target
         run_dir = Path(target)
         job = jobs.read_job(run_dir)
         state = (job or {}).get("state")
         text = self._tail(run_dir / "job.log")
-        key = {"run": str(run_dir), "state": state, "log": len(text), "lang": lang}
+        records = self._records(run_dir / "trainer_log.jsonl")
+        key = {"run": str(run_dir), "state": state, "log": len(text), "records": len(records), "lang": lang}
         if key == seen and state != "running":
             return updates
         updates["eval.poll_state"] = key
-        updates["eval.progress"] = self._job_view(lang, run_dir, job, {})
+        progress = jobs.progress(records, job) if job is not None else {}
+        updates["eval.progress"] = self._job_view(lang, run_dir, job, progress)
         if key["log"] != seen.get("log") or key["run"] != seen.get("run"):
             updates["eval.output_box"] = text
         if state == "finished" and (seen.get("state") != "finished" or key["run"] != seen.get("run")):
             updates.update(self._results(lang, run_dir, 0))
         return updates
+
+    def _eval_to_show(self, values: Values, seen: dict[str, Any]) -> tuple[str | None, str]:
+        """(run folder, model folder scanned): a running or queued eval job first, else the newest finished eval
+        under saves/<model>/<method> (looked for once per model folder, `seen["scanned"]`)."""
+        from webui import jobs
+
+        runner = self.board.runner
+        running = [path for path in [*runner.active(), *getattr(runner, "queued", list)()] if is_eval_run(path)]
+        if running:
+            return str(Path(running[0]).resolve()), ""
+        model_name = str(values.get("top.model_name") or "")
+        if not model_name:
+            return None, ""
+        folder = models.save_name(model_name, str(values.get("top.model_path") or ""))
+        method = str(values.get("top.finetuning_type") or "lora")
+        scanned = f"{folder}/{method}"
+        if scanned == seen.get("scanned"):
+            return None, scanned
+        for run in jobs.list_runs(self.board.saves_root, folder, method):
+            if run["state"] == "finished" and is_eval_run(run["path"]):
+                return str(Path(run["path"]).resolve()), scanned
+        return None, scanned
+
+    def _records(self, path: Path) -> list[dict[str, Any]]:
+        from webui import jobs
+
+        key = str(path)
+        with self._lock:
+            reader = self._readers.get(key)
+            if reader is None:
+                reader = self._readers[key] = jobs.TrainerLogReader(path)
+            reader.poll()
+            return reader.records
 
     def _results(self, lang: str | None, run_dir: Path, page: int) -> Updates:
         import gradio as gr

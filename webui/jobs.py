@@ -428,7 +428,8 @@ def _hms_to_seconds(text: Any) -> float | None:
 def progress(records: list[dict[str, Any]], job: dict[str, Any] | None) -> dict[str, Any]:
     """Where a job stands: current and total steps, percentage, elapsed and remaining (H:MM:SS), and a short
     label "current/total · elapsed < remaining". While the job runs, elapsed counts from its start time so the
-    bar moves between log lines."""
+    bar moves between log lines. `phase` is the last record's (`eval` / `predict` for an eval job's batches, whose
+    steps are batches of the prediction pass), "train" for training steps."""
     job = job or {}
     record = records[-1] if records else {}
     current = int(record.get("current_steps", 0) or 0)
@@ -460,6 +461,7 @@ def progress(records: list[dict[str, Any]], job: dict[str, Any] | None) -> dict[
     if remaining_text and state not in ("finished", "failed", "aborted"):
         label += f" < {remaining_text}"
     return {
+        "phase": str(record.get("phase") or "train"),
         "current": current,
         "total": total,
         "percentage": percentage,

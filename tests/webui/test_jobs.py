@@ -264,6 +264,29 @@ def test_progress_reads_llamafactory_hms_strings():
     assert result["elapsed"] == "1:02:03" and result["percentage"] == 50.0
 
 
+def test_progress_of_an_eval_jobs_prediction_records_and_no_chart_points_from_them():
+    from webui import plots
+
+    records = [
+        {
+            "phase": "predict",
+            "current_steps": step,
+            "total_steps": 4,
+            "percentage": 25.0 * step,
+            "elapsed_s": 2.0 * step,
+            "remaining_s": 2.0 * (4 - step),
+        }
+        for step in (1, 2)
+    ]
+    shown = jobs.progress(records, {"state": "failed"})
+    assert (shown["phase"], shown["current"], shown["total"], shown["percentage"]) == ("predict", 2, 4, 50.0)
+    assert shown["label"] == "2/4 · 0:00:04"
+    assert jobs.progress([record(3)], None)["phase"] == "train"
+    # Batches of a prediction pass are not training steps: the loss and lr charts draw nothing from them.
+    for figure in (plots.loss_figure(records), plots.lr_figure(records)):
+        assert all(not trace.get("x") for trace in figure.to_dict()["data"])
+
+
 def test_error_summary_of_a_torchrun_job_names_the_workers_error():
     log = "\n".join(
         [

@@ -81,7 +81,7 @@ def test_eval_start_refuses_with_a_reason(infer: Any, changes: dict, message: st
 
 
 def test_eval_job_on_the_demo_model_shows_metrics_and_pages_of_predictions(infer: Any, board_home: Path) -> None:
-    started = infer.eval_start(_values())
+    started = infer.eval_start(_values(per_device_eval_batch_size=4))  # 12 samples: 3 batches, 3 progress steps
     assert "Job started" in started[ALERTS][0][1]
     run_dir = Path(started["eval.view_run"])
     assert started["eval.output_dir"] != "eval_test"  # the next Start gets a folder of its own
@@ -97,6 +97,13 @@ def test_eval_job_on_the_demo_model_shows_metrics_and_pages_of_predictions(infer
 
     done = infer.eval_poll({"top.lang": "en", "eval.view_run": str(run_dir), "eval.poll_state": {}})
     assert 'data-state="finished"' in done["eval.progress"]
+    # The job logged its prediction batches, and the bar counts them.
+    logged = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r["current_steps"], r["total_steps"]) for r in logged] == [
+        ("predict", n, 3) for n in (1, 2, 3)
+    ]
+    assert "step 3 / 3" in done["eval.progress"] and 'data-current="3"' in done["eval.progress"]
+    assert "predict step 2/3" in (run_dir / "job.log").read_text()
     metrics = dict(done["eval.metrics"]["value"].itertuples(index=False))
     results = json.loads((run_dir / "predict_results.json").read_text())
     for key in ("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l", "predict_runtime"):
@@ -130,3 +137,39 @@ def test_predictions_are_read_a_page_at_a_time_and_tolerate_a_half_written_line(
     assert read_predictions(tmp_path / "missing", 0) == ([], 0)
     (tmp_path / "all_results.json").write_text(json.dumps({"epoch": 1.0, "predict_rouge-l": 12.345678, "note": "x"}))
     assert read_metrics(tmp_path) == [("predict_rouge-l", 12.3457), ("epoch", 1.0)]
+
+
+def test_a_reloaded_board_shows_the_last_finished_eval_of_the_model_again(infer: Any, board_home: Path) -> None:
+    from webui.runner import Runner
+
+    saves = board_home / "saves"
+    evals = [run for run in (saves / "demo" / "lora").iterdir() if (run / "generated_predictions.jsonl").exists()]
+    if not evals:  # run alone: the module's real eval job has not run yet
+        test_eval_job_on_the_demo_model_shows_metrics_and_pages_of_predictions(infer, board_home)
+        evals = [run for run in (saves / "demo" / "lora").iterdir() if (run / "generated_predictions.jsonl").exists()]
+    real = evals[0]
+    created = json.loads((real / "job.json").read_text())["created"]
+    # Beside it: an older finished eval and a newer finished training run of the same model, neither to be shown.
+    for name, job_args, age in (("old_eval", {"do_train": False, "do_predict": True}, -60), ("train_1", {}, 60)):
+        folder = saves / "demo" / "lora" / name
+        folder.mkdir()
+        (folder / "job.yaml").write_text(yaml.safe_dump({"stage": "sft", **job_args}))
+        (folder / "job.json").write_text(json.dumps({"state": "finished", "created": created + age, "pid": None}))
+
+    fresh = Infer(Board(Runner(saves_root=saves, grace_s=5.0), Manager(), saves_root=saves))
+    page = _values(output_dir="")
+    first = fresh.eval_poll({**page, "eval.view_run": None, "eval.poll_state": {}})
+    assert first["eval.view_run"] == str(real.resolve())
+    assert 'data-state="finished"' in first["eval.progress"]
+    metrics = dict(first["eval.metrics"]["value"].itertuples(index=False))
+    assert metrics["predict_bleu-4"] == pytest.approx(
+        json.loads((real / "all_results.json").read_text())["predict_bleu-4"]
+    )
+    lines = [json.loads(line) for line in (real / "generated_predictions.jsonl").read_text().splitlines()]
+    assert first["eval.predictions"]["Prediction"].tolist() == [line["predict"] for line in lines[:10]]
+
+    # Another model has no eval: nothing is shown, and its folder is looked at once, not on every tick.
+    other = {**page, "top.finetuning_type": "freeze", "eval.view_run": None, "eval.poll_state": {}}
+    none = fresh.eval_poll(other)
+    assert "eval.view_run" not in none and none["eval.poll_state"] == {"scanned": "demo/freeze"}
+    assert fresh.eval_poll({**other, "eval.poll_state": none["eval.poll_state"]}) == {}

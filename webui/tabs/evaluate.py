@@ -167,4 +167,6 @@ def bind_eval(infer: handlers_infer.Infer) -> None:
     pages = ["eval.view_run", "eval.pred_page"]
     bind(board, m["eval.pred_prev"].click, infer.pred_prev, pages, results)
     bind(board, m["eval.pred_next"].click, infer.pred_next, pages, results)
-    bind(board, m["eval.timer"].tick, infer.eval_poll, ["eval.view_run", "eval.poll_state"], live, queue=True)
+    # The top bar's model tells the timer where to find the last finished eval after a page reload.
+    shown = ["eval.view_run", "eval.poll_state", "top.model_name", "top.model_path", "top.finetuning_type"]
+    bind(board, m["eval.timer"].tick, infer.eval_poll, shown, live, queue=True)
