@@ -203,3 +203,22 @@ def test_prediction_records_come_from_the_main_process_only(tmp_path):
     callback = LogCallback()
     callback.on_prediction_step(args, _state(main=False), TrainerControl(), eval_dataloader=_Batches(1))
     assert not (tmp_path / "trainer_log.jsonl").exists()
+
+
+def test_a_real_training_run_with_evaluation_logs_training_steps_only(make_args):
+    """The Train tab's charts read this file: evaluation batches during and after training must add no points."""
+    from core import run_exp
+    from webui import plots
+
+    args = make_args(
+        "sft", max_steps=4, logging_steps=1, max_samples=16, eval_dataset="demo_sft_eval", eval_strategy="steps"
+    )
+    args.update(eval_steps=2, do_eval=True, per_device_eval_batch_size=4)
+    run_exp(args)
+    records = read_log_records(f"{args['output_dir']}/trainer_log.jsonl")
+    assert not any("phase" in record for record in records)
+    assert [r["current_steps"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    assert [r["current_steps"] for r in records if "eval_loss" in r] == [2, 4]
+    assert all(r["total_steps"] == 4 for r in records)
+    traces = {trace.name: list(trace.x) for trace in plots.loss_figure(records).data}
+    assert traces["loss"] == [1, 2, 3, 4] and traces["eval_loss"] == [2, 4]

@@ -284,7 +284,7 @@ def test_progress_of_an_eval_jobs_prediction_records_and_no_chart_points_from_th
     assert jobs.progress([record(3)], None)["phase"] == "train"
     # Batches of a prediction pass are not training steps: the loss and lr charts draw nothing from them.
     for figure in (plots.loss_figure(records), plots.lr_figure(records)):
-        assert all(not trace.get("x") for trace in figure.to_dict()["data"])
+        assert all(not trace.x for trace in figure.data)
 
 
 def test_error_summary_of_a_torchrun_job_names_the_workers_error():
