@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from webui.manager import SAFE_LOADER
+
 MODELS_FILE = Path(__file__).with_name("models.yaml")
 
 DEMO = "Demo (offline)"
@@ -38,7 +40,7 @@ def _folder_name(text: str) -> str:
 
 
 def _load(path: Path = MODELS_FILE) -> dict[str, ModelEntry]:
-    rows = yaml.safe_load(path.read_text(encoding="utf-8"))
+    rows = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)  # safe: SafeLoader's C twin
     entries: dict[str, ModelEntry] = {}
     for row in rows:
         name = str(row["name"])
