@@ -163,7 +163,6 @@ _NOT_ARGUMENTS = {"lang", "config_path", "view_run"}
 BOOSTERS = {
     "auto": {"flash_attn": "auto"},
     "flashattn2": {"flash_attn": "fa2"},
-    "unsloth": {"use_unsloth": True},
     "liger_kernel": {"enable_liger_kernel": True},
 }
 COMPUTE_TYPES = {
@@ -440,9 +439,7 @@ def args_to_form(args: dict[str, Any], saves_root: str | os.PathLike | None = No
         form["quantization_method"] = args.get("quantization_method") or "bnb"
     if args.get("rope_scaling"):
         form["rope_scaling"] = args["rope_scaling"]
-    if args.get("use_unsloth"):
-        form["booster"] = "unsloth"
-    elif args.get("enable_liger_kernel"):
+    if args.get("enable_liger_kernel"):
         form["booster"] = "liger_kernel"
     elif args.get("flash_attn") == "fa2":
         form["booster"] = "flashattn2"

@@ -95,7 +95,6 @@ def test_checkpoints_become_adapters_for_lora_and_the_model_for_full(saves):
         ("rope_scaling", "yarn", {"rope_scaling": "yarn"}, []),
         ("booster", "auto", {"flash_attn": "auto"}, ["use_unsloth", "enable_liger_kernel"]),
         ("booster", "flashattn2", {"flash_attn": "fa2"}, []),
-        ("booster", "unsloth", {"use_unsloth": True}, ["flash_attn"]),
         ("booster", "liger_kernel", {"enable_liger_kernel": True}, ["flash_attn"]),
         ("compute_type", "fp32", {"bf16": False, "fp16": False}, ["pure_bf16"]),
         ("compute_type", "fp16", {"bf16": False, "fp16": True}, []),
@@ -365,3 +364,10 @@ def test_validate_includes_the_cores_checks(saves):
     assert clean == [], clean
     problems = validate({**build_args(demo_form(), saves), "lora_rnak": 8})
     assert any("lora_rnak" in problem for problem in problems)
+
+
+def test_a_yaml_asking_for_unsloth_keeps_it_as_an_extra_key():
+    """The board offers no Unsloth booster (the core does not support it); loading such a YAML must not drop it."""
+    form, extra = args_to_form({"model_name_or_path": "demo", "use_unsloth": True})
+    assert extra["use_unsloth"] is True
+    assert form["booster"] == "auto"

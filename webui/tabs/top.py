@@ -29,7 +29,8 @@ FINETUNING_TYPES = ("lora", "freeze", "full")
 QUANTIZATION_BITS = ("none", "8", "4")
 QUANTIZATION_METHODS = ("bnb",)  # what the core loads (bitsandbytes); tests keep this list equal to the core's
 ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn", "llama3")
-BOOSTERS = ("auto", "flashattn2", "unsloth", "liger_kernel")
+# Unsloth is left out: the core does not support it (a YAML with use_unsloth keeps it as an extra key).
+BOOSTERS = ("auto", "flashattn2", "liger_kernel")
 
 
 def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Component]:
