@@ -11,100 +11,33 @@ tests/webui/fake_job.py instead (through the board's LLAMABOARD_FAKE_JOB switch)
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browserhelp import BROWSER_MARKS, launch_chromium, serve_board
 
 ROOT = Path(__file__).parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "test-artifacts" / "board.png"
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-    ),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop_jobs(saves: Path) -> None:
-    """Whatever happened in the test, no job process outlives it."""
-    for job_file in saves.glob("*/*/*/job.json"):
-        job = json.loads(job_file.read_text(encoding="utf-8"))
-        if job.get("state") in ("queued", "running") and isinstance(job.get("pgid"), int):
-            try:
-                os.killpg(job["pgid"], signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
 def board_url(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LLAMABOARD_SAVES": str(tmp_path / "saves"),
-        "LLAMABOARD_CACHE": str(tmp_path / "cache"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    if os.environ.get("LLAMABOARD_BROWSER_FAKE_JOB"):
-        env["LLAMABOARD_FAKE_JOB"] = f"{FAKE_JOB} --steps 400 --interval 0.2"
-    log = (tmp_path / "board.log").open("wb")
-    board = subprocess.Popen(
-        [sys.executable, "-m", "webui.app", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert board.poll() is None, (tmp_path / "board.log").read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "the board did not answer within 60 s"
-            try:
-                with urllib.request.urlopen(url, timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
+    fake = os.environ.get("LLAMABOARD_BROWSER_FAKE_JOB")
+    extra_env = {"LLAMABOARD_FAKE_JOB": f"{FAKE_JOB} --steps 400 --interval 0.2"} if fake else None
+    with serve_board(tmp_path, extra_env) as url:
         yield url
-    finally:
-        os.killpg(board.pid, signal.SIGTERM)
-        try:
-            board.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(board.pid, signal.SIGKILL)
-            board.wait()
-        log.close()
-        _stop_jobs(tmp_path / "saves")
 
 
 def test_start_watch_abort_in_a_real_browser(board_url: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1900})
         try:
             page.goto(board_url)

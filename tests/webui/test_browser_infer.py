@@ -8,30 +8,18 @@ model into the suggested folder, watching the job finish. The screenshot goes to
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browserhelp import BROWSER_MARKS, launch_chromium, serve_board
 
 ROOT = Path(__file__).parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "test-artifacts" / "board_infer.png"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 # Records every text the last answer of the chat box shows, so the test can see it grow.
 WATCH_ANSWER_JS = """() => {
@@ -46,52 +34,11 @@ WATCH_ANSWER_JS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def board(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The board on a free port, with saves and cache in `tmp_path`; (url, saves folder)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LLAMABOARD_SAVES": str(tmp_path / "saves"),
-        "LLAMABOARD_CACHE": str(tmp_path / "cache"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    log = (tmp_path / "board.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webui.app", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "board.log").read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "the board did not answer within 60 s"
-            try:
-                with urllib.request.urlopen(url, timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
+    with serve_board(tmp_path) as url:
         yield url, tmp_path / "saves"
-    finally:
-        # The whole group: the board, its chat workers and any export job still running.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def test_chat_streams_and_export_runs_in_a_real_browser(board: tuple[str, Path]) -> None:
@@ -99,9 +46,7 @@ def test_chat_streams_and_export_runs_in_a_real_browser(board: tuple[str, Path])
 
     url, saves = board
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         try:
             page.goto(url)
