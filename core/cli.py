@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import NamedTuple, TextIO
 
+from core.errors import UserError
+
 PROG = "llamafactory-cli"
 
 
@@ -340,12 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         status = COMMANDS[name].run(rest)
-    except ValueError as err:
-        # Not imported up front: `version` must not pay for the parser. If an ArgumentError was raised, it is loaded.
-        parser = sys.modules.get("core.hparams.parser")
-        if parser is None or not isinstance(err, parser.ArgumentError):
-            raise
-        print(err, file=sys.stderr)
+    except UserError as err:  # a bad key, path or dataset row: the message alone, no traceback
+        # A problem list has its own heading; a single message is marked so the board's log reader finds it.
+        print(err if getattr(err, "problems", None) else f"error: {err}", file=sys.stderr)
         return 2
     except SystemExit as exit_:  # argparse inside a command: --help is 0, a usage error 2
         code = exit_.code

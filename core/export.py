@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ExportError", "export_model"]
@@ -27,7 +29,7 @@ _JOB_FILES = {"job.yaml", "job.json", "job.log"}
 _STEPS = 5
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export that cannot run, with a message naming the key and the fix."""
 
 

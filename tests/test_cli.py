@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -173,6 +174,32 @@ def test_argument_errors_raised_by_the_job_exit_2(demo_yaml, monkeypatch, capsys
     monkeypatch.setitem(sys.modules, "core.train.tuner", fake)
     assert main(["train", str(demo_yaml)]) == 2
     assert "  - bf16: received true — no CUDA GPU is visible — remove bf16" in capsys.readouterr().err
+
+
+def test_a_bad_dataset_row_is_one_message_without_traceback(tmp_path):
+    """A real job (subprocess, demo model) on a csv whose row has no answer: exit 2, the file, the line, the fix."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "bad.csv").write_text('instruction,output\n"a"\n', encoding="utf-8")
+    (data / "dataset_info.json").write_text('{"bad": {"file_name": "bad.csv"}}', encoding="utf-8")
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        "model_name_or_path: demo\nstage: sft\ndo_train: true\ntemplate: chatml\ndataset: bad\n"
+        f"dataset_dir: {data}\noutput_dir: {tmp_path / 'out'}\nmax_steps: 1\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LLAMABOARD_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", "train", str(config)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "bad.csv, line 2" in done.stderr and "skip_bad_rows" in done.stderr
+
+    from webui.jobs import error_summary  # the line the board shows for this failed job
+
+    assert error_summary(done.stdout + done.stderr).startswith("error: ")
+    assert "bad.csv, line 2" in error_summary(done.stdout + done.stderr)
 
 
 def test_help_after_the_config_file_is_still_help(demo_yaml, capsys):

@@ -18,6 +18,7 @@ HEAVY = ["torch", "transformers", "trl", "peft", "datasets", "accelerate"]
 PURE_MODULES = [
     "core",
     "core.paths",
+    "core.errors",
     "core.hparams",
     "core.hparams.keys",
     "core.hparams.model_args",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from core.paths import resolve_dataset_dir
 
 DATASET_INFO = "dataset_info.json"
@@ -66,7 +67,7 @@ _KNOWN_KEYS = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem with a dataset or its registry, worded for the person who has to fix it."""
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from core.errors import UserError
 from core.hparams.data_args import DataArguments
 from core.hparams.finetuning_args import FinetuningArguments
 from core.hparams.generating_args import GeneratingArguments
@@ -92,7 +93,7 @@ _STAGE_KEYS = {
 _MISSING = object()
 
 
-class ArgumentError(ValueError):
+class ArgumentError(UserError, ValueError):
     """Every problem found in an argument dict; `.problems` lists them, `str()` is the readable list."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from core.errors import ModelPathError
 from core.model.adapter import init_adapter
 from core.model.valuehead import ValueHeadModel, load_value_head
 
@@ -43,14 +44,14 @@ def _check_model_path(path: str, model_args: Any) -> None:
     """A missing local folder or an uncached hub id gives one error naming it, not a hub traceback."""
     if Path(path).is_dir():
         if not (Path(path) / "config.json").is_file():
-            raise FileNotFoundError(
+            raise ModelPathError(
                 f"model_name_or_path: {path} is a folder without config.json — point it at the folder that holds "
                 "the model's config.json and weights."
             )
         return
     looks_local = path.startswith((".", "/", "~")) or Path(path).suffix or path.count("/") > 1
     if looks_local:
-        raise FileNotFoundError(
+        raise ModelPathError(
             f"model_name_or_path: {path} does not exist — check the path, or use `demo` for the offline demo model."
         )
     from huggingface_hub import try_to_load_from_cache
@@ -59,7 +60,7 @@ def _check_model_path(path: str, model_args: Any) -> None:
     if HF_HUB_OFFLINE:
         cached = try_to_load_from_cache(path, "config.json", cache_dir=getattr(model_args, "cache_dir", None))
         if not isinstance(cached, str):
-            raise FileNotFoundError(
+            raise ModelPathError(
                 f"model_name_or_path: {path} is not a local folder and is not in the hub cache, and this machine "
                 "is offline (HF_HUB_OFFLINE=1) — download it first or give a local folder."
             )
@@ -261,7 +262,7 @@ def load_model(
         model = ValueHeadModel(model)
         sources = _split(getattr(model_args, "adapter_name_or_path", None)) or [path]
         if not load_value_head(model, sources[-1]) and not is_trainable:
-            raise FileNotFoundError(
+            raise ModelPathError(
                 f"{sources[-1]}: no value_head.safetensors — a reward model must be a folder written by the rm stage."
             )
 
