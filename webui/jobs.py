@@ -172,10 +172,15 @@ def last_record(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def _last_rank_exception(lines: list[str]) -> str:
+    """A torchrun worker's own error: its last `[rankN]: XxxError: ...` traceback line, else the last line our CLI
+    printed for a problem the user can fix (`error: ...`, printed without a traceback)."""
     for line in reversed(lines):
         match = _RANK_PREFIX_RE.match(line)
         if match and _EXCEPTION_LINE_RE.match(match.group(1)):
             return match.group(1).strip()
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.strip()
     return ""
 
 

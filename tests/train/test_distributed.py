@@ -227,5 +227,9 @@ def test_a_failing_worker_fails_the_job_with_its_error_in_the_log(make_args, tmp
     text = log.read_text(errors="replace")
     assert code != 0, text[-3000:]
     assert "--nproc_per_node 1" in text
-    # The worker's own error, not only torchrun's summary (the wording is core.model's; the path is ours).
-    assert any(line.startswith("[rank0]: ") and "Error" in line and "no-model" in line for line in text.splitlines())
+    # The worker's own error, not only torchrun's summary (the wording is core.model's; the path is ours), and it is
+    # what the board shows as the failed job's cause.
+    assert any(line.startswith("error: model_name_or_path") and "no-model" in line for line in text.splitlines())
+    from webui.jobs import error_summary
+
+    assert "no-model" in error_summary(text) and "ChildFailedError" not in error_summary(text)

@@ -301,3 +301,16 @@ def test_error_summary_of_a_torchrun_job_names_the_workers_error():
         ]
     )
     assert jobs.error_summary(log) == "ValueError: dataset: received 'nope' — not in dataset_info.json"
+
+
+def test_error_summary_of_a_torchrun_job_whose_worker_refused_its_arguments():
+    log = "\n".join(
+        [
+            "error: model_name_or_path: /x/no-model does not exist — check the path",
+            "Traceback (most recent call last):",
+            '  File "torch/distributed/run.py", line 1, in <module>',
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ",
+            "core.cli FAILED",
+        ]
+    )
+    assert jobs.error_summary(log) == "error: model_name_or_path: /x/no-model does not exist — check the path"
