@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import ModelPathError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ChatModel", "Reply", "check_adapter_paths", "normalize_messages", "parse_tool_calls", "tools_json"]
@@ -190,12 +192,12 @@ def check_adapter_paths(adapters: list[str]) -> None:
         path = Path(adapter).expanduser()
         if path.is_dir():
             if not (path / "adapter_config.json").is_file():
-                raise FileNotFoundError(
+                raise ModelPathError(
                     f"adapter_name_or_path: {adapter} has no adapter_config.json — point it at a LoRA run's output "
                     "folder (or one of its checkpoint-N folders)"
                 )
         elif adapter.startswith((".", "/", "~")) or adapter.count("/") > 1 or path.exists():
-            raise FileNotFoundError(
+            raise ModelPathError(
                 f"adapter_name_or_path: {adapter} does not exist — check the path (relative to {Path.cwd()})"
             )
 

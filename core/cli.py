@@ -30,20 +30,34 @@ class Command(NamedTuple):
     help: str
 
 
-def _train(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} train",
-        description="Run one training job (pt, sft, rm, ppo, dpo, kto) from a YAML file of arguments.",
-        epilog="Overrides: key=value, --key value or --key=value (values are read as YAML: lora_rank=16 is a number). "
-        "Keys are LLaMA-Factory's plus transformers' Seq2SeqTrainingArguments; `llamafactory-cli train --keys` "
-        "lists ours with their help. Example: llamafactory-cli train examples/sft_lora.yaml learning_rate=1e-4",
-    )
-    parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments (job.yaml, an example, ...)")
+def _config_parser(name: str, description: str, epilog: str, config_help: str = "YAML or JSON file of arguments"):
+    """The parser of a command that runs a YAML file of arguments with key=value overrides."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=description, epilog=epilog)
+    parser.add_argument("config", nargs="?", help=config_help)
     parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
-    parser.add_argument("--keys", action="store_true", help="list the argument keys with their help, then exit")
+    return parser
+
+
+def _help_status(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
+    """Help asked for (0) or no file given (2, after the help); None when the command should run."""
     if not argv or "-h" in argv or "--help" in argv:
         parser.print_help()
         return 0 if argv else 2
+    return None
+
+
+def _train(argv: list[str]) -> int:
+    parser = _config_parser(
+        "train",
+        "Run one training job (pt, sft, rm, ppo, dpo, kto) from a YAML file of arguments.",
+        "Overrides: key=value, --key value or --key=value (values are read as YAML: lora_rank=16 is a number). "
+        "Keys are LLaMA-Factory's plus transformers' Seq2SeqTrainingArguments; `llamafactory-cli train --keys` "
+        "lists ours with their help. Example: llamafactory-cli train examples/sft_lora.yaml learning_rate=1e-4",
+        config_help="YAML or JSON file of arguments (job.yaml, an example, ...)",
+    )
+    parser.add_argument("--keys", action="store_true", help="list the argument keys with their help, then exit")
+    if (status := _help_status(parser, argv)) is not None:
+        return status
     if "--keys" in argv:
         print(describe_keys())
         return 0
@@ -77,19 +91,16 @@ EVAL_DEFAULTS = {"stage": "sft", "do_train": False, "do_predict": True, "predict
 
 
 def _eval(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} eval",
-        description="Evaluate & Predict: generate answers for eval_dataset (or dataset) with the model and its "
+    parser = _config_parser(
+        "eval",
+        "Evaluate & Predict: generate answers for eval_dataset (or dataset) with the model and its "
         "adapters, and score them. Writes generated_predictions.jsonl (prompt, label, predict per line) and "
         "predict_results.json (BLEU-4, ROUGE-1/2/L, runtime) into output_dir, as `train` with do_predict does.",
-        epilog="The file is a training YAML; eval sets stage: sft, do_predict: true, predict_with_generate: true "
+        "The file is a training YAML; eval sets stage: sft, do_predict: true, predict_with_generate: true "
         "and do_train: false. Example: llamafactory-cli eval examples/infer/eval_lora.yaml max_samples=20",
     )
-    parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments")
-    parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
-    if not argv or "-h" in argv or "--help" in argv:
-        parser.print_help()
-        return 0 if argv else 2
+    if (status := _help_status(parser, argv)) is not None:
+        return status
     from core.hparams import ArgumentError, read_args
 
     args = read_args(argv)
@@ -123,26 +134,19 @@ def _eval(argv: list[str]) -> int:
 
 
 def _chat(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} chat",
-        description="Chat with a model (and its adapters) in the terminal; answers stream as they are generated. "
+    parser = _config_parser(
+        "chat",
+        "Chat with a model (and its adapters) in the terminal; answers stream as they are generated. "
         "Type `clear` to start a new conversation, `exit` (or end the input) to quit.",
-        epilog="Keys: model_name_or_path, adapter_name_or_path, template, infer_dtype, default_system, and the "
+        "Keys: model_name_or_path, adapter_name_or_path, template, infer_dtype, default_system, and the "
         "generation keys (temperature, top_p, max_new_tokens, ...). Example: llamafactory-cli chat "
         "examples/infer/chat_lora.yaml temperature=0.3",
     )
-    parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments")
-    parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
-    if not argv or "-h" in argv or "--help" in argv:
-        parser.print_help()
-        return 0 if argv else 2
-    from core.hparams import ArgumentError, read_args
+    if (status := _help_status(parser, argv)) is not None:
+        return status
+    from core.hparams import read_args
 
-    args = read_args(argv)
-    try:
-        return chat_loop(args)
-    except FileNotFoundError as err:  # a wrong model or adapter path, named in the message
-        raise ArgumentError([str(err)]) from None
+    return chat_loop(read_args(argv))  # a wrong model or adapter path is a UserError: main() prints it
 
 
 def chat_loop(args: dict, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
@@ -205,30 +209,24 @@ def _setup_logging(stream: TextIO) -> None:
 
 
 def _export(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} export",
-        description="Merge the LoRA adapters (adapter_name_or_path) into the model and save it with its tokenizer "
+    parser = _config_parser(
+        "export",
+        "Merge the LoRA adapters (adapter_name_or_path) into the model and save it with its tokenizer "
         "as safetensors shards in export_dir; optionally push it to the hub (export_hub_model_id, token from "
         "HF_TOKEN).",
-        epilog="Keys: model_name_or_path, adapter_name_or_path, template, infer_dtype, export_dir, export_size (GB "
+        "Keys: model_name_or_path, adapter_name_or_path, template, infer_dtype, export_dir, export_size (GB "
         "per shard), export_device, export_overwrite, export_hub_model_id. Example: llamafactory-cli export "
         "examples/infer/export_lora.yaml export_dir=merged",
     )
-    parser.add_argument("config", nargs="?", help="YAML or JSON file of arguments")
-    parser.add_argument("overrides", nargs="*", help="key=value pairs that replace the file's values")
-    if not argv or "-h" in argv or "--help" in argv:
-        parser.print_help()
-        return 0 if argv else 2
-    from core.hparams import ArgumentError, read_args
+    if (status := _help_status(parser, argv)) is not None:
+        return status
+    from core.hparams import read_args
 
     args = read_args(argv)
-    from core.export import ExportError, export_model
+    from core.export import export_model
 
     _setup_logging(sys.stdout)
-    try:
-        export_model(args)
-    except (ExportError, FileNotFoundError) as err:  # written for people already: no traceback
-        raise ArgumentError([str(err)]) from None
+    export_model(args)  # ExportError and a wrong model path are UserErrors: main() prints them
     return 0
 
 
