@@ -17,35 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainhelp import lora, tiny_llama
 
 from core.train.pref_trainer import KTOTrainer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU spinning threads made steps 20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def tiny_lora_llama():
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=40,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    model = LlamaForCausalLM(config)
-    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
 
 
 def feedback_batch(tags):
@@ -75,7 +49,7 @@ def make_trainer(tmp_path, model, **overrides):
 
 
 def test_fresh_adapter_gives_the_neutral_loss_and_weights_scale_it(tmp_path):
-    model = tiny_lora_llama()
+    model = lora(tiny_llama())
     batch = feedback_batch([True, True, False])
     # policy == reference and KL == 0: every example costs 1 - sigmoid(0) = 0.5 times its weight.
     assert make_trainer(tmp_path, model).batch_loss(model, batch, "train").item() == pytest.approx(0.5)
@@ -84,7 +58,7 @@ def test_fresh_adapter_gives_the_neutral_loss_and_weights_scale_it(tmp_path):
 
 
 def test_kl_term_and_metrics_once_the_policy_moves(tmp_path):
-    model = tiny_lora_llama()
+    model = lora(tiny_llama())
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -104,7 +78,7 @@ def test_kl_term_and_metrics_once_the_policy_moves(tmp_path):
 
 
 def test_batch_without_desirable_examples(tmp_path):
-    model = tiny_lora_llama()
+    model = lora(tiny_llama())
     trainer = make_trainer(tmp_path, model, pref_ftx=1.0)
     loss = trainer.batch_loss(model, feedback_batch([False, False]), "train")
     assert torch.isfinite(loss)

@@ -16,16 +16,6 @@ import torch
 from core.train.ppo_rewards import REWARD_RULES, create_reward_fn, reference_f1, uppercase
 from core.train.ppo_trainer import RunningMoments, cut_after_stop, gae, masked_whiten, ppo_losses
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU spinning threads made steps 20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # --- pieces ---------------------------------------------------------------------------------------------------------
 
 
