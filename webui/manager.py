@@ -171,3 +171,8 @@ def initial(lang: str | None, key: str) -> dict[str, Any]:
         if name in text:
             kwargs[name] = text[name]
     return kwargs
+
+
+def button_label(lang: str | None, key: str) -> dict[str, Any]:
+    """Constructor keywords for a button built in `lang`: its label is its value."""
+    return {"value": initial(lang, key).get("label", "")}

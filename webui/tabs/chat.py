@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from webui import handlers, handlers_infer
-from webui.manager import choice_pairs, initial
+from webui.manager import button_label, choice_pairs, initial
 from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
 
 INFER_DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -55,8 +55,8 @@ def create_chat_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.C
             ),
         )
     with gr.Row():
-        add("load", gr.Button(variant="primary", elem_id="chat_load", **_button(lang, "chat.load")))
-        add("unload", gr.Button(elem_id="chat_unload", **_button(lang, "chat.unload")))
+        add("load", gr.Button(variant="primary", elem_id="chat_load", **button_label(lang, "chat.load")))
+        add("unload", gr.Button(elem_id="chat_unload", **button_label(lang, "chat.unload")))
     add("info", gr.Textbox(lines=3, max_lines=6, interactive=False, elem_id="chat_info", **text("info")))
 
     with gr.Row(equal_height=True):
@@ -81,9 +81,9 @@ def create_chat_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.C
                 )
                 add("query", gr.Textbox(lines=3, scale=5, elem_id="chat_query", **text("query")))
             with gr.Row():
-                add("submit", gr.Button(variant="primary", elem_id="chat_submit", **_button(lang, "chat.submit")))
-                add("stop", gr.Button(variant="stop", elem_id="chat_stop", **_button(lang, "chat.stop")))
-                add("clear", gr.Button(elem_id="chat_clear", **_button(lang, "chat.clear")))
+                add("submit", gr.Button(variant="primary", elem_id="chat_submit", **button_label(lang, "chat.submit")))
+                add("stop", gr.Button(variant="stop", elem_id="chat_stop", **button_label(lang, "chat.stop")))
+                add("clear", gr.Button(elem_id="chat_clear", **button_label(lang, "chat.clear")))
         with gr.Column(scale=1):
             add(
                 "max_new_tokens",
@@ -103,10 +103,6 @@ def create_chat_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.C
             )
             add("seed", gr.Number(value=-1, precision=0, elem_id="chat_seed", **text("seed")))
     return elems
-
-
-def _button(lang: str, key: str) -> dict[str, Any]:
-    return {"value": initial(lang, key).get("label", "")}
 
 
 def bind_chat(infer: handlers_infer.Infer) -> None:

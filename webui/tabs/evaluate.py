@@ -10,7 +10,8 @@ from typing import Any
 import gradio as gr
 
 from webui import handlers, handlers_infer
-from webui.manager import initial
+from webui.manager import button_label, initial
+from webui.tabs.jobview import add_job_view
 from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
 
 # Controls that become arguments of the eval job (Infer.eval_args reads them).
@@ -95,27 +96,8 @@ def create_eval_tab(lang: str) -> dict[str, gr.components.Component]:
             "output_dir",
             gr.Textbox(value=handlers_infer.default_eval_name(), elem_id="eval_output_dir", **text("output_dir")),
         )
-    with gr.Row():
-        add("start", gr.Button(variant="primary", elem_id="eval_start", **_button(lang, "eval.start")))
-        add("abort", gr.Button(variant="stop", elem_id="eval_abort", **_button(lang, "eval.abort")))
-
     # The eval run shown: set by Start, or found again by the timer after a page reload.
-    add("view_run", gr.State(None))
-    add("poll_state", gr.State({}))
-    add("timer", gr.Timer(2.0))
-    add("progress", gr.HTML(handlers.progress_html(lang, None, None), elem_id="eval_progress"))
-    add(
-        "output_box",
-        gr.Textbox(
-            lines=8,
-            max_lines=8,
-            autoscroll=True,
-            interactive=False,
-            buttons=["copy"],
-            elem_id="eval_output_box",
-            **text("output_box"),
-        ),
-    )
+    add_job_view(add, lang, "eval")
     add("metrics", gr.Dataframe(interactive=False, visible=False, elem_id="eval_metrics", **text("metrics")))
     with gr.Column(visible=False, elem_id="eval_predictions_box") as predictions_box:
         add("predictions_box", predictions_box)
@@ -125,8 +107,8 @@ def create_eval_tab(lang: str) -> dict[str, gr.components.Component]:
             gr.Dataframe(interactive=False, wrap=True, elem_id="eval_predictions", **text("predictions")),
         )
         with gr.Row():
-            add("pred_prev", gr.Button(size="sm", elem_id="eval_pred_prev", **_button(lang, "eval.pred_prev")))
-            add("pred_next", gr.Button(size="sm", elem_id="eval_pred_next", **_button(lang, "eval.pred_next")))
+            add("pred_prev", gr.Button(size="sm", elem_id="eval_pred_prev", **button_label(lang, "eval.pred_prev")))
+            add("pred_next", gr.Button(size="sm", elem_id="eval_pred_next", **button_label(lang, "eval.pred_next")))
         add("pred_page", gr.State(0))
     return elems
 
@@ -136,10 +118,6 @@ def _choices(dataset_dir: str) -> list[str]:
         return handlers_infer.sft_datasets(dataset_dir)
     except Exception:  # the registry's error is shown when the user changes the folder
         return []
-
-
-def _button(lang: str, key: str) -> dict[str, Any]:
-    return {"value": initial(lang, key).get("label", "")}
 
 
 def bind_eval(infer: handlers_infer.Infer) -> None:

@@ -11,6 +11,7 @@ import gradio as gr
 
 from webui import handlers, handlers_infer
 from webui.manager import choice_pairs, initial
+from webui.tabs.jobview import add_job_view
 from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
 
 INFER_DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -66,31 +67,8 @@ def create_export_tab(lang: str) -> dict[str, gr.components.Component]:
             "export_overwrite",
             gr.Checkbox(value=False, scale=2, elem_id="export_overwrite", **text("export_overwrite")),
         )
-    with gr.Row():
-        add("start", gr.Button(variant="primary", elem_id="export_start", **_button(lang, "export.start")))
-        add("abort", gr.Button(variant="stop", elem_id="export_abort", **_button(lang, "export.abort")))
-
-    add("view_run", gr.State(None))
-    add("poll_state", gr.State({}))
-    add("timer", gr.Timer(2.0))
-    add("progress", gr.HTML(handlers.progress_html(lang, None, None), elem_id="export_progress"))
-    add(
-        "output_box",
-        gr.Textbox(
-            lines=8,
-            max_lines=8,
-            autoscroll=True,
-            interactive=False,
-            buttons=["copy"],
-            elem_id="export_output_box",
-            **text("output_box"),
-        ),
-    )
+    add_job_view(add, lang, "export")
     return elems
-
-
-def _button(lang: str, key: str) -> dict[str, Any]:
-    return {"value": initial(lang, key).get("label", "")}
 
 
 def bind_export(infer: handlers_infer.Infer) -> None:

@@ -13,7 +13,7 @@ import gradio as gr
 
 from webui import handlers
 from webui.args import FORM_DEFAULTS as D
-from webui.manager import choice_pairs, initial
+from webui.manager import button_label, choice_pairs, initial
 from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
 
 STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
@@ -127,7 +127,9 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         )
         add(
             "preview_btn",
-            gr.Button(scale=1, size="sm", min_width=120, elem_id="preview_btn", **_button(lang, "train.preview_btn")),
+            gr.Button(
+                scale=1, size="sm", min_width=120, elem_id="preview_btn", **button_label(lang, "train.preview_btn")
+            ),
         )
 
     with gr.Column(visible=False, elem_id="preview_box") as preview_box:
@@ -139,9 +141,18 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
             gr.Dataframe(interactive=False, wrap=True, elem_id="preview_table", **text("preview_table")),
         )
         with gr.Row():
-            add("preview_prev", gr.Button(size="sm", elem_id="preview_prev", **_button(lang, "train.preview_prev")))
-            add("preview_next", gr.Button(size="sm", elem_id="preview_next", **_button(lang, "train.preview_next")))
-            add("preview_close", gr.Button(size="sm", elem_id="preview_close", **_button(lang, "train.preview_close")))
+            add(
+                "preview_prev",
+                gr.Button(size="sm", elem_id="preview_prev", **button_label(lang, "train.preview_prev")),
+            )
+            add(
+                "preview_next",
+                gr.Button(size="sm", elem_id="preview_next", **button_label(lang, "train.preview_next")),
+            )
+            add(
+                "preview_close",
+                gr.Button(size="sm", elem_id="preview_close", **button_label(lang, "train.preview_close")),
+            )
         add("preview_page", gr.State(0))
 
     # Hyper-parameters
@@ -469,12 +480,12 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
 
     # Buttons
     with gr.Row(equal_height=True):
-        add("cmd_preview", gr.Button(elem_id="cmd_preview", **_button(lang, "train.cmd_preview")))
-        add("arg_save", gr.Button(elem_id="arg_save", **_button(lang, "train.arg_save")))
-        add("arg_load", gr.Button(elem_id="arg_load", **_button(lang, "train.arg_load")))
-        add("arg_export", gr.Button(elem_id="arg_export", **_button(lang, "train.arg_export")))
-        add("start", gr.Button(variant="primary", elem_id="start", **_button(lang, "train.start")))
-        add("abort", gr.Button(variant="stop", elem_id="abort", **_button(lang, "train.abort")))
+        add("cmd_preview", gr.Button(elem_id="cmd_preview", **button_label(lang, "train.cmd_preview")))
+        add("arg_save", gr.Button(elem_id="arg_save", **button_label(lang, "train.arg_save")))
+        add("arg_load", gr.Button(elem_id="arg_load", **button_label(lang, "train.arg_load")))
+        add("arg_export", gr.Button(elem_id="arg_export", **button_label(lang, "train.arg_export")))
+        add("start", gr.Button(variant="primary", elem_id="start", **button_label(lang, "train.start")))
+        add("abort", gr.Button(variant="stop", elem_id="abort", **button_label(lang, "train.abort")))
 
     with gr.Row(equal_height=True):
         add(
@@ -525,10 +536,6 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
 
 def _label(lang: str, key: str) -> dict[str, Any]:
     return {"label": initial(lang, key).get("label", "")}
-
-
-def _button(lang: str, key: str) -> dict[str, Any]:
-    return {"value": initial(lang, key).get("label", "")}
 
 
 def bind_train(board: handlers.Board) -> None:
