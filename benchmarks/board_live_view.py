@@ -1,4 +1,4 @@
-"""Cost of one live-view poll of the board (`webui.handlers.Board.poll`: readers, job state, progress bar, charts)
+"""Cost of one live-view poll of the board (`Board.poll` in webui/handlers/live.py: readers, job state, charts)
 with 10 and with 100,000 trainer_log records already read, one new record appended before each poll.
 
     python benchmarks/board_live_view.py [--polls 20]

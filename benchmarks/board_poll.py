@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from core import runfolder
 from webui import jobs, plots
 
 
@@ -43,10 +44,10 @@ def measure(records_before: int, repeat: int) -> dict[str, float]:
     total = records_before + repeat + 1
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder)
-        log_path, text_log = run / jobs.TRAINER_LOG, run / jobs.JOB_LOG
+        log_path, text_log = run / runfolder.TRAINER_LOG, run / runfolder.JOB_LOG
         log_path.write_text("".join(_record(step, total) + "\n" for step in range(1, records_before + 1)))
         text_log.write_text("".join(f"step {step}/{total} loss 0.5\n" for step in range(1, records_before + 1)))
-        reader, tail = jobs.TrainerLogReader(log_path), jobs.LogTail(text_log)
+        reader, tail = runfolder.TrainerLogReader(log_path), jobs.LogTail(text_log)
         job = {"state": "running", "started": time.time() - 600}
         reader.poll()
         tail.poll()

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.runfolder import BOARD_FILES  # the board's job files: they do not make export_dir "non-empty"
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ExportError", "export_model"]
 
-# Files the board writes into a job folder: they do not make export_dir "non-empty".
-_JOB_FILES = {"job.yaml", "job.json", "job.log"}
 _STEPS = 5
 
 
@@ -43,7 +42,9 @@ def _check_export_dir(model_args: Any) -> Path:
     export_dir = Path(model_args.export_dir).expanduser()
     if export_dir.exists() and not export_dir.is_dir():
         raise ExportError(f"export_dir: {export_dir} is a file — give a folder")
-    leftovers = sorted(p.name for p in export_dir.iterdir() if p.name not in _JOB_FILES) if export_dir.is_dir() else []
+    leftovers = (
+        sorted(p.name for p in export_dir.iterdir() if p.name not in BOARD_FILES) if export_dir.is_dir() else []
+    )
     if leftovers and not model_args.export_overwrite:
         shown = ", ".join(leftovers[:5]) + (", ..." if len(leftovers) > 5 else "")
         raise ExportError(
@@ -154,11 +155,11 @@ def export_model(args: dict | str | list[str] | None = None) -> Path:
         api.upload_folder(
             repo_id=model_args.export_hub_model_id,
             folder_path=str(export_dir),
-            ignore_patterns=sorted(_JOB_FILES),
+            ignore_patterns=sorted(BOARD_FILES),
             commit_message="Export from LlamaBoard",
         )
 
-    files = [p for p in export_dir.iterdir() if p.is_file() and p.name not in _JOB_FILES]
+    files = [p for p in export_dir.iterdir() if p.is_file() and p.name not in BOARD_FILES]
     shards = [p for p in files if p.suffix == ".safetensors"]
     _step(steps, f"checked: {len(shards)} weight shard(s)", steps)
     total = sum(p.stat().st_size for p in files)

@@ -18,6 +18,7 @@ HEAVY = ["torch", "transformers", "trl", "peft", "datasets", "accelerate"]
 PURE_MODULES = [
     "core",
     "core.paths",
+    "core.runfolder",
     "core.errors",
     "core.hparams",
     "core.hparams.keys",
@@ -39,6 +40,8 @@ PURE_MODULES = [
     "core.chat",
     "core.chat_client",
     "webui.app",
+    "webui.board",
+    "webui.controls",
 ]
 
 # Pure calls, not just imports: what the board and the fast CLI commands run.

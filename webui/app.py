@@ -53,8 +53,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     _prepare_gradio_import()
     import gradio as gr
 
-    from webui.handlers import Board
-    from webui.handlers_infer import Infer
+    from webui.board import Board, Infer
     from webui.tabs.chat import bind_chat, create_chat_tab
     from webui.tabs.evaluate import bind_eval, create_eval_tab
     from webui.tabs.export import bind_export, create_export_tab
@@ -100,7 +99,10 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
 
 def _bind_page_load(board: Any, demo: gr.Blocks) -> None:
     """A page (re)load shows the running job (else the newest run) and the choices remembered since start."""
-    from webui.handlers import LIVE_VIEW, SECTIONS, TOP_BAR, bind
+    from webui.handlers.choices import SECTIONS
+    from webui.handlers.events import bind
+    from webui.handlers.live import LIVE_VIEW
+    from webui.handlers.top import TOP_BAR
 
     remembered = [*board.manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
     page = ["train.poll_state", "train.loss_log_y", *TOP_BAR]

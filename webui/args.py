@@ -27,6 +27,7 @@ import yaml
 
 from core.paths import saves_dir
 from webui import models
+from webui.controls import FREEZE_KEYS, LORA_KEYS, PPO_KEYS, PREF_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -108,21 +109,6 @@ WHEN_MISSING: dict[str, Any] = {
 shows these so that saving a loaded YAML back does not change the run. (lora_alpha and packing depend on other
 keys and are filled in `args_to_form`.)"""
 
-FREEZE_KEYS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
-LORA_KEYS = (
-    "lora_rank",
-    "lora_alpha",
-    "lora_dropout",
-    "loraplus_lr_ratio",
-    "create_new_adapter",
-    "use_rslora",
-    "use_dora",
-    "pissa_init",
-    "lora_target",
-    "additional_target",
-)
-PREF_KEYS = ("pref_beta", "pref_ftx", "pref_loss")
-PPO_KEYS = ("reward_model", "ppo_score_norm", "ppo_whiten_rewards")
 PREF_STAGES = ("dpo", "kto")
 
 INT_KEYS = (

@@ -3,7 +3,8 @@
 Everything the board shows about a job comes from the job's folder (DESIGN.md section 3), so a job outlives the
 browser tab and the board. Readers keep a byte offset and read only what was appended since the last poll, so a
 poll costs the same at step 10 and at step 100,000; a half-written last line waits for the next poll.
-Run folders written by LLaMA-Factory (training_args.yaml, running_log.txt, trainer_log.jsonl) read too.
+Run folders written by LLaMA-Factory (training_args.yaml, running_log.txt, trainer_log.jsonl) read too. The file
+names and the trainer_log.jsonl reader are core.runfolder's (TrainerLogReader is imported here for the readers' users).
 """
 
 from __future__ import annotations
@@ -18,20 +19,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from core.runfolder import (
+    JOB_JSON,
+    JOB_LOG,
+    JOB_YAML,
+    LF_ARGS,
+    LF_LOG,
+    RESULT_FILES,
+    TRAINER_LOG,
+    TrainerLogReader,  # noqa: F401 (the incremental reader of a run folder, with LogTail below)
+    format_hms,
+    hms_seconds,
+    read_args,
+    run_stage,
+)
 
 logger = logging.getLogger(__name__)
 
-JOB_JSON = "job.json"
-JOB_YAML = "job.yaml"
-JOB_LOG = "job.log"
-TRAINER_LOG = "trainer_log.jsonl"
-LF_ARGS = "training_args.yaml"
-LF_LOG = "running_log.txt"
-
 STATES = ("queued", "running", "finished", "failed", "aborted")
 LIVE_STATES = ("queued", "running")
-RESULT_FILES = ("train_results.json", "all_results.json")
 
 # Weights that make a folder usable as a checkpoint, per finetuning method.
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -49,55 +55,6 @@ _TAIL_BYTES = 64 * 1024
 
 
 # --- Readers -------------------------------------------------------------------------------------------------------
-
-
-class TrainerLogReader:
-    """Incremental reader of a trainer_log.jsonl.
-
-    `poll()` returns the complete records appended since the last poll; `records` holds them all. Only new
-    bytes are read (`bytes_read` counts them); a last line without its newline is left for the next poll; a
-    line that is not JSON is skipped with a debug log line; a truncated or replaced file starts over.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.records: list[dict[str, Any]] = []
-        self.bytes_read = 0
-        self._offset = 0
-        self._inode: int | None = None
-
-    def poll(self) -> list[dict[str, Any]]:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return []
-        if stat.st_ino != self._inode or stat.st_size < self._offset:
-            if self._inode is not None:
-                logger.info("%s was replaced or truncated; reading it again from the start.", self.path)
-            self._inode, self._offset, self.records = stat.st_ino, 0, []
-        if stat.st_size == self._offset:
-            return []
-        with self.path.open("rb") as handle:
-            handle.seek(self._offset)
-            chunk = handle.read(stat.st_size - self._offset)
-        self.bytes_read += len(chunk)
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []
-        self._offset += end + 1
-        new = []
-        for line in chunk[:end].decode("utf-8", errors="replace").split("\n"):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                logger.debug("Skipping a line of %s that is not JSON: %r", self.path, line[:200])
-                continue
-            if isinstance(record, dict):
-                new.append(record)
-        self.records.extend(new)
-        return new
 
 
 class LogTail:
@@ -290,7 +247,6 @@ def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     job = _read_json(run_dir / JOB_JSON)
     if job is not None:
         job.setdefault("format", "llamaboard")
-        args_file = run_dir / JOB_YAML
         job.setdefault("log", JOB_LOG)
         # Queued and not yet started: just written, or waiting in the runner's queue (it keeps queue_position).
         waiting = _recent(job.get("created")) or bool(job.get("queue_position"))
@@ -299,7 +255,6 @@ def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
             job["state"], job["error"] = settled_state(run_dir, job)
             job["stale"] = True
     elif (run_dir / LF_ARGS).exists() or (run_dir / LF_LOG).exists():
-        args_file = run_dir / LF_ARGS
         finished = any((run_dir / name).exists() for name in RESULT_FILES)
         error = "" if finished else error_summary(read_tail(run_dir / LF_LOG))
         job = {
@@ -311,7 +266,6 @@ def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         }
     elif (run_dir / JOB_YAML).exists() and (run_dir / TRAINER_LOG).exists():
         # A run started from the CLI: no job.json, but the same files.
-        args_file = run_dir / JOB_YAML
         finished = any((run_dir / name).exists() for name in RESULT_FILES)
         job = {"format": "cli", "state": "finished" if finished else "unknown", "error": "", "log": JOB_LOG}
         job["created"] = (run_dir / JOB_YAML).stat().st_mtime
@@ -321,21 +275,13 @@ def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     job["name"] = run_dir.name
     job["log_path"] = str(run_dir / job["log"])
     if "stage" not in job:
-        job["stage"] = _stage_from_args(args_file)
+        job["stage"] = run_stage(read_args(run_dir))
     record = last_record(run_dir / TRAINER_LOG)
     job["steps"] = int(record.get("current_steps", 0)) if record else 0
     job["total_steps"] = int(record.get("total_steps", 0)) if record else 0
     if not job.get("created"):
         job["created"] = run_dir.stat().st_mtime
     return job
-
-
-def _stage_from_args(path: Path) -> str:
-    try:
-        args = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return ""
-    return str(args.get("stage", "sft")) if isinstance(args, dict) else ""
 
 
 # --- Lists of runs and checkpoints -----------------------------------------------------------------------------------
@@ -409,27 +355,6 @@ def list_checkpoints(saves_root: str | os.PathLike, model_name: str, finetuning_
 # --- Progress -------------------------------------------------------------------------------------------------------
 
 
-def format_seconds(seconds: float | None) -> str:
-    """H:MM:SS, as LLaMA-Factory writes elapsed and remaining times; "" for None."""
-    if seconds is None:
-        return ""
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _hms_to_seconds(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parts = [float(part) for part in text.split(":")]
-    except ValueError:
-        return None
-    seconds = 0.0
-    for part in parts:
-        seconds = seconds * 60 + part
-    return seconds
-
-
 def progress(records: list[dict[str, Any]], job: dict[str, Any] | None) -> dict[str, Any]:
     """Where a job stands: current and total steps, percentage, elapsed and remaining (H:MM:SS), and a short
     label "current/total · elapsed < remaining". While the job runs, elapsed counts from its start time so the
@@ -442,10 +367,10 @@ def progress(records: list[dict[str, Any]], job: dict[str, Any] | None) -> dict[
     percentage = float(record.get("percentage", 100.0 * current / total if total else 0.0))
     elapsed = record.get("elapsed_s")
     if elapsed is None:
-        elapsed = _hms_to_seconds(record.get("elapsed_time"))
+        elapsed = hms_seconds(record.get("elapsed_time"))
     remaining = record.get("remaining_s")
     if remaining is None:
-        remaining = _hms_to_seconds(record.get("remaining_time"))
+        remaining = hms_seconds(record.get("remaining_time"))
     state = job.get("state", "")
     started = _parse_time(job.get("started"))
     if state == "running" and started:
@@ -459,7 +384,7 @@ def progress(records: list[dict[str, Any]], job: dict[str, Any] | None) -> dict[
         percentage, remaining = 100.0, 0.0
         current = total = max(current, total)
     percentage = max(0.0, min(100.0, round(percentage, 2)))
-    elapsed_text, remaining_text = format_seconds(elapsed), format_seconds(remaining)
+    elapsed_text, remaining_text = format_hms(elapsed), format_hms(remaining)
     label = f"{current}/{total}" if total else ""
     if elapsed_text:
         label += f" · {elapsed_text}" if label else elapsed_text

@@ -31,9 +31,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from core.runfolder import TRAINER_LOG, format_hms, read_log_records
+
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "trainer_log.jsonl"
 # About this many prediction records per pass, however many batches it has.
 PREDICTION_RECORDS = 50
 
@@ -52,28 +53,6 @@ _NOT_METRICS = {
     "eval_tokens_per_second",
 }
 _RENAMED = {"learning_rate": "lr"}
-
-
-def format_hms(seconds: float) -> str:
-    """Seconds -> `H:MM:SS`, as LLaMA-Factory writes elapsed_time / remaining_time."""
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def read_log_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a trainer_log.jsonl; a half-written last line (a killed writer) is skipped."""
-    records = []
-    path = Path(path)
-    if not path.is_file():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
 
 
 class LogCallback(TrainerCallback):
@@ -104,7 +83,7 @@ class LogCallback(TrainerCallback):
         self.start_tokens = getattr(state, "num_input_tokens_seen", 0) or 0
         if not state.is_world_process_zero:
             return
-        self.path = (self.output_dir or Path(args.output_dir)) / LOG_FILE
+        self.path = (self.output_dir or Path(args.output_dir)) / TRAINER_LOG
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_log_records(self.path) if r.get("current_steps", 0) <= state.global_step]
         if state.global_step == 0:
@@ -148,7 +127,7 @@ class LogCallback(TrainerCallback):
         if done % interval and done != total:
             return
         if self.path is None:
-            self.path = (self.output_dir or Path(args.output_dir)) / LOG_FILE
+            self.path = (self.output_dir or Path(args.output_dir)) / TRAINER_LOG
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elapsed = now - self._pass_start
         # The first batch also holds the set-up before it, so the pace is measured from its end when possible.

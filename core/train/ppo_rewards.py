@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from core.train.ppo_trainer import Rollout
+    from core.train.ppo_trainer import RewardFn, Rollout
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ REWARD_RULES: dict[str, Callable[[str, str, str], float]] = {
     "reference_f1": reference_f1,
     "uppercase": uppercase,
 }
-
-RewardFn = Callable[["Rollout"], torch.Tensor]
 
 
 def _score_with_value_head(

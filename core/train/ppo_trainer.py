@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,6 @@ from transformers import GenerationConfig, Trainer, TrainerControl, TrainerState
 from transformers.optimization import get_scheduler
 from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
 
-from core.train.ppo_rewards import RewardFn
 from core.train.pref_losses import token_logps
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ class Rollout:
             [self.responses[i] for i in idx],
             [self.references[i] for i in idx],
         )
+
+
+RewardFn = Callable[[Rollout], torch.Tensor]
+"""A reward: one float per sequence of a rollout, shape [B] (core.train.ppo_rewards makes them)."""
 
 
 def cut_after_stop(response: torch.Tensor, stop_ids: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,6 +23,7 @@ from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
 from core.model import load_model, load_tokenizer
 from core.model.valuehead import load_valuehead_checkpoint
+from core.runfolder import PREDICTIONS
 from core.train.trainer_utils import create_loraplus_optimizer, plot_loss, quiet_trainer, write_results
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def compute_pair_accuracy(eval_preds) -> dict[str, float]:
 
 def save_scores(output_dir: str | Path, scores: np.ndarray) -> Path:
     """`generated_predictions.jsonl` for rm: {"chosen": score, "rejected": score} per pair."""
-    path = Path(output_dir) / "generated_predictions.jsonl"
+    path = Path(output_dir) / PREDICTIONS
     with path.open("w", encoding="utf-8") as handle:
         for chosen, rejected in np.asarray(scores).tolist():
             handle.write(json.dumps({"chosen": round(chosen, 4), "rejected": round(rejected, 4)}) + "\n")

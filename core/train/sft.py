@@ -22,6 +22,7 @@ from core.data.collator import SFTDataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
 from core.model import load_model, load_tokenizer
+from core.runfolder import PREDICTIONS
 from core.train.metrics import compute_generation_metrics
 from core.train.trainer_utils import create_loraplus_optimizer, plot_loss, quiet_trainer, write_results
 
@@ -95,7 +96,7 @@ def save_predictions(output_dir: str | Path, dataset, output, tokenizer, skip_sp
     prompts = [tokenizer.decode(ids, skip_special_tokens=False) for ids in dataset["input_ids"]]
     labels = _decode(tokenizer, output.label_ids, skip_special_tokens)
     predictions = _decode(tokenizer, output.predictions, skip_special_tokens)
-    path = Path(output_dir) / "generated_predictions.jsonl"
+    path = Path(output_dir) / PREDICTIONS
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for prompt, label, predict in zip(prompts, labels, predictions, strict=True):

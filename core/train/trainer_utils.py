@@ -16,9 +16,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from core.runfolder import BOARD_FILES, TRAINER_LOG, read_log_records
+
 logger = logging.getLogger(__name__)
 
-BOARD_FILES = {"job.yaml", "job.json", "job.log"}
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 
@@ -76,7 +77,7 @@ def prepare_output_dir(training_args: Any) -> None:
             return  # one process clears the folder; the others would race it
         for path in checkpoints:
             shutil.rmtree(path, ignore_errors=True)
-        (output_dir / "trainer_log.jsonl").unlink(missing_ok=True)
+        (output_dir / TRAINER_LOG).unlink(missing_ok=True)
         if checkpoints:
             logger.info("overwrite_output_dir: removed %d old checkpoints in %s", len(checkpoints), output_dir)
         return
@@ -149,9 +150,7 @@ def plot_loss(output_dir: str | Path, keys: tuple[str, ...] = ("loss", "eval_los
     except ImportError:
         logger.info("plot_loss: matplotlib is not installed, no plot saved (pip install matplotlib).")
         return []
-    from core.train.callbacks import LOG_FILE, read_log_records
-
-    records = read_log_records(Path(output_dir) / LOG_FILE)
+    records = read_log_records(Path(output_dir) / TRAINER_LOG)
     saved = []
     for key in keys:
         points = [(r["current_steps"], r[key]) for r in records if key in r]

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from core.runfolder import JOB_YAML
 from core.train.pt import run_pt
 from core.train.rm import run_rm
 from core.train.sft import run_sft
@@ -74,7 +75,7 @@ def configure_logging() -> None:
 
 def write_job_yaml(output_dir: str | os.PathLike, args: dict[str, Any]) -> Path:
     """`<output_dir>/job.yaml` with the argument dict as run, unless an identical one is there (the board's)."""
-    path = Path(output_dir) / "job.yaml"
+    path = Path(output_dir) / JOB_YAML
     if path.is_file():
         try:
             if yaml.safe_load(path.read_text(encoding="utf-8")) == args:

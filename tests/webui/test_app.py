@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from webui import handlers
-from webui.handlers import ALERTS
+from webui.handlers import preview as handlers
+from webui.handlers.events import ALERTS
 from webui.manager import entry
 from webui.tabs import top, train
 

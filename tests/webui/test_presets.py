@@ -10,7 +10,7 @@ import pytest
 
 from webui import models
 from webui.args import FORM_DEFAULTS
-from webui.handlers import PRESET_CONTROLS
+from webui.handlers.choices import PRESET_CONTROLS
 
 DEMO = models.DEMO
 PRESET = models.train_defaults(DEMO)

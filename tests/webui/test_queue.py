@@ -198,7 +198,7 @@ def test_a_deepspeed_choice_writes_its_config_into_the_run_folder(saves: Path, s
 
 
 def test_board_start_passes_devices_and_deepspeed_and_says_queued(ui, board_home: Path) -> None:
-    from webui.handlers import ALERTS
+    from webui.handlers.events import ALERTS
 
     board = ui.board
     manager = board.manager

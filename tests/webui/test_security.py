@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from webui import jobs
-from webui.handlers import ALERTS
+from webui.handlers.events import ALERTS
 from webui.paths import PathRefused, Roots, secret_problems
 from webui.runner import Runner, RunnerError
 
@@ -404,14 +404,14 @@ raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), sys.argv[-1])
 
 def _board_stays_up(board: Any, run_dir: Path) -> str:
     """The board still answers for the run: its progress bar, from a fresh poll."""
-    from webui.handlers import Board
+    from webui.board import Board
 
     result = Board(board.runner).poll({"top.lang": "en", "train.view_run": str(run_dir), "train.notes": []})
     return result["train.progress"]
 
 
 def test_a_failing_and_a_killed_job_end_failed_with_their_cause(tmp_path: Path) -> None:
-    from webui.handlers import Board
+    from webui.board import Board
 
     saves = tmp_path / "saves"
     failing = Runner(saves_root=saves, devices=[], job_command=[sys.executable, str(FAKE_JOB), "--mode", "fail"])
@@ -445,7 +445,7 @@ def _mount_tmpfs(folder: Path, size: str) -> bool:
 
 def test_a_job_that_fills_the_output_disk_ends_failed_saying_so(tmp_path: Path) -> None:
     """On a real 1 MiB tmpfs when this machine lets us mount one (root); else the job raises ENOSPC itself."""
-    from webui.handlers import Board
+    from webui.board import Board
 
     saves = tmp_path / "saves"
     disk = saves / "demo" / "lora"

@@ -9,8 +9,8 @@ from typing import Any
 import psutil
 import pytest
 
-from webui.handlers import ALERTS
-from webui.handlers_infer import _shown_answer
+from webui.handlers.chat import _shown_answer
+from webui.handlers.events import ALERTS
 
 
 def _values(**changes: Any) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def test_wrong_model_path_is_a_clear_message_and_the_board_stays_up(infer: Any, 
 
 
 def test_side_by_side_answers_stream_token_by_token_into_both_boxes(infer: Any, monkeypatch) -> None:
-    import webui.handlers_infer as handlers_infer
+    import webui.handlers.chat as handlers_infer
 
     loading = [update["chat.info"] for update in infer.chat_load(_values(side_by_side=True)) if "chat.info" in update]
     assert "Importing" in loading[1] or "Loading" in loading[1]  # steps are shown while loading, not only the end

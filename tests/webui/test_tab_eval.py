@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from webui.handlers import ALERTS, Board
-from webui.handlers_infer import Infer, read_metrics, read_predictions
+from webui.board import Board, Infer
+from webui.handlers.evaluate import read_metrics, read_predictions
+from webui.handlers.events import ALERTS
 from webui.manager import Manager
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from webui.handlers import ALERTS, Board
-from webui.handlers_infer import Infer, export_progress
+from webui.board import Board, Infer
+from webui.handlers.events import ALERTS
+from webui.handlers.export import export_progress
 from webui.manager import Manager
 
 

@@ -6,13 +6,16 @@ message at the same time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from webui import handlers, handlers_infer
+from webui.controls import TOP_ARGUMENTS
+from webui.handlers.events import bind, bind_stream
 from webui.manager import button_label, choice_pairs, initial
-from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
+
+if TYPE_CHECKING:
+    from webui.board import Infer
 
 INFER_DTYPES = ("auto", "float16", "bfloat16", "float32")
 ROLES = ("user", "observation")
@@ -105,16 +108,16 @@ def create_chat_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.C
     return elems
 
 
-def bind_chat(infer: handlers_infer.Infer) -> None:
+def bind_chat(infer: Infer) -> None:
     """Events of the Chat tab: load / unload (streaming the loading steps), submit (streaming the answers), stop,
     clear, the side-by-side switch."""
     board = infer.board
     m = board.manager
     top_form = [f"top.{name}" for name in TOP_ARGUMENTS]
     load_in = [*top_form, "chat.infer_dtype", "chat.side_by_side", "chat.compare_path"]
-    handlers_infer.bind_stream(board, m["chat.load"].click, infer.chat_load, load_in, ["chat.info"])
-    handlers.bind(board, m["chat.unload"].click, infer.chat_unload, [], ["chat.info"])
-    handlers.bind(
+    bind_stream(board, m["chat.load"].click, infer.chat_load, load_in, ["chat.info"])
+    bind(board, m["chat.unload"].click, infer.chat_unload, [], ["chat.info"])
+    bind(
         board,
         m["chat.side_by_side"].input,
         infer.chat_side,
@@ -136,11 +139,9 @@ def bind_chat(infer: handlers_infer.Infer) -> None:
         "chat.seed",
     ]
     send_out = ["chat.chatbot", "chat.chatbot_b", "chat.history", "chat.query"]
-    handlers_infer.bind_stream(board, m["chat.submit"].click, infer.chat_send, send_in, send_out)
-    handlers_infer.bind_stream(
-        board, m["chat.query"].submit, infer.chat_send, send_in, send_out, api_name="chat_enter"
-    )
+    bind_stream(board, m["chat.submit"].click, infer.chat_send, send_in, send_out)
+    bind_stream(board, m["chat.query"].submit, infer.chat_send, send_in, send_out, api_name="chat_enter")
     compare = ["top.model_name", "top.model_path", "top.finetuning_type"]
-    handlers.bind(board, m["chat.compare_path"].focus, infer.chat_compare_choices, compare, ["chat.compare_path"])
-    handlers.bind(board, m["chat.stop"].click, infer.chat_stop, [], [])
-    handlers.bind(board, m["chat.clear"].click, infer.chat_clear, [], send_out)
+    bind(board, m["chat.compare_path"].focus, infer.chat_compare_choices, compare, ["chat.compare_path"])
+    bind(board, m["chat.stop"].click, infer.chat_stop, [], [])
+    bind(board, m["chat.clear"].click, infer.chat_clear, [], send_out)

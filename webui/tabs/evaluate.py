@@ -1,18 +1,22 @@
 """The Evaluate & Predict tab: datasets, lengths, batch size, generation settings and a run name; Start runs an eval
-job through the board's runner (webui.handlers_infer.Infer.eval_start), and the tab shows its progress and log,
+job through the board's runner (webui/handlers/evaluate.py), and the tab shows its progress and log,
 then the metrics (BLEU-4, ROUGE-1/2/L, runtime) and the predictions a page at a time (prompt, label, prediction).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from webui import handlers, handlers_infer
+from webui.controls import TOP_ARGUMENTS
+from webui.handlers import choices
+from webui.handlers.events import bind
 from webui.manager import button_label, initial
 from webui.tabs.jobview import add_job_view
-from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
+
+if TYPE_CHECKING:
+    from webui.board import Infer
 
 # Controls that become arguments of the eval job (Infer.eval_args reads them).
 ARGUMENTS = (
@@ -46,7 +50,7 @@ def create_eval_tab(lang: str) -> dict[str, gr.components.Component]:
             "dataset",
             gr.Dropdown(
                 choices=_choices("demo"),
-                value=handlers_infer.default_eval_datasets("demo"),
+                value=choices.default_eval_datasets("demo"),
                 multiselect=True,
                 allow_custom_value=True,
                 scale=4,
@@ -94,7 +98,7 @@ def create_eval_tab(lang: str) -> dict[str, gr.components.Component]:
         )
         add(
             "output_dir",
-            gr.Textbox(value=handlers_infer.default_eval_name(), elem_id="eval_output_dir", **text("output_dir")),
+            gr.Textbox(value=choices.default_eval_name(), elem_id="eval_output_dir", **text("output_dir")),
         )
     # The eval run shown: set by Start, or found again by the timer after a page reload.
     add_job_view(add, lang, "eval")
@@ -115,16 +119,15 @@ def create_eval_tab(lang: str) -> dict[str, gr.components.Component]:
 
 def _choices(dataset_dir: str) -> list[str]:
     try:
-        return handlers_infer.sft_datasets(dataset_dir)
+        return choices.sft_datasets(dataset_dir)
     except Exception:  # the registry's error is shown when the user changes the folder
         return []
 
 
-def bind_eval(infer: handlers_infer.Infer) -> None:
+def bind_eval(infer: Infer) -> None:
     """Events of the Evaluate & Predict tab: data folder, Start / Abort, the predictions pages, the timer."""
     board = infer.board
     m = board.manager
-    bind = handlers.bind
     top_form = [f"top.{name}" for name in TOP_ARGUMENTS]
     form = [*top_form, *(f"eval.{name}" for name in ARGUMENTS), "train.compute_type"]
     results = [

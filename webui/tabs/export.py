@@ -5,14 +5,18 @@ from the page). A non-empty folder needs the overwrite box ticked. Runs as a `co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from webui import handlers, handlers_infer
+from webui.controls import TOP_ARGUMENTS
+from webui.handlers import choices
+from webui.handlers.events import bind
 from webui.manager import choice_pairs, initial
 from webui.tabs.jobview import add_job_view
-from webui.tabs.top import ARGUMENTS as TOP_ARGUMENTS
+
+if TYPE_CHECKING:
+    from webui.board import Infer
 
 INFER_DTYPES = ("auto", "float16", "bfloat16", "float32")
 EXPORT_DEVICES = ("cpu", "auto")
@@ -33,7 +37,7 @@ def create_export_tab(lang: str) -> dict[str, gr.components.Component]:
     with gr.Row(equal_height=True):
         add(
             "export_dir",
-            gr.Textbox(value=handlers_infer.default_export_dir(), scale=3, elem_id="export_dir", **text("export_dir")),
+            gr.Textbox(value=choices.default_export_dir(), scale=3, elem_id="export_dir", **text("export_dir")),
         )
         add(
             "export_size",
@@ -71,7 +75,7 @@ def create_export_tab(lang: str) -> dict[str, gr.components.Component]:
     return elems
 
 
-def bind_export(infer: handlers_infer.Infer) -> None:
+def bind_export(infer: Infer) -> None:
     """Events of the Export tab: Export / Abort and the timer that follows the job."""
     board = infer.board
     m = board.manager
@@ -79,7 +83,7 @@ def bind_export(infer: handlers_infer.Infer) -> None:
     form = [*top_form, *(f"export.{name}" for name in ARGUMENTS)]
     live = ["export.view_run", "export.poll_state", "export.progress", "export.output_box"]
     start_out = [*live, "export.export_dir", "export.export_overwrite"]
-    handlers.bind(board, m["export.start"].click, infer.export_start, form, start_out)
-    handlers.bind(board, m["export.abort"].click, infer.export_abort, ["export.view_run"], [])
+    bind(board, m["export.start"].click, infer.export_start, form, start_out)
+    bind(board, m["export.abort"].click, infer.export_abort, ["export.view_run"], [])
     poll = ["export.view_run", "export.poll_state"]
-    handlers.bind(board, m["export.timer"].tick, infer.export_poll, poll, live, queue=True)
+    bind(board, m["export.timer"].tick, infer.export_poll, poll, live, queue=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from webui import handlers
+from webui.handlers.render import progress_html
 from webui.manager import button_label, initial
 
 
@@ -21,7 +21,7 @@ def add_job_view(add: Callable[[str, Any], Any], lang: str, tab: str) -> None:
     add("view_run", gr.State(None))
     add("poll_state", gr.State({}))
     add("timer", gr.Timer(2.0))
-    add("progress", gr.HTML(handlers.progress_html(lang, None, None), elem_id=f"{tab}_progress"))
+    add("progress", gr.HTML(progress_html(lang, None, None), elem_id=f"{tab}_progress"))
     add(
         "output_box",
         gr.Textbox(

@@ -3,15 +3,19 @@ state, steps and error. Picking a row shows that run in the Train tab's live vie
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from webui import handlers
+from webui.handlers.events import bind
+from webui.handlers.live import LIVE_VIEW
 from webui.manager import initial
 
+if TYPE_CHECKING:
+    from webui.board import Board
 
-def create_runs_tab(lang: str, board: handlers.Board) -> dict[str, gr.components.Component]:
+
+def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Component]:
     """Build the Runs tab in `lang`."""
     with gr.Row():
         refresh = gr.Button(size="sm", scale=0, min_width=160, elem_id="runs_refresh", **_button(lang))
@@ -27,12 +31,12 @@ def create_runs_tab(lang: str, board: handlers.Board) -> dict[str, gr.components
     return {"refresh": refresh, "table": table}
 
 
-def bind_runs(board: handlers.Board, tabs: gr.Tabs) -> None:
+def bind_runs(board: Board, tabs: gr.Tabs) -> None:
     """Refresh re-reads the saves folder; a click on a row opens that run in the Train tab."""
     m = board.manager
-    handlers.bind(board, m["runs.refresh"].click, board.refresh_runs_table, [], ["runs.table"])
+    bind(board, m["runs.refresh"].click, board.refresh_runs_table, [], ["runs.table"])
 
-    live = [*handlers.LIVE_VIEW]
+    live = [*LIVE_VIEW]
     outputs = [m[key] for key in sorted({*live, "train.output_box", "train.notes"})] + [tabs]
 
     def open_run(values: dict[Any, Any], evt: gr.SelectData) -> dict[Any, Any]:

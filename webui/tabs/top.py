@@ -5,25 +5,19 @@ Every control except `lang` sets the argument it is named after (through `webui.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from webui import handlers
+from webui.controls import TOP_ARGUMENTS as ARGUMENTS
+from webui.handlers import choices
+from webui.handlers.events import bind
 from webui.manager import LANGUAGES, choice_pairs, initial
 
-# Controls that become arguments (the form keys `build_args` reads); `lang` is board state only.
-ARGUMENTS = (
-    "model_name",
-    "model_path",
-    "finetuning_type",
-    "checkpoint_path",
-    "quantization_bit",
-    "quantization_method",
-    "template",
-    "rope_scaling",
-    "booster",
-)
+if TYPE_CHECKING:
+    from webui.board import Board
+
+__all__ = ["ARGUMENTS", "bind_top", "create_top"]
 
 FINETUNING_TYPES = ("lora", "freeze", "full")
 QUANTIZATION_BITS = ("none", "8", "4")
@@ -35,7 +29,7 @@ BOOSTERS = ("auto", "flashattn2", "liger_kernel")
 
 def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Component]:
     """Build the top bar in `lang`, starting from the remembered choices `saved` (webui.config)."""
-    model_name = saved.get("model_name") or handlers.default_model_name()
+    model_name = saved.get("model_name") or choices.default_model_name()
     finetuning_type = saved.get("finetuning_type") if saved.get("finetuning_type") in FINETUNING_TYPES else "lora"
 
     def text(key: str) -> dict[str, Any]:
@@ -51,7 +45,7 @@ def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Comp
             **text("lang"),
         )
         model_name_box = gr.Dropdown(
-            choices=handlers.model_names(),
+            choices=choices.model_names(),
             value=model_name,
             allow_custom_value=True,
             scale=3,
@@ -59,7 +53,7 @@ def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Comp
             **text("model_name"),
         )
         model_path = gr.Textbox(
-            value=saved.get("model_path") or handlers.model_path_of(model_name),
+            value=saved.get("model_path") or choices.model_path_of(model_name),
             scale=3,
             elem_id="model_path",
             **text("model_path"),
@@ -74,7 +68,7 @@ def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Comp
             **text("finetuning_type"),
         )
         checkpoint_path = gr.Dropdown(
-            choices=handlers.checkpoint_choices(model_name, finetuning_type),
+            choices=choices.checkpoint_choices(model_name, finetuning_type),
             value=[],
             multiselect=True,
             allow_custom_value=True,
@@ -99,8 +93,8 @@ def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Comp
             **text("quantization_method"),
         )
         template = gr.Dropdown(
-            choices=handlers.template_names(),
-            value=saved.get("template") or handlers.default_template_of(model_name),
+            choices=choices.template_names(),
+            value=saved.get("template") or choices.default_template_of(model_name),
             allow_custom_value=True,
             scale=1,
             elem_id="template",
@@ -135,36 +129,36 @@ def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Comp
     }
 
 
-def bind_top(board: handlers.Board) -> None:
+def bind_top(board: Board) -> None:
     """Events of the top bar. `.input` fires on user changes only, so values set by a handler (a loaded config,
     a model's default template) never cascade into further handlers."""
     m = board.manager
     everything = [key for key in m.labelled()]
-    handlers.bind(board, m["top.lang"].input, board.change_lang, ["top.lang"], everything + ["train.poll_state"])
-    handlers.bind(
+    bind(board, m["top.lang"].input, board.change_lang, ["top.lang"], everything + ["train.poll_state"])
+    bind(
         board,
         m["top.model_name"].input,
         board.change_model,
-        ["top.model_name", "top.model_path", "top.finetuning_type", "top.template", *handlers.PRESET_CONTROLS],
-        ["top.model_path", "top.template", "top.checkpoint_path", "train.reward_model", *handlers.PRESET_CONTROLS],
+        ["top.model_name", "top.model_path", "top.finetuning_type", "top.template", *choices.PRESET_CONTROLS],
+        ["top.model_path", "top.template", "top.checkpoint_path", "train.reward_model", *choices.PRESET_CONTROLS],
     )
-    handlers.bind(
+    bind(
         board,
         m["top.model_path"].blur,
         board.change_model_path,
         ["top.model_name", "top.model_path", "top.finetuning_type"],
         ["top.checkpoint_path", "train.reward_model"],
     )
-    handlers.bind(board, m["top.template"].input, board.change_template, ["top.template"], [])
-    sections = list(handlers.SECTIONS)
-    handlers.bind(
+    bind(board, m["top.template"].input, board.change_template, ["top.template"], [])
+    sections = list(choices.SECTIONS)
+    bind(
         board,
         m["top.finetuning_type"].input,
         board.change_method,
         ["top.model_name", "top.model_path", "top.finetuning_type", "train.stage"],
         ["top.checkpoint_path", "train.reward_model", *sections],
     )
-    handlers.bind(
+    bind(
         board,
         m["top.checkpoint_path"].focus,
         board.refresh_checkpoints,

@@ -1,0 +1,184 @@
+"""The controls that become arguments, declared once: name, kind, and the gradio options of each (pure data).
+
+A control is named after the argument it sets; webui/tabs/train.py lays the Train tab's out row by row from
+`TRAIN_SECTIONS` through one factory (webui.tabs.factory.make), which fills in the value (webui.args.FORM_DEFAULTS),
+the element id and the labels (locales) from the name. Everything that needs to know which controls exist derives
+it from here: the form argument lists (TOP_ARGUMENTS, TRAIN_ARGUMENTS), the section key sets webui.args leaves out
+when they do not apply (FREEZE_KEYS, LORA_KEYS, PREF_KEYS, PPO_KEYS), and the handlers' input lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Control:
+    """One argument control: `kind` is the gradio component (number, slider, dropdown, checkbox, textbox),
+    `options` its keyword arguments; `labelled` choices are shown by their locale names (choice_pairs)."""
+
+    name: str
+    kind: str
+    options: dict[str, Any] = field(default_factory=dict)
+    labelled: bool = False
+
+
+def number(name: str, **options: Any) -> Control:
+    return Control(name, "number", options)
+
+
+def slider(name: str, minimum: float, maximum: float, step: float, **options: Any) -> Control:
+    return Control(name, "slider", {"minimum": minimum, "maximum": maximum, "step": step, **options})
+
+
+def dropdown(name: str, choices: Any = (), labelled: bool = False, **options: Any) -> Control:
+    return Control(name, "dropdown", {"choices": choices, **options}, labelled)
+
+
+def checkbox(name: str, **options: Any) -> Control:
+    return Control(name, "checkbox", options)
+
+
+def textbox(name: str, **options: Any) -> Control:
+    return Control(name, "textbox", options)
+
+
+Row = tuple[Control, ...]
+
+
+def names(rows: tuple[Row, ...]) -> tuple[str, ...]:
+    return tuple(control.name for row in rows for control in row)
+
+
+# Choices (tests keep these equal to the core's Literal types)
+STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+COMPUTE_TYPES = ("fp32", "fp16", "bf16", "pure_bf16")
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+)
+REPORT_TO = ("none", "all", "tensorboard", "wandb", "mlflow", "neptune", "trackio")
+PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
+
+TOP_ARGUMENTS = (
+    "model_name",
+    "model_path",
+    "finetuning_type",
+    "checkpoint_path",
+    "quantization_bit",
+    "quantization_method",
+    "template",
+    "rope_scaling",
+    "booster",
+)
+"""The top bar's controls that become arguments (`lang` is board state only); laid out in webui/tabs/top.py."""
+
+# The Train tab, section by section and row by row, in the order the tab shows them.
+DATA: tuple[Row, ...] = (
+    (
+        dropdown("stage", STAGES, labelled=True, scale=2),
+        textbox("dataset_dir", scale=1),
+        dropdown("dataset", multiselect=True, allow_custom_value=True, scale=4),
+    ),
+)
+HYPER: tuple[Row, ...] = (
+    (
+        number("learning_rate", minimum=0),
+        number("num_train_epochs", minimum=0),
+        number("max_grad_norm", minimum=0),
+        number("max_samples", minimum=1, precision=0),
+        dropdown("compute_type", COMPUTE_TYPES, labelled=True),
+    ),
+    (
+        slider("cutoff_len", 4, 131072, 1),
+        slider("per_device_train_batch_size", 1, 1024, 1),
+        slider("gradient_accumulation_steps", 1, 1024, 1),
+        slider("val_size", 0, 1, 0.001),
+        dropdown("lr_scheduler_type", LR_SCHEDULERS),
+    ),
+)
+EXTRA: tuple[Row, ...] = (
+    (
+        slider("logging_steps", 1, 1000, 1),
+        slider("save_steps", 10, 5000, 10),
+        slider("warmup_steps", 0, 5000, 1),
+        slider("neftune_noise_alpha", 0, 10, 0.1),
+        textbox("extra_args", lines=2),
+    ),
+    (
+        checkbox("packing"),
+        checkbox("neat_packing"),
+        checkbox("train_on_prompt"),
+        checkbox("mask_history"),
+        checkbox("resize_vocab"),
+        dropdown("report_to", REPORT_TO, multiselect=True, allow_custom_value=True, scale=2),
+    ),
+)
+FREEZE: tuple[Row, ...] = (
+    (
+        slider("freeze_trainable_layers", -128, 128, 1),
+        textbox("freeze_trainable_modules"),
+        textbox("freeze_extra_modules"),
+    ),
+)
+LORA: tuple[Row, ...] = (
+    (
+        slider("lora_rank", 1, 1024, 1),
+        slider("lora_alpha", 1, 2048, 1),
+        slider("lora_dropout", 0, 1, 0.01),
+        slider("loraplus_lr_ratio", 0, 64, 0.01),
+    ),
+    (
+        checkbox("create_new_adapter"),
+        checkbox("use_rslora"),
+        checkbox("use_dora"),
+        checkbox("pissa_init"),
+        textbox("lora_target", scale=2),
+        textbox("additional_target", scale=2),
+    ),
+)
+PREF: Row = (
+    slider("pref_beta", 0, 1, 0.01),
+    slider("pref_ftx", 0, 10, 0.01),
+    dropdown("pref_loss", PREF_LOSSES),
+)
+PPO: Row = (
+    dropdown("reward_model", allow_custom_value=True),
+    checkbox("ppo_score_norm"),
+    checkbox("ppo_whiten_rewards"),
+)
+RLHF: tuple[Row, ...] = (PREF + PPO,)
+OUTPUT: tuple[Row, ...] = ((textbox("output_dir", scale=2),),)
+
+TRAIN_SECTIONS: dict[str, tuple[Row, ...]] = {
+    "data": DATA,
+    "hyper": HYPER,
+    "extra_tab": EXTRA,
+    "freeze_tab": FREEZE,
+    "lora_tab": LORA,
+    "rlhf_tab": RLHF,
+    "output": OUTPUT,
+}
+"""Every argument control of the Train tab; the keys ending in `_tab` are accordions."""
+
+TRAIN_ARGUMENTS = tuple(name for rows in TRAIN_SECTIONS.values() for name in names(rows))
+"""The Train tab's controls that become arguments (the form keys `build_args` reads), in the order they appear."""
+TRAIN_CONTROLS = {control.name: control for rows in TRAIN_SECTIONS.values() for row in rows for control in row}
+
+FREEZE_KEYS = names(FREEZE)
+LORA_KEYS = names(LORA)
+PREF_KEYS = names((PREF,))
+PPO_KEYS = names((PPO,))
+"""Keys left out of the arguments when the method (freeze, lora) or the stage (dpo / kto, ppo) does not use them."""
+
+JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code")
+"""Controls the runner and Board.guard read at start (devices, DeepSpeed config, remote code), not build_args."""

@@ -1,0 +1,156 @@
+"""The Train tab's live view of a run: progress bar, log box and charts, redrawn by a 2-second timer (`poll`).
+
+Readers are shared by every browser tab that shows a run (one `Watcher` a run folder), and read only the bytes
+appended since the last poll, so a poll costs the same at step 10 and at step 100,000.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from core import runfolder
+from webui import jobs
+from webui.handlers.base import BoardBase, resolved
+from webui.handlers.events import ALERTS, MAX_NOTES, Updates, Values, compose_output
+from webui.handlers.render import figures, progress_html, state_name
+
+logger = logging.getLogger(__name__)
+
+LIVE_VIEW = (
+    "train.poll_state",
+    "train.progress",
+    "train.loss_viewer",
+    "train.lr_viewer",
+    "train.reward_viewer",
+    "train.view_run",
+)
+"""What a poll of the viewed run may update (the log box is always a possible output)."""
+
+
+@dataclass
+class Watcher:
+    """The readers of one run folder, shared by every browser tab that shows the run, so each poll reads only
+    the bytes appended since the last one, whoever asked."""
+
+    run_dir: Path
+    reader: Any
+    tail: Any
+    stage: str | None
+    text: str = ""
+    text_version: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def poll(self) -> tuple[list[dict[str, Any]], str, int]:
+        with self.lock:
+            self.reader.poll()
+            text = self.tail.poll()
+            if text != self.text:
+                self.text, self.text_version = text, self.text_version + 1
+            # The reader's own list (appended in place), not a copy: webui.plots extends its cached series only
+            # while it sees the same list, which keeps a poll at step 100,000 as cheap as at step 10.
+            return self.reader.records, self.text, self.text_version
+
+
+class LiveView(BoardBase):
+    """The live view's handlers (mixed into webui.board.Board)."""
+
+    def run_choices(self, lang: str | None = None) -> list[tuple[str, str]]:
+        """Every run under saves, newest first, as (label, path); the label ends with the run's state."""
+        try:
+            runs = jobs.list_runs(self.saves_root)
+        except OSError as err:
+            logger.warning("Could not list runs under %s: %s", self.saves_root, err)
+            return []
+        choices = []
+        for run in runs:
+            state = state_name(lang, run.get("state"))
+            choices.append((f"{run['name']} · {state}", resolved(run["path"])))
+        return choices
+
+    def refresh_runs(self, values: Values) -> Updates:
+        return {"train.view_run": gr.update(choices=self.run_choices(values.get("top.lang")))}
+
+    def change_view(self, values: Values) -> Updates:
+        """train.view_run picked -> the live view redrawn for that run (a typed folder outside the roots: refused)."""
+        refused = (
+            self.check_path(values, values.get("train.view_run"), "view_run") if values.get("train.view_run") else []
+        )
+        if refused:
+            return {**self.poll({**values, "train.view_run": None, "train.poll_state": {}}), ALERTS: refused}
+        return self.poll({**values, "train.poll_state": {}})
+
+    def _watcher(self, run_dir: Path) -> Watcher:
+        key = str(run_dir)
+        with self._lock:
+            watcher = self._watchers.get(key)
+            if watcher is None:
+                watcher = Watcher(
+                    run_dir=run_dir,
+                    reader=runfolder.TrainerLogReader(run_dir / runfolder.TRAINER_LOG),
+                    tail=jobs.LogTail(runfolder.log_file(run_dir)),
+                    stage=runfolder.run_stage(runfolder.read_args(run_dir)) or None,
+                )
+                self._watchers[key] = watcher
+            return watcher
+
+    def current_output(self, target: str | None, notes: list[str]) -> str:
+        """The log box as it should read now: the viewed run's log tail (if any) and the session's notes."""
+        text = ""
+        if target:
+            watcher = self._watchers.get(str(target))
+            text = watcher.text if watcher is not None else ""
+        return compose_output(text, notes[-MAX_NOTES:])
+
+    def poll(self, values: Values) -> Updates:
+        """Timer tick -> log box, progress bar and charts of the viewed run, sent only when something changed."""
+        lang = values.get("top.lang")
+        notes = list(values.get("train.notes") or [])
+        seen = dict(values.get("train.poll_state") or {})
+        target = values.get("train.view_run")
+        if target and self.check_path(values, target, "view_run"):
+            target = None  # the run list offers folders under saves; a typed path outside the roots shows nothing
+        if not target:
+            key = {"run": None, "notes": len(notes), "lang": lang}
+            if key == seen:
+                return {}
+            return {
+                "train.poll_state": key,
+                "train.progress": progress_html(lang, None, None),
+                "train.output_box": "\n".join(notes),
+                **figures(lang, [], None, log_y=False),
+            }
+
+        run_dir = Path(target)
+        watcher = self._watcher(run_dir)
+        records, text, version = watcher.poll()
+        job = jobs.read_job(run_dir)
+        state = (job or {}).get("state")
+        key = {
+            "run": str(run_dir),
+            "records": len(records),
+            "log": version,
+            "state": state,
+            "notes": len(notes),
+            "lang": lang,
+            "log_y": bool(values.get("train.loss_log_y")),
+        }
+        if key == seen and state != "running":
+            return {}
+        updates: Updates = {"train.poll_state": key}
+        if key.get("log") != seen.get("log") or key["notes"] != seen.get("notes") or key["run"] != seen.get("run"):
+            updates["train.output_box"] = compose_output(text, notes)
+        if key["state"] != seen.get("state") and seen.get("run") == key["run"]:
+            # The run list shows each run's state; refresh it when the viewed run's state changes.
+            updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
+        progress = jobs.progress(records, job) if job is not None else None
+        updates["train.progress"] = progress_html(lang, progress, job)
+        if any(key[name] != seen.get(name) for name in ("records", "run", "lang", "log_y")):
+            stage = watcher.stage or (job or {}).get("stage")
+            updates.update(figures(lang, records, stage, log_y=key["log_y"]))
+        return updates

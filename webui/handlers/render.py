@@ -1,0 +1,125 @@
+"""What the board draws from a run: the progress bar, the device count, the live charts, table cells."""
+
+from __future__ import annotations
+
+import json
+import time
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from core.runfolder import format_hms
+from webui import plots
+from webui.manager import alert, entry
+
+STATE_ALERTS = {
+    "queued": "state_queued",
+    "running": "state_running",
+    "finished": "state_finished",
+    "failed": "state_failed",
+    "aborted": "state_aborted",
+}
+"""Job state -> the alert key of its name in the progress bar (anything else: "state_unknown")."""
+
+REWARD_STAGES = ("rm", "dpo", "kto")
+"""Stages that log reward accuracy and margins: the live view shows the reward chart for them."""
+
+
+def state_name(lang: str | None, state: Any) -> str:
+    """A job state in `lang` ("running" -> "Running")."""
+    return alert(lang, STATE_ALERTS.get(str(state), "state_unknown"))
+
+
+def device_count_html(lang: str | None, count: int) -> str:
+    text = alert(lang, "device_count", count=count) if count else alert(lang, "no_gpu")
+    return f'<div class="lb-devices">{escape(text)}</div>'
+
+
+def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[str, Any] | None) -> str:
+    """The progress bar: state, steps, elapsed and remaining time; a failed job's one-line error in red."""
+    if job is None:
+        return f'<div class="lb-progress lb-idle">{escape(alert(lang, "no_run"))}</div>'
+    state = str(job.get("state") or "unknown")
+    progress = progress or {}
+    current, total = progress.get("current") or 0, progress.get("total") or 0
+    percentage = float(progress.get("percentage") or (100.0 * current / total if total else 0.0))
+    if state == "finished":
+        percentage = 100.0
+    percentage = max(0.0, min(100.0, percentage))
+    detail = alert(
+        lang,
+        "progress",
+        current=current,
+        total=total or "?",
+        elapsed=progress.get("elapsed") or "0:00:00",
+        remaining=(progress.get("remaining") or "?") if state in ("queued", "running") else "-",
+    )
+    shown_state = state_name(lang, state)
+    if state == "queued" and job.get("queue_position"):
+        devices = ",".join(job.get("devices") or [])
+        detail = alert(lang, "queue_position", position=job["queue_position"], devices=devices)
+    error = ""
+    if state in ("failed", "aborted") and job.get("error"):
+        error = f'<div class="lb-error">{escape(str(job["error"]))}</div>'
+    return (
+        f'<div class="lb-progress lb-{escape(state)}" data-state="{escape(state)}" data-current="{current}">'
+        f'<div class="lb-progress-head"><span class="lb-state">{escape(shown_state)}'
+        f'</span><span class="lb-detail">{escape(detail)}</span></div>'
+        f'<div class="lb-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+        f'aria-valuenow="{percentage:.0f}"><div class="lb-fill" style="width:{percentage:.1f}%"></div></div>'
+        f"{error}</div>"
+    )
+
+
+def figures(lang: str | None, records: list[dict[str, Any]], stage: str | None, log_y: bool) -> dict[str, Any]:
+    """The live view's charts in `lang`: loss (raw, smoothed, eval; log scale on request), learning rate, and for
+    reward-logging stages (rm, dpo, kto) reward accuracy and margins."""
+
+    def title(key: str) -> str:
+        return str(entry(lang, key).get("label") or "")
+
+    updates: dict[str, Any] = {
+        "train.loss_viewer": plots.loss_figure(
+            records, log_y=log_y, title=title("train.loss_viewer"), hint=alert(lang, "loss_hint")
+        ),
+        "train.lr_viewer": plots.lr_figure(records, title=title("train.lr_viewer"), hint=alert(lang, "lr_hint")),
+    }
+    if stage in REWARD_STAGES:
+        reward = plots.reward_figure(records, title=title("train.reward_viewer"), hint=alert(lang, "reward_hint"))
+        updates["train.reward_viewer"] = gr.update(value=reward, visible=True)
+    else:
+        updates["train.reward_viewer"] = gr.update(visible=False)
+    return updates
+
+
+def started_alert(lang: str | None, job: dict[str, Any], run_dir: Path) -> str:
+    """ "Started" or, when its devices are busy, "queued at position N" (it starts by itself)."""
+    if job.get("state") == "queued":
+        return alert(lang, "queued", path=run_dir, position=job.get("queue_position") or 1)
+    return alert(lang, "started", path=run_dir)
+
+
+MAX_CELL_CHARS = 2000
+"""A preview cell shows this much of a value; a 50 MB row must not travel to every browser that looks."""
+
+
+def cell(value: Any) -> Any:
+    """Nested values (messages, images lists) shown as JSON so a table can hold them; long text cut short."""
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+        return f"{value[:MAX_CELL_CHARS]}… (+{len(value) - MAX_CELL_CHARS} characters)"
+    return value
+
+
+def job_progress_html(lang: str | None, job: dict[str, Any] | None, progress: dict[str, Any]) -> str:
+    """The progress bar of a job without per-step records (an export, an eval's first seconds): the elapsed time
+    counts from the job's start while it runs, to its end once it has ended."""
+    if job is not None and job.get("started") and not progress.get("elapsed"):
+        if job.get("state") in ("queued", "running"):
+            progress["elapsed"] = format_hms(time.time() - float(job["started"]))
+        elif job.get("ended"):
+            progress["elapsed"] = format_hms(float(job["ended"]) - float(job["started"]))
+    return progress_html(lang, progress, job)
