@@ -114,7 +114,7 @@ def _raw_rows(attr: DatasetAttr):
 def load_rows(attr: DatasetAttr, need: str | None, data_args: Any, seed: int) -> list[dict]:
     """Canonical rows of one dataset (num_samples, then max_samples applied). A bad row raises RowError naming
     the file and the row; with `skip_bad_rows` it is skipped and the count logged."""
-    skip = bool(getattr(data_args, "skip_bad_rows", False))
+    skip = bool(data_args.skip_bad_rows)
     rows, skipped, first_error = [], 0, None
     for file, where, raw in _raw_rows(attr):
         try:
@@ -139,14 +139,14 @@ def load_rows(attr: DatasetAttr, need: str | None, data_args: Any, seed: int) ->
         while len(order) < attr.num_samples:
             order.append(rng.randrange(len(rows)))
         rows = [rows[i] for i in order[: attr.num_samples]]
-    max_samples = getattr(data_args, "max_samples", None)
+    max_samples = data_args.max_samples
     if max_samples:
         rows = rows[:max_samples]
     return rows
 
 
 def _probabilities(data_args: Any, n: int) -> list[float]:
-    probs = getattr(data_args, "interleave_probs", None)
+    probs = data_args.interleave_probs
     if not probs:
         return [1.0 / n] * n
     values = [float(p) for p in (probs.split(",") if isinstance(probs, str) else probs)]
@@ -158,7 +158,7 @@ def _probabilities(data_args: Any, n: int) -> list[float]:
 def mix(sources: list[list[dict]], data_args: Any, seed: int) -> list[dict]:
     """concat (default); interleave_under stops when one dataset runs out; interleave_over goes on, repeating
     exhausted datasets, until every dataset has been used whole."""
-    strategy = getattr(data_args, "mix_strategy", None) or "concat"
+    strategy = data_args.mix_strategy or "concat"
     if len(sources) == 1 or strategy == "concat":
         return [row for rows in sources for row in rows]
     if strategy not in ("interleave_under", "interleave_over"):
@@ -245,8 +245,8 @@ def process(rows: list[dict], kind: str, template: Any, tokenizer: Any, data_arg
     folder = cache_dir() / "preprocessed"
     folder.mkdir(parents=True, exist_ok=True)
     dataset = Dataset.from_list(rows)
-    workers = getattr(data_args, "preprocessing_num_workers", None)
-    batch_size = getattr(data_args, "preprocessing_batch_size", None) or 1000
+    workers = data_args.preprocessing_num_workers
+    batch_size = data_args.preprocessing_batch_size or 1000
     if kind == "feedback":
         # Each KL pair borrows the answer of the next row in its batch; small batches would pair rows too locally.
         batch_size = max(batch_size, 2)
@@ -257,13 +257,11 @@ def process(rows: list[dict], kind: str, template: Any, tokenizer: Any, data_arg
         num_proc=workers if workers and workers > 1 and len(dataset) >= workers else None,
         remove_columns=dataset.column_names,
         cache_file_name=str(folder / f"{kind}-{fp}.arrow"),
-        load_from_cache_file=not getattr(data_args, "overwrite_cache", False),
+        load_from_cache_file=not data_args.overwrite_cache,
         new_fingerprint=fp,
         desc=desc,
     )
-    if kind == "supervised" and not (
-        getattr(data_args, "packing", False) or getattr(data_args, "neat_packing", False)
-    ):
+    if kind == "supervised" and not (data_args.packing or data_args.neat_packing):
         dropped = len(dataset) - len(processed)
         if dropped:
             logger.warning(
@@ -302,9 +300,9 @@ def get_dataset(
     """Tokenized train and eval sets for a stage (see the module docstring)."""
     if stage not in STAGE_PROCESSOR:
         raise DataError(f"stage: received {stage!r} — use one of {', '.join(STAGE_PROCESSOR)}.")
-    if getattr(data_args, "streaming", False):
+    if data_args.streaming:
         raise DataError("streaming: not supported yet — remove it; datasets are read into memory and cached.")
-    tokenized_path = getattr(data_args, "tokenized_path", None)
+    tokenized_path = data_args.tokenized_path
     if tokenized_path and Path(tokenized_path).exists():
         from datasets import load_from_disk
 
@@ -312,10 +310,10 @@ def get_dataset(
         saved = load_from_disk(str(tokenized_path))
         return {"train_dataset": saved.get("train"), "eval_dataset": saved.get("validation")}
 
-    seed = getattr(training_args, "data_seed", None) or getattr(training_args, "seed", 42)
-    do_train = getattr(training_args, "do_train", True)
-    do_predict = getattr(training_args, "do_predict", False)
-    generate = getattr(training_args, "predict_with_generate", False) or (do_predict and not do_train)
+    seed = training_args.data_seed or training_args.seed
+    do_train = training_args.do_train
+    do_predict = training_args.do_predict
+    generate = training_args.predict_with_generate or (do_predict and not do_train)
     train_kind = STAGE_PROCESSOR[stage]
     eval_kind = "unsupervised" if generate else train_kind
     eval_need = NEEDS.get(stage) if eval_kind == train_kind else None
@@ -329,13 +327,13 @@ def get_dataset(
         if data_args.dataset and do_train:
             sources = _rows_for(data_args.dataset, data_args, NEEDS.get(stage), stage, seed)
             train_rows = mix(list(sources.values()), data_args, seed)
-            if getattr(data_args, "val_size", None) and not getattr(data_args, "eval_dataset", None):
+            if data_args.val_size and not data_args.eval_dataset:
                 train_rows, held = split_rows(train_rows, data_args.val_size, seed)
                 eval_sets["validation"] = held
-        elif data_args.dataset and not getattr(data_args, "eval_dataset", None):
+        elif data_args.dataset and not data_args.eval_dataset:
             # Evaluate / predict without training: `dataset` is the set to evaluate on.
             eval_sets = _rows_for(data_args.dataset, data_args, eval_need, eval_stage, seed)
-        if getattr(data_args, "eval_dataset", None):
+        if data_args.eval_dataset:
             eval_sets = _rows_for(data_args.eval_dataset, data_args, eval_need, eval_stage, seed)
 
         train_dataset = None
@@ -344,7 +342,7 @@ def get_dataset(
             _log_example(train_dataset, train_kind, tokenizer)
         eval_dataset: Any = None
         if eval_sets:
-            if getattr(data_args, "eval_on_each_dataset", False) and len(eval_sets) > 1:
+            if data_args.eval_on_each_dataset and len(eval_sets) > 1:
                 eval_dataset = {
                     name: process(rows, eval_kind, template, tokenizer, data_args, f"eval set {name}")
                     for name, rows in eval_sets.items()

@@ -58,7 +58,7 @@ def _check_model_path(path: str, model_args: Any) -> None:
     from huggingface_hub.constants import HF_HUB_OFFLINE
 
     if HF_HUB_OFFLINE:
-        cached = try_to_load_from_cache(path, "config.json", cache_dir=getattr(model_args, "cache_dir", None))
+        cached = try_to_load_from_cache(path, "config.json", cache_dir=model_args.cache_dir)
         if not isinstance(cached, str):
             raise ModelPathError(
                 f"model_name_or_path: {path} is not a local folder and is not in the hub cache, and this machine "
@@ -68,9 +68,9 @@ def _check_model_path(path: str, model_args: Any) -> None:
 
 def _common_kwargs(model_args: Any) -> dict[str, Any]:
     return {
-        "trust_remote_code": bool(getattr(model_args, "trust_remote_code", False)),
-        "cache_dir": getattr(model_args, "cache_dir", None),
-        "revision": getattr(model_args, "model_revision", None) or "main",
+        "trust_remote_code": bool(model_args.trust_remote_code),
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision or "main",
     }
 
 
@@ -90,14 +90,14 @@ def load_tokenizer(model_args: Any) -> PreTrainedTokenizerBase:
     _check_model_path(path, model_args)
     tokenizer = AutoTokenizer.from_pretrained(
         path,
-        use_fast=getattr(model_args, "use_fast_tokenizer", True),
-        split_special_tokens=getattr(model_args, "split_special_tokens", False),
+        use_fast=model_args.use_fast_tokenizer,
+        split_special_tokens=model_args.split_special_tokens,
         **_common_kwargs(model_args),
     )
-    new_tokens = _split(getattr(model_args, "new_special_tokens", None))
+    new_tokens = _split(model_args.new_special_tokens)
     if new_tokens:
         added = tokenizer.add_special_tokens({"extra_special_tokens": new_tokens}, replace_extra_special_tokens=False)
-        if added and not getattr(model_args, "resize_vocab", False):
+        if added and not model_args.resize_vocab:
             model_args.resize_vocab = True
             logger.info("Added %d new special tokens; resize_vocab turned on so the embeddings grow.", added)
     return tokenizer
@@ -105,9 +105,9 @@ def load_tokenizer(model_args: Any) -> PreTrainedTokenizerBase:
 
 def infer_compute_dtype(training_args: Any, finetuning_args: Any) -> torch.dtype:
     """fp32 / fp16 / bf16 / pure_bf16 -> the torch dtype, with an error when the device cannot compute in it."""
-    pure_bf16 = bool(getattr(finetuning_args, "pure_bf16", False))
-    cuda = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
-    if pure_bf16 or getattr(training_args, "bf16", False):
+    pure_bf16 = bool(finetuning_args.pure_bf16)
+    cuda = torch.cuda.is_available() and not training_args.use_cpu
+    if pure_bf16 or training_args.bf16:
         key = "pure_bf16" if pure_bf16 else "bf16"
         if cuda and not torch.cuda.is_bf16_supported():
             raise ValueError(
@@ -115,7 +115,7 @@ def infer_compute_dtype(training_args: Any, finetuning_args: Any) -> torch.dtype
                 "use fp16: true, or no mixed precision."
             )
         return torch.bfloat16
-    if getattr(training_args, "fp16", False):
+    if training_args.fp16:
         if not cuda:
             raise ValueError(
                 "fp16: true needs a CUDA GPU; this run is on the CPU — remove fp16 (train in fp32), or use bf16: true "
@@ -126,7 +126,7 @@ def infer_compute_dtype(training_args: Any, finetuning_args: Any) -> torch.dtype
 
 
 def _check_quantization(model_args: Any) -> dict[str, Any]:
-    bits = getattr(model_args, "quantization_bit", None)
+    bits = model_args.quantization_bit
     if not bits:
         return {}
     if int(bits) not in (4, 8):
@@ -144,15 +144,15 @@ def _check_quantization(model_args: Any) -> dict[str, Any]:
         ) from err
     from transformers import BitsAndBytesConfig
 
-    compute_dtype = getattr(model_args, "compute_dtype", None) or torch.float16
+    compute_dtype = model_args.compute_dtype or torch.float16
     if int(bits) == 8:
         config = BitsAndBytesConfig(load_in_8bit=True)
     else:
         config = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_compute_dtype=compute_dtype,
-            bnb_4bit_use_double_quant=bool(getattr(model_args, "double_quantization", True)),
-            bnb_4bit_quant_type=getattr(model_args, "quantization_type", None) or "nf4",
+            bnb_4bit_use_double_quant=bool(model_args.double_quantization),
+            bnb_4bit_quant_type=model_args.quantization_type or "nf4",
             bnb_4bit_quant_storage=compute_dtype,
         )
     return {"quantization_config": config, "device_map": {"": torch.cuda.current_device()}}
@@ -160,16 +160,16 @@ def _check_quantization(model_args: Any) -> dict[str, Any]:
 
 def _load_dtype(model_args: Any, finetuning_args: Any, is_trainable: bool) -> torch.dtype:
     """Frozen weights live in the compute dtype; a full fine-tune keeps fp32 master weights unless pure_bf16."""
-    compute_dtype = getattr(model_args, "compute_dtype", None)
+    compute_dtype = model_args.compute_dtype
     if compute_dtype is None:
-        infer = getattr(model_args, "infer_dtype", "auto") or "auto"
+        infer = model_args.infer_dtype or "auto"
         compute_dtype = {
             "float16": torch.float16,
             "bfloat16": torch.bfloat16,
             "float32": torch.float32,
         }.get(infer, torch.float32)
-    full = getattr(finetuning_args, "finetuning_type", "lora") == "full"
-    if is_trainable and full and not getattr(finetuning_args, "pure_bf16", False):
+    full = finetuning_args.finetuning_type == "full"
+    if is_trainable and full and not finetuning_args.pure_bf16:
         return torch.float32
     return compute_dtype
 
@@ -177,12 +177,12 @@ def _load_dtype(model_args: Any, finetuning_args: Any, is_trainable: bool) -> to
 def _apply_rope_scaling(config: Any, model_args: Any) -> None:
     """`rope_scaling` (linear / dynamic / yarn / llama3) stretches the positions the model was trained on to
     cutoff_len; the factor is the smallest whole number that covers it."""
-    kind = getattr(model_args, "rope_scaling", None)
+    kind = model_args.rope_scaling
     if not kind:
         return
     text_config = config.get_text_config()
     trained = getattr(text_config, "max_position_embeddings", None)
-    wanted = getattr(model_args, "model_max_length", None)
+    wanted = model_args.model_max_length
     if not trained or not wanted or wanted <= trained:
         logger.warning(
             "rope_scaling: %s not applied — cutoff_len (%s) fits the model's %s positions.", kind, wanted, trained
@@ -223,23 +223,21 @@ def load_model(
 
     config = AutoConfig.from_pretrained(path, **common)
     _apply_rope_scaling(config, model_args)
-    if getattr(model_args, "enable_liger_kernel", False):
+    if model_args.enable_liger_kernel:
         logger.warning("enable_liger_kernel: not applied by this version; training uses the standard kernels.")
     dtype = _load_dtype(model_args, finetuning_args, is_trainable)
     kwargs: dict[str, Any] = {"config": config, "dtype": dtype, **common, **quant_kwargs}
-    attn = _ATTN_IMPLEMENTATION.get(getattr(model_args, "flash_attn", "auto") or "auto")
+    attn = _ATTN_IMPLEMENTATION.get(model_args.flash_attn or "auto")
     if attn:
         kwargs["attn_implementation"] = attn
-    if getattr(model_args, "train_from_scratch", False):
+    if model_args.train_from_scratch:
         kwargs.pop("quantization_config", None)
         kwargs.pop("device_map", None)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=common["trust_remote_code"])
     else:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, low_cpu_mem_usage=getattr(model_args, "low_cpu_mem_usage", True), **kwargs
-        )
+        model = AutoModelForCausalLM.from_pretrained(path, low_cpu_mem_usage=model_args.low_cpu_mem_usage, **kwargs)
 
-    if getattr(model_args, "resize_vocab", False) and model.get_input_embeddings().num_embeddings < len(tokenizer):
+    if model_args.resize_vocab and model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
         logger.info(
             "Resized embeddings to %d for the tokenizer's %d tokens.",
@@ -260,7 +258,7 @@ def load_model(
 
     if add_valuehead:
         model = ValueHeadModel(model)
-        sources = _split(getattr(model_args, "adapter_name_or_path", None)) or [path]
+        sources = _split(model_args.adapter_name_or_path) or [path]
         if not load_value_head(model, sources[-1]) and not is_trainable:
             raise ModelPathError(
                 f"{sources[-1]}: no value_head.safetensors — a reward model must be a folder written by the rm stage."
@@ -278,7 +276,7 @@ def load_model(
         logger.info("Trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     else:
         logger.info("Loaded %s for inference: %s parameters", path, f"{total:,}")
-    if getattr(model_args, "print_param_status", False):
+    if model_args.print_param_status:
         for name, param in model.named_parameters():
             logger.info("%s: %s %s trainable=%s", name, param.dtype, param.device, param.requires_grad)
     return model

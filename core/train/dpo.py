@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import logging
 
+from transformers import TrainerCallback
+
 from core.data.collator import PairwiseDataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
+from core.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments, TrainingArguments
 from core.model import load_model, load_tokenizer
 from core.train.pref_losses import REFERENCE_FREE_LOSSES
 from core.train.pref_trainer import PreferenceTrainer, create_ref_model
-from core.train.trainer_utils import plot_loss, write_results
+from core.train.trainer_utils import evaluate_and_save, train_and_save
 
 logger = logging.getLogger(__name__)
 
 PLOT_KEYS = ("loss", "eval_loss", "rewards/accuracies", "rewards/margins")
 
 
-def run_dpo(model_args, data_args, training_args, finetuning_args, generating_args=None, callbacks=None) -> None:
+def run_dpo(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+    generating_args: GeneratingArguments | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> None:
     # Tokenizer
     tokenizer = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
@@ -58,14 +68,8 @@ def run_dpo(model_args, data_args, training_args, finetuning_args, generating_ar
 
     # Train
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
-        trainer.save_state()
-        write_results(trainer, "train", result.metrics)
-        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            plot_loss(training_args.output_dir, keys=PLOT_KEYS)
+        train_and_save(trainer, training_args, finetuning_args, plot_keys=PLOT_KEYS)
 
     # Evaluate
     if training_args.do_eval and dataset.get("eval_dataset") is not None:
-        metrics = trainer.evaluate(metric_key_prefix="eval")
-        write_results(trainer, "eval", metrics)
+        evaluate_and_save(trainer)

@@ -11,8 +11,11 @@ import json
 import logging
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
+from core.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments, TrainingArguments
 from core.model import load_model, load_tokenizer
 from core.train.ppo_rewards import create_reward_fn
 from core.train.ppo_trainer import PPOTrainer
@@ -24,7 +27,14 @@ logger = logging.getLogger(__name__)
 PLOT_KEYS = ("loss", "reward", "kl", "value_loss")
 
 
-def run_ppo(model_args, data_args, training_args, finetuning_args, generating_args=None, callbacks=None) -> None:
+def run_ppo(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+    generating_args: GeneratingArguments | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> None:
     # Tokenizer
     tokenizer = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)

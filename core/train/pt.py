@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from core.data.collator import SFTDataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
+from core.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments, TrainingArguments
 from core.model import load_model, load_tokenizer
-from core.train.trainer_utils import create_loraplus_optimizer, plot_loss, quiet_trainer, write_results
+from core.train.trainer_utils import create_loraplus_optimizer, evaluate_and_save, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,14 @@ class CustomTrainer(Trainer):
         return super().create_optimizer(model)
 
 
-def run_pt(model_args, data_args, training_args, finetuning_args, generating_args=None, callbacks=None) -> None:
+def run_pt(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+    generating_args: GeneratingArguments | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> None:
     # Tokenizer
     tokenizer = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
@@ -56,22 +63,10 @@ def run_pt(model_args, data_args, training_args, finetuning_args, generating_arg
         eval_dataset=dataset.get("eval_dataset"),
     )
 
-    quiet_trainer(trainer)
-
     # Train
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
-        trainer.save_state()
-        write_results(trainer, "train", result.metrics)
-        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            plot_loss(training_args.output_dir, keys=("loss", "eval_loss"))
+        train_and_save(trainer, training_args, finetuning_args, plot_keys=("loss", "eval_loss"))
 
     # Evaluate
     if training_args.do_eval and dataset.get("eval_dataset") is not None:
-        metrics = trainer.evaluate(metric_key_prefix="eval")
-        try:
-            metrics["perplexity"] = math.exp(metrics["eval_loss"])
-        except OverflowError:
-            metrics["perplexity"] = float("inf")
-        write_results(trainer, "eval", metrics)
+        evaluate_and_save(trainer, perplexity=True)

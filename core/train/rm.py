@@ -16,17 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from core.data.collator import PairwiseDataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
+from core.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments, TrainingArguments
 from core.model import load_model, load_tokenizer
 from core.model.valuehead import load_valuehead_checkpoint
 from core.runfolder import PREDICTIONS
-from core.train.trainer_utils import create_loraplus_optimizer, plot_loss, quiet_trainer, write_results
+from core.train.trainer_utils import create_loraplus_optimizer, evaluate_and_save, train_and_save, write_results
 
 logger = logging.getLogger(__name__)
+
+PLOT_KEYS = ("loss", "eval_loss", "accuracy", "eval_accuracy")
 
 
 def last_token_values(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -101,7 +104,14 @@ def save_scores(output_dir: str | Path, scores: np.ndarray) -> Path:
     return path
 
 
-def run_rm(model_args, data_args, training_args, finetuning_args, generating_args=None, callbacks=None) -> None:
+def run_rm(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+    generating_args: GeneratingArguments | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> None:
     if training_args.do_predict and not training_args.do_train:
         # Without training, the data layer reads do_predict as "generate from prompts", which has no pairs to score.
         raise ValueError(
@@ -134,20 +144,15 @@ def run_rm(model_args, data_args, training_args, finetuning_args, generating_arg
         eval_dataset=dataset.get("eval_dataset"),
     )
 
-    quiet_trainer(trainer)
-
     # Train
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
-        trainer.save_state()
-        write_results(trainer, "train", result.metrics)
-        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            plot_loss(training_args.output_dir, keys=("loss", "eval_loss", "accuracy", "eval_accuracy"))
+        train_and_save(
+            trainer, training_args, finetuning_args, plot_keys=("loss", "eval_loss", "accuracy", "eval_accuracy")
+        )
 
     # Evaluate
     if training_args.do_eval and dataset.get("eval_dataset") is not None:
-        write_results(trainer, "eval", trainer.evaluate(metric_key_prefix="eval"))
+        evaluate_and_save(trainer)
 
     # Predict
     if training_args.do_predict and dataset.get("eval_dataset") is not None:

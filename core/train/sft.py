@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import Seq2SeqTrainer, Trainer
+from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 
 from core.data.collator import SFTDataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
+from core.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments, TrainingArguments
 from core.model import load_model, load_tokenizer
 from core.runfolder import PREDICTIONS
 from core.train.metrics import compute_generation_metrics
-from core.train.trainer_utils import create_loraplus_optimizer, plot_loss, quiet_trainer, write_results
+from core.train.trainer_utils import create_loraplus_optimizer, evaluate_and_save, train_and_save, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,14 @@ def _generation_kwargs(generating_args: Any, tokenizer) -> dict[str, Any]:
     return kwargs
 
 
-def run_sft(model_args, data_args, training_args, finetuning_args, generating_args=None, callbacks=None) -> None:
+def run_sft(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+    generating_args: GeneratingArguments | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> None:
     if training_args.do_train and training_args.do_predict:
         raise ValueError(
             "do_predict: true together with do_train: true — prediction generates with the trained model; run it "
@@ -144,25 +151,13 @@ def run_sft(model_args, data_args, training_args, finetuning_args, generating_ar
         eval_dataset=dataset.get("eval_dataset"),
     )
 
-    quiet_trainer(trainer)
-
     # Train
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
-        trainer.save_state()
-        write_results(trainer, "train", result.metrics)
-        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            plot_loss(training_args.output_dir, keys=("loss", "eval_loss"))
+        train_and_save(trainer, training_args, finetuning_args, plot_keys=("loss", "eval_loss"))
 
     # Evaluate
     if training_args.do_eval and dataset.get("eval_dataset") is not None and not training_args.do_predict:
-        metrics = trainer.evaluate(metric_key_prefix="eval")
-        try:
-            metrics["perplexity"] = math.exp(metrics["eval_loss"])
-        except OverflowError:
-            metrics["perplexity"] = float("inf")
-        write_results(trainer, "eval", metrics)
+        evaluate_and_save(trainer, perplexity=True)
 
     # Predict
     if training_args.do_predict:

@@ -1,4 +1,5 @@
-"""Pieces the stage workflows share: output-dir and resume rules, the LoRA+ optimizer, results, the loss plot.
+"""Pieces the stage workflows share: output-dir and resume rules, the LoRA+ optimizer, and the steps every stage
+runs alike (train_and_save, evaluate_and_save: quiet logging, saving, results, the loss plot).
 
 Resume rule: an `output_dir` holding `checkpoint-N/` folders resumes from the newest COMPLETE one, where complete
 means `trainer_state.json` parses (the Trainer writes it last) and weights are there. A folder cut off mid-save
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -132,6 +134,35 @@ def quiet_trainer(trainer: Any) -> Any:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer
+
+
+def train_and_save(trainer: Any, training_args: Any, finetuning_args: Any, plot_keys: tuple[str, ...]) -> None:
+    """Train (resuming from the checkpoint prepare_output_dir chose), save the model and the trainer state, write
+    train_results.json / all_results.json, and on the main process plot `plot_keys` when plot_loss is set.
+
+    The Trainer's own printing of each log dict is switched off first (quiet_trainer): LogCallback already writes
+    one readable line a log step, and the job's log would show every step twice."""
+    quiet_trainer(trainer)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.save_state()
+    write_results(trainer, "train", result.metrics)
+    if trainer.is_world_process_zero() and finetuning_args.plot_loss:
+        plot_loss(training_args.output_dir, keys=plot_keys)
+
+
+def evaluate_and_save(trainer: Any, perplexity: bool = False) -> dict[str, Any]:
+    """Evaluate on the eval split, add the perplexity of eval_loss on request, write eval_results.json /
+    all_results.json (quietly, as train_and_save)."""
+    quiet_trainer(trainer)
+    metrics = trainer.evaluate(metric_key_prefix="eval")
+    if perplexity:
+        try:
+            metrics["perplexity"] = math.exp(metrics["eval_loss"])
+        except OverflowError:
+            metrics["perplexity"] = float("inf")
+    write_results(trainer, "eval", metrics)
+    return metrics
 
 
 def write_results(trainer: Any, split: str, metrics: dict[str, Any]) -> None:

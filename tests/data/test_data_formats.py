@@ -77,7 +77,7 @@ def test_csv_and_parquet_read_like_json(tmp_path):
     assert [r["_prompt"] for r in rows_of(tmp_path / "c", {"file_name": "a.csv"}, {"a.csv": csv_text})] == expected
     ddir = write_dataset_dir(tmp_path / "p", {"ds": {"file_name": "a.parquet"}}, {})
     pq.write_table(pa.Table.from_pylist(flat), ddir / "a.parquet")
-    got = load_rows(get_dataset_attr("ds", ddir), None, SimpleNamespace(), seed=0)
+    got = load_rows(get_dataset_attr("ds", ddir), None, SimpleNamespace(skip_bad_rows=False, max_samples=None), seed=0)
     assert [r["_prompt"] for r in got] == expected and got[1]["_response"] == [bot("3")]
 
 
@@ -266,6 +266,6 @@ def test_hub_dataset_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     ddir = write_dataset_dir(tmp_path, {"hub": {"hf_hub_url": "nobody/not-cached-anywhere"}}, {})
     with pytest.raises(DataError) as err:
-        load_rows(get_dataset_attr("hub", ddir), None, SimpleNamespace(), seed=0)
+        load_rows(get_dataset_attr("hub", ddir), None, SimpleNamespace(skip_bad_rows=False, max_samples=None), seed=0)
     message = str(err.value)
     assert "lives on the Hugging Face Hub (nobody/not-cached-anywhere)" in message and "offline" in message
