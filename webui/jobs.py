@@ -95,6 +95,11 @@ class LogTail:
         return self.text
 
     @property
+    def end(self) -> int:
+        """Bytes of the file read so far: the file position where `text` ends."""
+        return self._offset
+
+    @property
     def text(self) -> str:
         if "\r" not in self._text:
             return self._text

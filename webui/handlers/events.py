@@ -30,12 +30,37 @@ MAX_NOTES = 20
 """The log box keeps this many of the session's own messages."""
 
 
-def compose_output(log_text: str, notes: list[str]) -> str:
-    """The log box: the job's log tail, then the board's own messages of this session (validation, refusals)."""
+def note_text(note: Any) -> str:
+    """A session note's text (a note is its text, or {"text", "at"} with the log size it was made at)."""
+    return str(note.get("text", "")) if isinstance(note, dict) else str(note)
+
+
+def compose_output(log_text: str, notes: list[Any], end: int | None = None, run: str | None = None) -> str:
+    """The log box: the job's log tail with the board's own messages of this session (validation, refusals, "Job
+    started") as `[board]` lines, in time order. `end` is the size of run `run`'s log where `log_text` ends; a note
+    made about that run when its log was `at` bytes long goes after the line that ended there; other notes last."""
     if not notes:
         return log_text
-    board = "\n".join(f"[board] {note}" for note in notes)
-    return f"{log_text.rstrip()}\n{board}" if log_text else board
+    lines = log_text.splitlines()
+    after: dict[int, list[str]] = {}  # line count before the note -> notes
+    if end is not None:
+        line_ends, position = [], end
+        for line in reversed(lines):
+            line_ends.append(position)
+            position -= len(line.encode("utf-8", errors="replace")) + 1
+        line_ends.reverse()
+    for note in notes:
+        at = note.get("at") if isinstance(note, dict) and note.get("run") == run else None
+        count = len(lines)
+        if end is not None and isinstance(at, int) and at < end:
+            count = sum(1 for line_end in line_ends if line_end <= at)
+        after.setdefault(count, []).append(f"[board] {note_text(note)}")
+    shown: list[str] = []
+    for index in range(len(lines) + 1):
+        shown.extend(after.get(index, []))
+        if index < len(lines):
+            shown.append(lines[index])
+    return "\n".join(shown)
 
 
 def bind(
@@ -69,9 +94,13 @@ def bind(
         alerts = updates.pop(ALERTS, [])
         if alerts:
             notes = list(updates.get("train.notes", by_key.get("train.notes")) or [])
+            viewed = updates.get("train.view_run", by_key.get("train.view_run"))
+            if isinstance(viewed, dict):  # a gr.update: the run the log box shows next
+                viewed = viewed.get("value", by_key.get("train.view_run"))
+            at = board.log_size(viewed)
             for level, text in alerts:
                 (gr.Warning if level == "warning" else gr.Info)(escape(text).replace("\n", "<br>"))
-                notes.append(text)
+                notes.append({"text": text, "run": str(viewed) if viewed else None, "at": at})
             updates["train.notes"] = notes[-MAX_NOTES:]
             if "train.output_box" not in updates:
                 updates["train.output_box"] = board.current_output(by_key.get("train.view_run"), notes)

@@ -17,7 +17,7 @@ import gradio as gr
 from core import runfolder
 from webui import jobs
 from webui.handlers.base import BoardBase, resolved
-from webui.handlers.events import ALERTS, MAX_NOTES, Updates, Values, compose_output
+from webui.handlers.events import ALERTS, MAX_NOTES, Updates, Values, compose_output, note_text
 from webui.handlers.render import figures, progress_html, state_name
 
 logger = logging.getLogger(__name__)
@@ -43,18 +43,21 @@ class Watcher:
     tail: Any
     stage: str | None
     text: str = ""
+    end: int = 0  # the log file's size where `text` ends
     text_version: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def poll(self) -> tuple[list[dict[str, Any]], str, int]:
+    def poll(self) -> tuple[list[dict[str, Any]], str, int, int]:
         with self.lock:
             self.reader.poll()
             text = self.tail.poll()
             if text != self.text:
                 self.text, self.text_version = text, self.text_version + 1
+            self.end = self.tail.end
+            end = self.end
             # The reader's own list (appended in place), not a copy: webui.plots extends its cached series only
             # while it sees the same list, which keeps a poll at step 100,000 as cheap as at step 10.
-            return self.reader.records, self.text, self.text_version
+            return self.reader.records, self.text, self.text_version, end
 
 
 class LiveView(BoardBase):
@@ -99,13 +102,21 @@ class LiveView(BoardBase):
                 self._watchers[key] = watcher
             return watcher
 
-    def current_output(self, target: str | None, notes: list[str]) -> str:
+    def current_output(self, target: str | None, notes: list[Any]) -> str:
         """The log box as it should read now: the viewed run's log tail (if any) and the session's notes."""
-        text = ""
-        if target:
-            watcher = self._watchers.get(str(target))
-            text = watcher.text if watcher is not None else ""
-        return compose_output(text, notes[-MAX_NOTES:])
+        watcher = self._watchers.get(str(target)) if target else None
+        if watcher is None:
+            return compose_output("", notes[-MAX_NOTES:])
+        return compose_output(watcher.text, notes[-MAX_NOTES:], watcher.end, str(target))
+
+    def log_size(self, target: Any) -> int | None:
+        """The size of a run's log now (where a note made now belongs in it); None without a run."""
+        if not target:
+            return None
+        try:
+            return runfolder.log_file(Path(str(target))).stat().st_size
+        except OSError:
+            return 0
 
     def poll(self, values: Values) -> Updates:
         """Timer tick -> log box, progress bar and charts of the viewed run, sent only when something changed."""
@@ -122,13 +133,13 @@ class LiveView(BoardBase):
             return {
                 "train.poll_state": key,
                 "train.progress": progress_html(lang, None, None),
-                "train.output_box": "\n".join(notes),
+                "train.output_box": "\n".join(note_text(note) for note in notes),
                 **figures(lang, [], None, log_y=False),
             }
 
         run_dir = Path(target)
         watcher = self._watcher(run_dir)
-        records, text, version = watcher.poll()
+        records, text, version, end = watcher.poll()
         job = jobs.read_job(run_dir)
         state = (job or {}).get("state")
         key = {
@@ -144,7 +155,7 @@ class LiveView(BoardBase):
             return {}
         updates: Updates = {"train.poll_state": key}
         if key.get("log") != seen.get("log") or key["notes"] != seen.get("notes") or key["run"] != seen.get("run"):
-            updates["train.output_box"] = compose_output(text, notes)
+            updates["train.output_box"] = compose_output(text, notes, end, str(run_dir))
         if key["state"] != seen.get("state") and seen.get("run") == key["run"]:
             # The run list shows each run's state; refresh it when the viewed run's state changes.
             updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
