@@ -83,15 +83,13 @@ class TrainerLogReader:
 
     `poll()` returns the complete records appended since the last poll; `records` holds them all. Only new bytes
     are read (`bytes_read` counts them); a last line without its newline is left for the next poll; a line that is
-    not JSON is skipped; a truncated or replaced file starts over (`generation` counts those restarts, so a cache
-    of figures knows when `records` was rebuilt rather than extended).
+    not JSON is skipped; a truncated or replaced file starts over.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.records: list[dict[str, Any]] = []
         self.bytes_read = 0
-        self.generation = 0
         self._offset = 0
         self._inode: int | None = None
 
@@ -104,7 +102,6 @@ class TrainerLogReader:
             if self._inode is not None:
                 logger.info("%s was replaced or truncated; reading it again from the start.", self.path)
             self._inode, self._offset, self.records = stat.st_ino, 0, []
-            self.generation += 1
         if stat.st_size == self._offset:
             return []
         with self.path.open("rb") as handle:
