@@ -77,6 +77,83 @@ class FinetuningArguments:
             "lora: with adapter_name_or_path, train a fresh adapter on top instead of continuing the last."
         ),
     )
+    use_galore: bool = field(
+        default=False,
+        metadata=_help("full: GaLore optimizer (gradients projected to a low rank; galore-torch, the optim extra)."),
+    )
+    galore_target: str = field(
+        default="all", metadata=_help("GaLore: comma list of module names projected; all = every linear layer.")
+    )
+    galore_rank: int = field(default=16, metadata=_help("GaLore: rank of the gradient projection."))
+    galore_update_interval: int = field(
+        default=200, metadata=_help("GaLore: steps between recomputations of the projection.")
+    )
+    galore_scale: float = field(default=2.0, metadata=_help("GaLore: scale of the projected update."))
+    galore_proj_type: Literal["std", "reverse_std", "right", "left", "full"] = field(
+        default="std", metadata=_help("GaLore: projection type.")
+    )
+    galore_layerwise: bool = field(
+        default=False, metadata=_help("GaLore: update layer by layer to save more memory (no gradient accumulation).")
+    )
+    use_apollo: bool = field(
+        default=False,
+        metadata=_help("full: APOLLO optimizer (SGD-like memory, AdamW-like results; apollo-torch, optim extra)."),
+    )
+    apollo_target: str = field(
+        default="all", metadata=_help("APOLLO: comma list of module names; all = every linear layer.")
+    )
+    apollo_rank: int = field(default=16, metadata=_help("APOLLO: rank of the auxiliary space."))
+    apollo_update_interval: int = field(default=200, metadata=_help("APOLLO: steps between projection updates."))
+    apollo_scale: float = field(default=32.0, metadata=_help("APOLLO: scale of the update."))
+    apollo_proj: Literal["svd", "random"] = field(default="random", metadata=_help("APOLLO: projection kind."))
+    apollo_proj_type: Literal["std", "right", "left"] = field(
+        default="std", metadata=_help("APOLLO: projection type.")
+    )
+    apollo_scale_type: Literal["channel", "tensor"] = field(
+        default="channel", metadata=_help("APOLLO: scaling per channel or per tensor.")
+    )
+    apollo_layerwise: bool = field(default=False, metadata=_help("APOLLO: update layer by layer."))
+    apollo_scale_front: bool = field(
+        default=False, metadata=_help("APOLLO: scale the gradient before the norm-growth limiter.")
+    )
+    use_badam: bool = field(
+        default=False,
+        metadata=_help("full: BAdam, one decoder layer trained at a time with Adam (badam, the optim extra)."),
+    )
+    badam_mode: Literal["layer"] = field(default="layer", metadata=_help("BAdam: blocks are decoder layers."))
+    badam_start_block: int | None = field(default=None, metadata=_help("BAdam: first layer trained. None: by mode."))
+    badam_switch_mode: Literal["ascending", "descending", "random", "fixed"] = field(
+        default="ascending", metadata=_help("BAdam: order in which layers take turns.")
+    )
+    badam_switch_interval: int = field(default=50, metadata=_help("BAdam: steps before the next layer's turn."))
+    badam_verbose: int = field(default=0, metadata=_help("BAdam: 0 quiet, 1 log each switch, 2 more."))
+    use_adam_mini: bool = field(
+        default=False, metadata=_help("Adam-mini optimizer: about half of AdamW's state (adam-mini, the optim extra).")
+    )
+    use_muon: bool = field(
+        default=False,
+        metadata=_help("Muon optimizer for the hidden weight matrices, AdamW for the rest (torch >= 2.9)."),
+    )
+    use_llama_pro: bool = field(
+        default=False,
+        metadata=_help(
+            "freeze: LLaMA Pro, train only freeze_trainable_layers layers spread evenly over the model (the blocks "
+            "added by `llamafactory-cli expand`)."
+        ),
+    )
+    use_dft_loss: bool = field(
+        default=False, metadata=_help("sft: DFT loss, each token's loss scaled by its (detached) probability.")
+    )
+    use_eaft_loss: bool = field(
+        default=False,
+        metadata=_help("sft: EAFT loss, each token's loss scaled by the entropy of the model's top-20 prediction."),
+    )
+    eaft_alpha: float = field(default=1.0, metadata=_help("sft with use_eaft_loss: power of the entropy weight."))
+    use_asft_loss: bool = field(
+        default=False,
+        metadata=_help("sft: ASFT loss, the DFT loss plus asft_alpha x KL(reference || policy) per token."),
+    )
+    asft_alpha: float = field(default=0.1, metadata=_help("sft with use_asft_loss: weight of the KL anchor."))
     pref_beta: float = field(
         default=0.1, metadata=_help("dpo / kto: beta, how far the policy may move from the reference.")
     )

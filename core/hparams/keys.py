@@ -160,18 +160,9 @@ def split_arg(value: str | list[str] | None) -> list[str]:
 # that turns them on gets "not supported yet" instead of "unknown key". key -> (values meaning off, what it is).
 _MULTIMODAL = "multimodal (image / video / audio) training"
 UNSUPPORTED_KEYS: dict[str, tuple[tuple[Any, ...], str]] = {
-    "use_galore": ((False,), "the GaLore optimizer"),
-    "use_apollo": ((False,), "the APOLLO optimizer"),
-    "use_badam": ((False,), "the BAdam optimizer"),
-    "use_adam_mini": ((False,), "the Adam-mini optimizer"),
-    "use_muon": ((False,), "the Muon optimizer"),
-    "use_llama_pro": ((False,), "LLaMA Pro block expansion"),
     "use_mca": ((False,), "Megatron-Core training"),
     "use_megatron_bridge": ((False,), "Megatron Bridge training"),
     "use_hyper_parallel": ((False,), "HyperParallel training"),
-    "use_dft_loss": ((False,), "the DFT loss"),
-    "use_asft_loss": ((False,), "the ASFT loss"),
-    "use_eaft_loss": ((False,), "the EAFT loss"),
     "use_swanlab": ((False,), "SwanLab logging (report_to: tensorboard or wandb works)"),
     "use_unsloth_gc": ((False,), "Unsloth gradient checkpointing"),
     "use_kt": ((False,), "KTransformers"),
@@ -242,12 +233,6 @@ IGNORED_KEYS: dict[str, str] = {
 }
 # Settings of features that are off (see UNSUPPORTED_KEYS): harmless on their own.
 _SETTINGS_OF_UNSUPPORTED = {
-    "GaLore is not supported": "galore_target galore_rank galore_update_interval galore_scale galore_proj_type "
-    "galore_layerwise",
-    "APOLLO is not supported": "apollo_target apollo_rank apollo_update_interval apollo_scale apollo_proj "
-    "apollo_proj_type apollo_scale_type apollo_layerwise apollo_scale_front",
-    "BAdam is not supported": "badam_mode badam_start_block badam_switch_mode badam_switch_interval "
-    "badam_update_ratio badam_mask_mode badam_verbose",
     "OFT is not supported": "oft_block_size oft_target module_dropout",
     "SwanLab logging is not supported": "swanlab_project swanlab_workspace swanlab_run_name swanlab_mode "
     "swanlab_api_key swanlab_logdir swanlab_lark_webhook_url swanlab_lark_secret",
@@ -263,10 +248,10 @@ _SETTINGS_OF_UNSUPPORTED = {
     "profiler_active_steps profiler_repeat profiler_record_shapes profiler_profile_memory profiler_with_stack "
     "profile_modules",
     "FP8 training is not supported": "fp8_backend fp8_enable_fsdp_float8_all_gather",
-    "the ASFT / EAFT losses are not supported": "asft_alpha eaft_alpha",
     "LLaMA Pro is not supported": "llama_pro_num_layers",
     "HyperParallel and Megatron are not supported": "hyper_parallel_args hyper_parallel_cp_size megatron_bridge_args",
     "audio input is not supported": "audio_sampling_rate",
+    "BAdam runs in layer mode here (badam_mode: layer)": "badam_update_ratio badam_mask_mode",
 }
 IGNORED_KEYS.update({key: why for why, keys in _SETTINGS_OF_UNSUPPORTED.items() for key in keys.split()})
 

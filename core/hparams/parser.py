@@ -544,6 +544,8 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
             "a positive count trains the last layers, a negative count the first ones",
         )
 
+    problems += _optimizer_rules(eff, given)
+
     # Precision
     if eff["bf16"] and eff["fp16"]:
         add("fp16", "bf16 is set too", "keep one of bf16 and fp16")
@@ -562,6 +564,80 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
     if "simpo_gamma" in given and given["simpo_gamma"] != _DEFAULTS["simpo_gamma"] and eff["pref_loss"] != "simpo":
         notes.append(f"simpo_gamma: ignored — pref_loss is {eff['pref_loss']}, not simpo")
     return problems, notes
+
+
+# Optimizer keys -> (distribution to install, module it provides); None: built into torch / transformers.
+OPTIMIZER_PACKAGES = {
+    "use_galore": ("galore-torch", "galore_torch"),
+    "use_apollo": ("apollo-torch", "apollo_torch"),
+    "use_badam": ("badam", "badam"),
+    "use_adam_mini": ("adam-mini", "adam_mini"),
+    "use_muon": None,
+}
+_SFT_LOSSES = ("use_dft_loss", "use_eaft_loss", "use_asft_loss")
+
+
+def _optimizer_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """One optimizer at a time, its package installed, its method and stage; one sft loss at a time."""
+    import importlib.util
+
+    problems: list[str] = []
+
+    def add(key: str, why: str, fix: str) -> None:
+        problems.append(_problem(key, given.get(key, _MISSING), why, fix))
+
+    chosen = [key for key in OPTIMIZER_PACKAGES if eff[key]]
+    if len(chosen) > 1:
+        add(chosen[1], f"{chosen[0]} is set too: one optimizer at a time", f"keep one of {', '.join(chosen)}")
+    for key in chosen[:1]:
+        package = OPTIMIZER_PACKAGES[key]
+        if package and importlib.util.find_spec(package[1]) is None:
+            add(key, f"it needs the {package[0]} package, which is not installed",
+                f"pip install {package[0]} (or pip install 'llamaboard[optim]')")
+        if key in ("use_galore", "use_apollo", "use_badam") and eff["finetuning_type"] != "full":
+            add(key, f"it trains full weights, not {eff['finetuning_type']}", "set finetuning_type: full")
+        if key in ("use_galore", "use_apollo") and eff.get("deepspeed"):
+            add(key, "GaLore and APOLLO do not run under DeepSpeed", "remove deepspeed")
+        if key == "use_badam" and eff.get("deepspeed"):
+            add(key, "BAdam here trains one layer on one process without DeepSpeed", "remove deepspeed")
+        if key != "use_muon" and eff["loraplus_lr_ratio"]:
+            add("loraplus_lr_ratio", f"{key} builds its own optimizer", "remove loraplus_lr_ratio")
+    if eff["use_llama_pro"] and eff["finetuning_type"] != "freeze":
+        add("use_llama_pro", "LLaMA Pro trains chosen layers with the rest frozen", "set finetuning_type: freeze")
+    losses = [key for key in _SFT_LOSSES if eff[key]]
+    if len(losses) > 1:
+        add(losses[1], f"{losses[0]} is set too: one sft loss at a time", f"keep one of {', '.join(losses)}")
+    for key in losses:
+        if eff["stage"] != "sft":
+            add(key, f"it is an sft loss; stage {eff['stage']} has its own", f"remove {key} or set stage: sft")
+    if eff["use_asft_loss"] and eff["finetuning_type"] != "lora":
+        add("use_asft_loss", "its KL anchor here is the base model, the LoRA adapter switched off",
+            "set finetuning_type: lora")
+    return problems
+
+
+_LOW_RANK_KEYS = {
+    "galore": ("target", "rank", "update_interval", "scale", "layerwise", "proj_type"),
+    "apollo": ("target", "rank", "update_interval", "scale", "layerwise", "proj", "proj_type", "scale_type",
+               "scale_front"),
+}
+
+
+def optimizer_training_args(finetuning_args: Any) -> dict[str, Any]:
+    """transformers' own `optim` settings for GaLore / APOLLO (its Trainer builds them); {} for the others."""
+    for prefix in ("galore", "apollo"):
+        if not getattr(finetuning_args, f"use_{prefix}"):
+            continue
+        values = {name: getattr(finetuning_args, f"{prefix}_{name}") for name in _LOW_RANK_KEYS[prefix]}
+        targets = split_arg(values["target"])
+        options = {"rank": values["rank"], "update_proj_gap": values["update_interval"], "scale": values["scale"]}
+        options.update({name: values[name] for name in _LOW_RANK_KEYS[prefix][5:]})
+        return {
+            "optim": f"{prefix}_adamw" + ("_layerwise" if values["layerwise"] else ""),
+            "optim_target_modules": "all-linear" if targets in ([], ["all"]) else targets,
+            "optim_args": ",".join(f"{key}={value}" for key, value in options.items()),
+        }
+    return {}
 
 
 def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
@@ -740,6 +816,8 @@ def get_train_args(
     elif training_args.fp16:
         model_args.compute_dtype = torch.float16
     training_args.generation_max_length = training_args.generation_max_length or data_args.cutoff_len
+    for key, value in optimizer_training_args(finetuning_args).items():
+        setattr(training_args, key, value)
     # Our collators carry columns the model's forward does not name (chosen_*, kl_*): the Trainer must keep them.
     training_args.remove_unused_columns = False
     if "dataloader_pin_memory" not in given and not torch.cuda.is_available():

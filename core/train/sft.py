@@ -24,6 +24,7 @@ from core.hparams import DataArguments, FinetuningArguments, GeneratingArguments
 from core.model import load_model, load_tokenizer
 from core.runfolder import PREDICTIONS
 from core.train.metrics import compute_generation_metrics
+from core.train.sft_losses import sft_loss_func
 from core.train.trainer_utils import create_loraplus_optimizer, evaluate_and_save, train_and_save, write_results
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def run_sft(
         args=training_args,
         processing_class=tokenizer,
         data_collator=collator,
+        compute_loss_func=sft_loss_func(finetuning_args),
         callbacks=callbacks,
         train_dataset=dataset.get("train_dataset"),
         eval_dataset=dataset.get("eval_dataset"),

@@ -99,7 +99,13 @@ def prepare_output_dir(training_args: Any) -> None:
 
 def create_loraplus_optimizer(trainer: Any, finetuning_args: Any):
     """LoRA+: the B matrices learn `loraplus_lr_ratio` times faster than A (embedding B at `loraplus_lr_embedding`).
-    Returns None when the ratio is unset, so the Trainer builds its usual optimizer."""
+    Returns None when the ratio is unset, so the Trainer builds its usual optimizer. Adam-mini, Muon and BAdam
+    (core.train.optimizers) are built here too, since every stage's Trainer asks this function first."""
+    from core.train.optimizers import create_custom_optimizer
+
+    custom = create_custom_optimizer(trainer, finetuning_args)
+    if custom is not None:
+        return custom
     ratio = getattr(finetuning_args, "loraplus_lr_ratio", None)
     if not ratio:
         return None
