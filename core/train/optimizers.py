@@ -75,8 +75,8 @@ def _adam_mini(trainer: Any) -> torch.optim.Optimizer:
 class MuonWithAdamW(torch.optim.Optimizer):
     """Muon for the hidden 2-D weights and AdamW for the rest, stepped together as one optimizer.
 
-    `param_groups` is the two optimizers' groups (the same dicts, read afresh each time), so a learning-rate scheduler that sets
-    `group["lr"]` reaches both; `state_dict()` / `load_state_dict()` carry both for checkpoints and resume.
+    `param_groups` is the two optimizers' groups (the same dicts, read afresh each time), so a learning-rate
+    scheduler that sets `group["lr"]` reaches both; `state_dict()` / `load_state_dict()` carry both for checkpoints and resume.
     """
 
     def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
@@ -130,9 +130,7 @@ def _muon(trainer: Any) -> torch.optim.Optimizer:
     muon = None
     if hidden:
         # "match_rms_adamw" scales Muon's update to AdamW's size, so the usual AdamW learning rates apply.
-        muon = torch.optim.Muon(
-            _decay_groups(trainer, hidden), lr=args.learning_rate, adjust_lr_fn="match_rms_adamw"
-        )
+        muon = torch.optim.Muon(_decay_groups(trainer, hidden), lr=args.learning_rate, adjust_lr_fn="match_rms_adamw")
     adamw = None
     if rest:
         adamw = torch.optim.AdamW(

@@ -36,7 +36,9 @@ def test_each_optimizer_makes_the_sft_loss_fall(make_args, key):
     extra = {"galore_rank": 8, "galore_update_interval": 5} if key == "use_galore" else {}
     extra |= {"apollo_rank": 8, "apollo_update_interval": 5} if key == "use_apollo" else {}
     extra |= {"badam_switch_interval": 4} if key == "use_badam" else {}
-    args = make_args("sft", finetuning_type="full", learning_rate=lr, max_steps=16, logging_steps=4, **{key: True}, **extra)
+    args = make_args(
+        "sft", finetuning_type="full", learning_rate=lr, max_steps=16, logging_steps=4, **{key: True}, **extra
+    )
     run_exp(args)
     losses = _losses(args["output_dir"])
     # Measured on the demo model (16 steps, batch 8): every optimizer takes the loss from ~5.9 to below 5.0;
@@ -88,7 +90,9 @@ def test_optimizer_and_loss_rules_name_the_key(make_args, overrides, named):
 
 def test_a_missing_optimizer_package_is_named_with_the_install_command(make_args, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "galore_torch" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "galore_torch" else real(name, *a)
+    )
     with pytest.raises(ArgumentError) as err:
         get_train_args(make_args("sft", use_galore=True, finetuning_type="full"))
     assert "pip install galore-torch" in str(err.value)
