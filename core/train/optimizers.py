@@ -76,7 +76,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
     """Muon for the hidden 2-D weights and AdamW for the rest, stepped together as one optimizer.
 
     `param_groups` is the two optimizers' groups (the same dicts, read afresh each time), so a learning-rate
-    scheduler that sets `group["lr"]` reaches both; `state_dict()` / `load_state_dict()` carry both for checkpoints and resume.
+    scheduler that sets `group["lr"]` reaches both; `state_dict()` / `load_state_dict()` carry both for
+    checkpoints and resume.
     """
 
     def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
