@@ -278,9 +278,11 @@ def _env(argv: list[str]) -> int:
     )
     parser.add_argument("--no-devices", action="store_true", help="skip the device lines (they import torch)")
     options = parser.parse_args(argv)
-    from core.env import collect_env, format_env
+    from core.env import collect_env, format_env, refused_keys
 
     print(format_env(collect_env(devices=not options.no_devices)))
+    print("\nLLaMA-Factory keys still refused here (leave them off, or remove them):")
+    print("\n".join(f"  {line}" for line in refused_keys()))
     return 0
 
 
@@ -288,6 +290,12 @@ def _demo(argv: list[str]) -> int | None:
     from core.demo import main as demo_main
 
     return demo_main(argv)
+
+
+def _expand(argv: list[str]) -> int | None:
+    from core.llama_pro import main as expand_main
+
+    return expand_main(argv)
 
 
 def _data(argv: list[str]) -> int | None:
@@ -306,6 +314,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),
     "chat": Command(_chat, "chat with a model (and adapters) in the terminal: chat <config.yaml> [key=value ...]"),
     "export": Command(_export, "merge LoRA adapters into the model and save it: export <config.yaml> [key=value ...]"),
+    "expand": Command(_expand, "LLaMA Pro: add identity blocks to a model: expand <model> <dir> --num-expand N"),
 }
 
 

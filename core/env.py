@@ -8,7 +8,25 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES = ("llamaboard", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "gradio", "bitsandbytes")
+PACKAGES = ("llamaboard", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "gradio")
+
+# Optional packages the project uses when they are installed: distribution -> what it turns on.
+OPTIONAL_PACKAGES = {
+    "bitsandbytes": "4/8-bit QLoRA (quantization_bit; CUDA), the gpu extra",
+    "deepspeed": "DeepSpeed ZeRO-2/3 (deepspeed:), the deepspeed extra",
+    "galore-torch": "use_galore, the optim extra",
+    "apollo-torch": "use_apollo, the optim extra",
+    "badam": "use_badam, the optim extra",
+    "adam-mini": "use_adam_mini, the optim extra",
+    "math-verify": "grpo reward math_equal",
+    "liger-kernel": "enable_liger_kernel",
+    "tensorboard": "report_to: tensorboard",
+    "wandb": "report_to: wandb",
+    "swanlab": "report_to: swanlab",
+    "mlflow": "report_to: mlflow",
+    "kaleido": "PNG charts from plot_loss (HTML charts need nothing)",
+    "nvidia-ml-py": "GPU utilisation and power in the job's system metrics",
+}
 
 
 def package_version(name: str) -> str:
@@ -23,6 +41,9 @@ def collect_env(devices: bool = True) -> dict[str, str]:
     """Python, platform, package versions and (when `devices`) CUDA availability, as label -> text."""
     info = {"Python": platform.python_version(), "Platform": platform.platform()}
     info.update({name: package_version(name) for name in PACKAGES})
+    for name, use in OPTIONAL_PACKAGES.items():
+        version = package_version(name)
+        info[name] = f"{version} ({use})" if version != "not installed" else f"not installed ({use})"
     if devices:
         info.update(_device_info())
     return info
@@ -50,3 +71,13 @@ def format_env(info: dict[str, str]) -> str:
     """Aligned `label: value` lines."""
     width = max(len(label) for label in info)
     return "\n".join(f"{label + ':':<{width + 1}} {value}" for label, value in info.items())
+
+
+def refused_keys() -> list[str]:
+    """LLaMA-Factory keys and values this project still refuses, each `key: what it would turn on`."""
+    from core.hparams.keys import UNSUPPORTED_KEYS, UNSUPPORTED_VALUES
+
+    lines = [f"{key}: {what}" for key, (_, what) in sorted(UNSUPPORTED_KEYS.items())]
+    for key, values in sorted(UNSUPPORTED_VALUES.items()):
+        lines += [f"{key}: {value} ({what})" for value, what in sorted(values.items())]
+    return lines

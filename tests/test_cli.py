@@ -101,7 +101,8 @@ def test_python_dash_m_core_cli_and_core_are_the_cli():
 
 def test_env_lists_the_stack(capsys):
     assert main(["env"]) == 0
-    lines = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    versions, _, refused = capsys.readouterr().out.partition("\n\n")
+    lines = dict(line.split(":", 1) for line in versions.splitlines())
     lines = {label.strip(): value.strip() for label, value in lines.items()}
     for package in PACKAGES:
         try:
@@ -112,6 +113,15 @@ def test_env_lists_the_stack(capsys):
     import torch
 
     assert lines["CUDA available"] == str(torch.cuda.is_available())
+    # Every optional package is listed with what it turns on; the refused LLaMA-Factory keys follow, and the keys
+    # this project now supports (GaLore, DFT, ...) are not among them.
+    from core.env import OPTIONAL_PACKAGES
+
+    for package, use in OPTIONAL_PACKAGES.items():
+        assert lines[package].endswith(f"({use})")
+    refused_keys = {line.strip().split(":")[0] for line in refused.splitlines()[1:]}
+    assert {"fp8", "use_mca", "image_max_pixels"} <= refused_keys
+    assert not refused_keys & {"use_galore", "use_apollo", "use_badam", "use_adam_mini", "use_muon", "use_dft_loss"}
     assert lines["Python"] == ".".join(map(str, sys.version_info[:3]))
 
 

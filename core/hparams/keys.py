@@ -248,7 +248,7 @@ _SETTINGS_OF_UNSUPPORTED = {
     "profiler_active_steps profiler_repeat profiler_record_shapes profiler_profile_memory profiler_with_stack "
     "profile_modules",
     "FP8 training is not supported": "fp8_backend fp8_enable_fsdp_float8_all_gather",
-    "LLaMA Pro is not supported": "llama_pro_num_layers",
+    "blocks are added by `llamafactory-cli expand --num-expand N`": "llama_pro_num_layers",
     "HyperParallel and Megatron are not supported": "hyper_parallel_args hyper_parallel_cp_size megatron_bridge_args",
     "audio input is not supported": "audio_sampling_rate",
     "BAdam runs in layer mode here (badam_mode: layer)": "badam_update_ratio badam_mask_mode",

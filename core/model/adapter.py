@@ -58,6 +58,20 @@ def _setup_full(model: nn.Module) -> nn.Module:
     return model
 
 
+def trainable_layer_ids(num_layers: int, count: int, llama_pro: bool = False) -> set[int]:
+    """Layers freeze tuning trains: the last `count` (first `-count`), or with LLaMA Pro the `count` blocks that
+    `llamafactory-cli expand` added, the last of every `num_layers / count` layers."""
+    if not llama_pro:
+        return set(range(num_layers - count, num_layers)) if count > 0 else set(range(-count))
+    if count < 1 or num_layers % count:
+        raise ValueError(
+            f"freeze_trainable_layers: received {count} — with use_llama_pro it is the number of blocks added by "
+            f"`llamafactory-cli expand --num-expand`, which divides this model's {num_layers} layers."
+        )
+    stride = num_layers // count
+    return set(range(stride - 1, num_layers, stride))
+
+
 def _setup_freeze(config: Any, model: nn.Module, finetuning_args: Any) -> nn.Module:
     num_layers = config.get_text_config().num_hidden_layers
     count = int(getattr(finetuning_args, "freeze_trainable_layers", 2))
@@ -66,7 +80,7 @@ def _setup_freeze(config: Any, model: nn.Module, finetuning_args: Any) -> nn.Mod
             f"freeze_trainable_layers: received {count} — this model has {num_layers} layers; use 1..{num_layers} "
             f"(the last layers) or -1..-{num_layers} (the first layers)."
         )
-    layer_ids = set(range(num_layers - count, num_layers)) if count > 0 else set(range(-count))
+    layer_ids = trainable_layer_ids(num_layers, count, finetuning_args.use_llama_pro)
 
     layer_children: set[str] = set()
     extra_children: set[str] = set()
