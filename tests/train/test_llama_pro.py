@@ -50,7 +50,9 @@ def test_expanded_model_is_the_identity_then_only_new_blocks_train(demo_model, t
     run_exp(args)
     trained = AutoModelForCausalLM.from_pretrained(args["output_dir"])
     before, after = bigger.state_dict(), trained.state_dict()
-    changed = {name.split(".")[2] for name in before if "layers." in name and not torch.equal(before[name], after[name])}
+    changed = {
+        name.split(".")[2] for name in before if "layers." in name and not torch.equal(before[name], after[name])
+    }
     outside = [n for n in before if "layers." not in n and not torch.equal(before[n], after[n])]
     # Layers 1 and 3 are the added blocks (the last of each group of two); 0 and 2 are the original layers.
     assert changed == {"1", "3"} and not outside
