@@ -23,10 +23,11 @@ class FinetuningArguments:
             "Training stage: pt (pretraining on text), sft (supervised fine-tuning), rm (reward model), ppo, dpo, kto."
         ),
     )
-    finetuning_type: Literal["lora", "freeze", "full"] = field(
+    finetuning_type: Literal["lora", "freeze", "full", "oft"] = field(
         default="lora",
         metadata=_help(
-            "Method: lora (train small adapters), freeze (train the last layers only), full (all weights)."
+            "Method: lora (train small adapters), freeze (train the last layers only), full (all weights), "
+            "oft (orthogonal fine-tuning adapters through peft)."
         ),
     )
     freeze_trainable_layers: int = field(
@@ -154,6 +155,18 @@ class FinetuningArguments:
         metadata=_help("sft: ASFT loss, the DFT loss plus asft_alpha x KL(reference || policy) per token."),
     )
     asft_alpha: float = field(default=0.1, metadata=_help("sft with use_asft_loss: weight of the KL anchor."))
+    oft_rank: int = field(
+        default=0, metadata=_help("oft: number of orthogonal blocks per layer; 0 = set by oft_block_size instead.")
+    )
+    oft_block_size: int = field(
+        default=32, metadata=_help("oft: size of each orthogonal block; 0 = set by oft_rank instead.")
+    )
+    oft_target: str = field(
+        default="all", metadata=_help("oft: comma list of module names to adapt; all = every linear layer.")
+    )
+    module_dropout: float = field(
+        default=0.0, metadata=_help("oft: probability of dropping a whole block, 0 to below 1.")
+    )
     pref_beta: float = field(
         default=0.1, metadata=_help("dpo / kto: beta, how far the policy may move from the reference.")
     )

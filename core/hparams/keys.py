@@ -184,7 +184,6 @@ UNSUPPORTED_KEYS: dict[str, tuple[tuple[Any, ...], str]] = {
     "reward_model_quantization_bit": ((None,), "quantizing the reward model"),
     "pref_bco_weight": ((0, 0.0), "the BCO loss term"),
     "ld_alpha": ((None,), "LD-DPO"),
-    "oft_rank": ((32,), "OFT adapters"),
     "image_max_pixels": ((768 * 768,), _MULTIMODAL),
     "image_min_pixels": ((32 * 32,), _MULTIMODAL),
     "video_max_pixels": ((256 * 256,), _MULTIMODAL),
@@ -202,7 +201,6 @@ UNSUPPORTED_KEYS: dict[str, tuple[tuple[Any, ...], str]] = {
 
 # Choices of real fields that LLaMA-Factory has and we do not: key -> {value: what it is}.
 UNSUPPORTED_VALUES: dict[str, dict[str, str]] = {
-    "finetuning_type": {"oft": "OFT adapters"},
     "quantization_method": {
         method: f"loading {method.upper()}-quantized models"
         for method in ("gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8")
@@ -233,7 +231,6 @@ IGNORED_KEYS: dict[str, str] = {
 }
 # Settings of features that are off (see UNSUPPORTED_KEYS): harmless on their own.
 _SETTINGS_OF_UNSUPPORTED = {
-    "OFT is not supported": "oft_block_size oft_target module_dropout",
     "SwanLab logging is not supported": "swanlab_project swanlab_workspace swanlab_run_name swanlab_mode "
     "swanlab_api_key swanlab_logdir swanlab_lark_webhook_url swanlab_lark_secret",
     "vLLM is not supported": "vllm_maxlen vllm_gpu_util vllm_enforce_eager vllm_max_lora_rank vllm_config",

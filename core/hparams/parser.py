@@ -463,7 +463,7 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
                 "ppo scores answers with a reward model",
                 "train one with stage: rm and set reward_model: <that run's output_dir>",
             )
-        if method == "freeze":
+        if method in ("freeze", "oft"):
             add("finetuning_type", "ppo trains a lora adapter or the full model", "set finetuning_type: lora")
         if eff["reward_model_type"] == "lora" and method != "lora":
             add(
@@ -654,12 +654,20 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
             "every stage starts from a model",
             "set model_name_or_path: a local folder, a hub id, or demo (the offline demo model)",
         )
-    if eff["adapter_name_or_path"] and method != "lora":
+    if eff["adapter_name_or_path"] and method not in ("lora", "oft"):
         add(
             "adapter_name_or_path",
-            f"adapters are lora weights; finetuning_type is {method}",
-            "set finetuning_type: lora, or remove adapter_name_or_path",
+            f"adapters are lora or oft weights; finetuning_type is {method}",
+            "set finetuning_type: lora (or oft for OFT adapters), or remove adapter_name_or_path",
         )
+    if method == "oft" and (eff["oft_rank"] > 0) == (eff["oft_block_size"] > 0):
+        add(
+            "oft_block_size",
+            "OFT sizes its blocks by exactly one of oft_rank and oft_block_size",
+            "set one of them to 0 (the default is oft_block_size: 32 with oft_rank: 0)",
+        )
+    if not 0 <= eff["module_dropout"] < 1:
+        add("module_dropout", "a dropout probability is from 0 to below 1", "for example module_dropout: 0.05")
     if eff["use_unsloth"]:
         add("use_unsloth", "not supported yet (Unsloth)", "remove use_unsloth")
     if eff["enable_liger_kernel"] and importlib.util.find_spec("liger_kernel") is None:

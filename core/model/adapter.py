@@ -146,6 +146,8 @@ def _setup_lora(model: nn.Module, model_args: Any, finetuning_args: Any, is_trai
         model = PeftModel.from_pretrained(model, to_resume, is_trainable=is_trainable)
         logger.info("Loaded adapter %s (%s)", to_resume, "training on" if is_trainable else "frozen")
 
+    if is_trainable and to_resume is None and finetuning_args.finetuning_type == "oft":
+        return get_peft_model(model, _oft_config(model, finetuning_args))
     if is_trainable and to_resume is None:
         targets = _split(getattr(finetuning_args, "lora_target", "all")) or ["all"]
         if targets == ["all"]:
@@ -180,22 +182,47 @@ def _setup_lora(model: nn.Module, model_args: Any, finetuning_args: Any, is_trai
     return model
 
 
+def _oft_config(model: nn.Module, finetuning_args: Any):
+    """peft's OFT: each targeted linear layer's output rotated by a learned block-diagonal orthogonal matrix."""
+    from peft import OFTConfig, TaskType
+
+    targets = _split(finetuning_args.oft_target) or ["all"]
+    available = find_all_linear_modules(model)
+    if targets == ["all"]:
+        targets = available
+    elif unknown := [t for t in targets if t not in available]:
+        raise ValueError(
+            f"oft_target: received {','.join(unknown)} — no linear layer of that name in this model; "
+            f"use all, or some of {', '.join(sorted(available))}."
+        )
+    logger.info("OFT rank %d block size %d on %s", finetuning_args.oft_rank, finetuning_args.oft_block_size, targets)
+    return OFTConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=finetuning_args.oft_rank,
+        oft_block_size=finetuning_args.oft_block_size,
+        module_dropout=finetuning_args.module_dropout,
+        target_modules=targets,
+        modules_to_save=_split(finetuning_args.additional_target) or None,
+    )
+
+
 def init_adapter(
     config: Any, model: nn.Module, model_args: Any, finetuning_args: Any, is_trainable: bool
 ) -> nn.Module:
     """Set up the fine-tuning method; see the module docstring."""
     method = getattr(finetuning_args, "finetuning_type", "lora")
-    if method != "lora" and getattr(model_args, "adapter_name_or_path", None):
+    if method not in ("lora", "oft") and getattr(model_args, "adapter_name_or_path", None):
         raise ValueError(
-            f"adapter_name_or_path: set with finetuning_type: {method}; adapters load only with finetuning_type: lora."
+            f"adapter_name_or_path: set with finetuning_type: {method}; adapters load only with finetuning_type: "
+            "lora (or oft)."
         )
-    if method not in ("lora", "freeze", "full"):
-        raise ValueError(f"finetuning_type: received {method!r} — use lora, freeze or full.")
+    if method not in ("lora", "freeze", "full", "oft"):
+        raise ValueError(f"finetuning_type: received {method!r} — use lora, freeze, full or oft.")
     if _is_quantized(model) and is_trainable and method != "lora":
         raise ValueError(f"quantization_bit with finetuning_type: {method} — a quantized model trains only with lora.")
 
     if not is_trainable:
-        if method == "lora":
+        if method in ("lora", "oft"):
             model = _setup_lora(model, model_args, finetuning_args, is_trainable=False)
         return model
 
