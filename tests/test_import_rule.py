@@ -27,6 +27,7 @@ PURE_MODULES = [
     "core.hparams.finetuning_args",
     "core.hparams.generating_args",
     "core.hparams.parser",
+    "core.hparams.trackers",
     "core.cli",
     "core.env",
     "core.data.registry",

@@ -167,6 +167,16 @@ class FinetuningArguments:
     module_dropout: float = field(
         default=0.0, metadata=_help("oft: probability of dropping a whole block, 0 to below 1.")
     )
+    use_swanlab: bool = field(
+        default=False, metadata=_help("Log to SwanLab (adds swanlab to report_to; key in SWANLAB_API_KEY).")
+    )
+    swanlab_project: str | None = field(default=None, metadata=_help("SwanLab project name."))
+    swanlab_workspace: str | None = field(default=None, metadata=_help("SwanLab workspace (team) name."))
+    swanlab_run_name: str | None = field(default=None, metadata=_help("SwanLab experiment name."))
+    swanlab_mode: Literal["cloud", "local", "offline", "disabled"] | None = field(
+        default=None, metadata=_help("SwanLab mode: cloud, local, offline or disabled.")
+    )
+    swanlab_logdir: str | None = field(default=None, metadata=_help("SwanLab folder for local / offline logs."))
     pref_beta: float = field(
         default=0.1, metadata=_help("dpo / kto: beta, how far the policy may move from the reference.")
     )

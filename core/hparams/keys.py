@@ -163,7 +163,6 @@ UNSUPPORTED_KEYS: dict[str, tuple[tuple[Any, ...], str]] = {
     "use_mca": ((False,), "Megatron-Core training"),
     "use_megatron_bridge": ((False,), "Megatron Bridge training"),
     "use_hyper_parallel": ((False,), "HyperParallel training"),
-    "use_swanlab": ((False,), "SwanLab logging (report_to: tensorboard or wandb works)"),
     "use_unsloth_gc": ((False,), "Unsloth gradient checkpointing"),
     "use_kt": ((False,), "KTransformers"),
     "use_v1_kernels": ((False, None), "LLaMA-Factory v1 kernels"),
@@ -231,8 +230,8 @@ IGNORED_KEYS: dict[str, str] = {
 }
 # Settings of features that are off (see UNSUPPORTED_KEYS): harmless on their own.
 _SETTINGS_OF_UNSUPPORTED = {
-    "SwanLab logging is not supported": "swanlab_project swanlab_workspace swanlab_run_name swanlab_mode "
-    "swanlab_api_key swanlab_logdir swanlab_lark_webhook_url swanlab_lark_secret",
+    "secrets stay in the environment: set SWANLAB_API_KEY (Lark alerts are not wired)": "swanlab_api_key "
+    "swanlab_lark_webhook_url swanlab_lark_secret",
     "vLLM is not supported": "vllm_maxlen vllm_gpu_util vllm_enforce_eager vllm_max_lora_rank vllm_config",
     "SGLang is not supported": "sglang_maxlen sglang_mem_fraction sglang_tp_size sglang_config sglang_lora_backend",
     "KTransformers is not supported": "kt_cpu_activation kt_weight_path kt_non_expert_weight_path "

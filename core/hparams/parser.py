@@ -33,6 +33,7 @@ from core.hparams.keys import (
     split_arg,
 )
 from core.hparams.model_args import ModelArguments
+from core.hparams.trackers import report_to_list, swanlab_environment, tracker_problems
 
 if TYPE_CHECKING:
     from core.hparams.training_args import TrainingArguments
@@ -545,6 +546,11 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
         )
 
     problems += _optimizer_rules(eff, given)
+    for why, fix in tracker_problems(eff.get("report_to")):
+        add("report_to", why, fix)
+    if eff["use_swanlab"]:
+        for why, fix in tracker_problems("swanlab"):
+            add("use_swanlab", why, fix)
 
     # Precision
     if eff["bf16"] and eff["fp16"]:
@@ -826,6 +832,10 @@ def get_train_args(
     training_args.generation_max_length = training_args.generation_max_length or data_args.cutoff_len
     for key, value in optimizer_training_args(finetuning_args).items():
         setattr(training_args, key, value)
+    if finetuning_args.use_swanlab:
+        trackers = report_to_list(training_args.report_to)
+        training_args.report_to = [*trackers, "swanlab"] if "swanlab" not in trackers else trackers
+        os.environ.update(swanlab_environment(groups["finetuning"]))
     # Our collators carry columns the model's forward does not name (chosen_*, kl_*): the Trainer must keep them.
     training_args.remove_unused_columns = False
     if "dataloader_pin_memory" not in given and not torch.cuda.is_available():
