@@ -31,7 +31,9 @@ def test_a_missing_tracker_is_named_with_its_install_command(make_args, monkeypa
 
 def test_use_swanlab_adds_the_tracker_and_its_settings(make_args, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "swanlab" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "swanlab" else real(name, *a)
+    )
     for variable in ("SWANLAB_PROJECT", "SWANLAB_MODE"):
         monkeypatch.delenv(variable, raising=False)
     _, _, training_args, _, _ = get_train_args(
