@@ -28,6 +28,7 @@ PURE_MODULES = [
     "core.hparams.generating_args",
     "core.hparams.parser",
     "core.hparams.trackers",
+    "core.hparams.hub",
     "core.cli",
     "core.env",
     "core.data.registry",

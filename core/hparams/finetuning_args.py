@@ -237,6 +237,9 @@ class FinetuningArguments:
         default=False, metadata=_help("Report effective (non-padding) tokens per second in the training results.")
     )
 
+    # Set by get_train_args from push_to_hub: the workflow pushes once when training has ended.
+    push_at_end: bool = field(default=False, init=False)
+
     def __post_init__(self) -> None:
         if self.lora_alpha is None:
             self.lora_alpha = 2 * self.lora_rank

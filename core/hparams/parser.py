@@ -22,6 +22,7 @@ from core.errors import UserError
 from core.hparams.data_args import DataArguments
 from core.hparams.finetuning_args import FinetuningArguments
 from core.hparams.generating_args import GeneratingArguments
+from core.hparams.hub import push_problems
 from core.hparams.keys import (
     IGNORED_KEYS,
     TRAINING_SPECS,
@@ -545,7 +546,7 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
             "a positive count trains the last layers, a negative count the first ones",
         )
 
-    problems += _optimizer_rules(eff, given)
+    problems += _parity_rules(eff, given)
     for why, fix in tracker_problems(eff.get("report_to")):
         add("report_to", why, fix)
     if eff["use_swanlab"]:
@@ -583,8 +584,9 @@ OPTIMIZER_PACKAGES = {
 _SFT_LOSSES = ("use_dft_loss", "use_eaft_loss", "use_asft_loss")
 
 
-def _optimizer_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    """One optimizer at a time, its package installed, its method and stage; one sft loss at a time."""
+def _parity_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """LLaMA-Factory features added back: one optimizer at a time, its package installed, its method and stage; one
+    sft loss at a time; a hub push that can succeed."""
     import importlib.util
 
     problems: list[str] = []
@@ -616,6 +618,9 @@ def _optimizer_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
     for key in losses:
         if eff["stage"] != "sft":
             add(key, f"it is an sft loss; stage {eff['stage']} has its own", f"remove {key} or set stage: sft")
+    if eff.get("push_to_hub"):
+        for why, fix in push_problems(eff.get("hub_model_id")):
+            add("push_to_hub", why, fix)
     if eff["use_asft_loss"] and eff["finetuning_type"] != "lora":
         add("use_asft_loss", "its KL anchor here is the base model, the LoRA adapter switched off",
             "set finetuning_type: lora")
@@ -832,6 +837,10 @@ def get_train_args(
     training_args.generation_max_length = training_args.generation_max_length or data_args.cutoff_len
     for key, value in optimizer_training_args(finetuning_args).items():
         setattr(training_args, key, value)
+    if training_args.push_to_hub:
+        # Pushed once at the end by the workflow (core.train.model_card), not by the Trainer at every save.
+        training_args.push_to_hub = False
+        finetuning_args.push_at_end = True
     if finetuning_args.use_swanlab:
         trackers = report_to_list(training_args.report_to)
         training_args.report_to = [*trackers, "swanlab"] if "swanlab" not in trackers else trackers
