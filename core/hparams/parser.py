@@ -600,8 +600,11 @@ def _parity_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
     for key in chosen[:1]:
         package = OPTIMIZER_PACKAGES[key]
         if package and importlib.util.find_spec(package[1]) is None:
-            add(key, f"it needs the {package[0]} package, which is not installed",
-                f"pip install {package[0]} (or pip install 'llamaboard[optim]')")
+            add(
+                key,
+                f"it needs the {package[0]} package, which is not installed",
+                f"pip install {package[0]} (or pip install 'llamaboard[optim]')",
+            )
         if key in ("use_galore", "use_apollo", "use_badam") and eff["finetuning_type"] != "full":
             add(key, f"it trains full weights, not {eff['finetuning_type']}", "set finetuning_type: full")
         if key in ("use_galore", "use_apollo") and eff.get("deepspeed"):
@@ -622,15 +625,27 @@ def _parity_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
         for why, fix in push_problems(eff.get("hub_model_id")):
             add("push_to_hub", why, fix)
     if eff["use_asft_loss"] and eff["finetuning_type"] != "lora":
-        add("use_asft_loss", "its KL anchor here is the base model, the LoRA adapter switched off",
-            "set finetuning_type: lora")
+        add(
+            "use_asft_loss",
+            "its KL anchor here is the base model, the LoRA adapter switched off",
+            "set finetuning_type: lora",
+        )
     return problems
 
 
 _LOW_RANK_KEYS = {
     "galore": ("target", "rank", "update_interval", "scale", "layerwise", "proj_type"),
-    "apollo": ("target", "rank", "update_interval", "scale", "layerwise", "proj", "proj_type", "scale_type",
-               "scale_front"),
+    "apollo": (
+        "target",
+        "rank",
+        "update_interval",
+        "scale",
+        "layerwise",
+        "proj",
+        "proj_type",
+        "scale_type",
+        "scale_front",
+    ),
 }
 
 

@@ -156,9 +156,18 @@ def render_model_card(model_args, data_args, training_args, finetuning_args, out
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_model_card(model_args, data_args, training_args, finetuning_args) -> Path:
-    """Write README.md into the output folder (atomically) and return its path."""
+def write_model_card(training_args, finetuning_args) -> Path:
+    """Write README.md into the output folder (atomically) from the run's job.yaml, and return its path.
+
+    The model and data arguments are read back from job.yaml (the workflows' shared tail sees only the trainer's
+    and the method's arguments), resolved with the same defaults the run used."""
+    from core.hparams import DataArguments, ModelArguments
+    from core.hparams.parser import normalize_args
+    from core.runfolder import read_args
+
     output_dir = Path(training_args.output_dir)
+    groups, _, _ = normalize_args(read_args(output_dir))
+    model_args, data_args = ModelArguments(**groups["model"]), DataArguments(**groups["data"])
     path = output_dir / CARD_FILE
     text = render_model_card(model_args, data_args, training_args, finetuning_args, output_dir)
     temporary = path.with_name(f".{CARD_FILE}.tmp")

@@ -20,7 +20,7 @@ from core.model import load_model, load_tokenizer
 from core.train.ppo_rewards import create_reward_fn
 from core.train.ppo_trainer import PPOTrainer
 from core.train.pref_trainer import create_ref_model
-from core.train.trainer_utils import plot_loss
+from core.train.trainer_utils import finish_run
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def run_ppo(
     if trainer.accelerator.is_main_process:
         trainer.state.save_to_json(str(Path(training_args.output_dir) / "trainer_state.json"))
         write_metrics(training_args.output_dir, metrics)
-        if finetuning_args.plot_loss:
-            plot_loss(training_args.output_dir, keys=PLOT_KEYS)
+        finish_run(training_args, finetuning_args, PLOT_KEYS)
 
 
 def stop_token_ids(template, tokenizer) -> list[int]:

@@ -144,7 +144,8 @@ def quiet_trainer(trainer: Any) -> Any:
 
 def train_and_save(trainer: Any, training_args: Any, finetuning_args: Any, plot_keys: tuple[str, ...]) -> None:
     """Train (resuming from the checkpoint prepare_output_dir chose), save the model and the trainer state, write
-    train_results.json / all_results.json, and on the main process plot `plot_keys` when plot_loss is set.
+    train_results.json / all_results.json, and on the main process finish the run folder (finish_run: charts, model
+    card, hub push).
 
     The Trainer's own printing of each log dict is switched off first (quiet_trainer): LogCallback already writes
     one readable line a log step, and the job's log would show every step twice."""
@@ -153,8 +154,23 @@ def train_and_save(trainer: Any, training_args: Any, finetuning_args: Any, plot_
     trainer.save_model()
     trainer.save_state()
     write_results(trainer, "train", result.metrics)
-    if trainer.is_world_process_zero() and finetuning_args.plot_loss:
+    if trainer.is_world_process_zero():
+        finish_run(training_args, finetuning_args, plot_keys)
+
+
+def finish_run(training_args: Any, finetuning_args: Any, plot_keys: tuple[str, ...]) -> None:
+    """After a training run has saved everything (main process only): the charts when plot_loss is set, the model
+    card (README.md), then the hub push when push_to_hub asked for one. Neither can fail the finished run."""
+    from core.train.model_card import push_output_dir, write_model_card
+
+    if finetuning_args.plot_loss:
         plot_loss(training_args.output_dir, keys=plot_keys)
+    try:
+        write_model_card(training_args, finetuning_args)
+    except OSError as err:
+        logger.warning("Model card not written (%s); the trained model is saved.", err)
+    if finetuning_args.push_at_end:
+        push_output_dir(training_args)
 
 
 def evaluate_and_save(trainer: Any, perplexity: bool = False) -> dict[str, Any]:
@@ -178,37 +194,58 @@ def write_results(trainer: Any, split: str, metrics: dict[str, Any]) -> None:
 
 
 def plot_loss(output_dir: str | Path, keys: tuple[str, ...] = ("loss", "eval_loss")) -> list[Path]:
-    """Save `training_<key>.png` for each key found in trainer_log.jsonl (needs matplotlib; skipped without)."""
-    try:
-        import matplotlib
+    """`plot_loss: true`: the run's charts as the board draws them, in `training_charts.html` (one self-contained
+    page: plotly.js inlined, opens offline), plus `training_<chart>.png` when plotly's image exporter (kaleido)
+    works. Charts: loss with its smoothing and eval loss; the learning rate; rewards (accuracy, margins, ppo's
+    reward) when `keys` names a reward metric and the log has one.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.info("plot_loss: matplotlib is not installed, no plot saved (pip install matplotlib).")
+    The figures are webui/plots.py's (pure: plotly and numpy only): the one board module the core reads, so a
+    chart looks the same in the board, in the run folder and in a `runs compare` page."""
+    from webui import plots
+
+    output_dir = Path(output_dir)
+    records = read_log_records(output_dir / TRAINER_LOG)
+    name = output_dir.name
+    figures = {"loss": plots.loss_figure(records, title=f"Loss of {name}")}
+    if any("lr" in record for record in records):
+        figures["lr"] = plots.lr_figure(records, title=f"Learning rate of {name}")
+    reward_keys = {"rewards/accuracies", "rewards/margins", "accuracy", "eval_accuracy", "reward"}
+    if reward_keys & set(keys) and any(reward_keys & record.keys() for record in records):
+        figures["rewards"] = plots.reward_figure(records, title=f"Rewards of {name}")
+    if not any(figure.data for figure in figures.values()):
+        logger.info("plot_loss: nothing to plot (no loss logged in %s)", output_dir)
         return []
-    records = read_log_records(Path(output_dir) / TRAINER_LOG)
+    parts = [
+        figure.to_html(full_html=False, include_plotlyjs=index == 0, default_width="100%")
+        for index, figure in enumerate(figures.values())
+    ]
+    page = output_dir / "training_charts.html"
+    page.write_text(
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{name}</title></head>\n<body>\n'
+        + "\n".join(parts)
+        + "\n</body></html>\n",
+        encoding="utf-8",
+    )
+    saved = [page]
+    saved += _write_pngs(output_dir, figures)
+    logger.info("Saved plots: %s", ", ".join(path.name for path in saved))
+    return saved
+
+
+def _write_pngs(output_dir: Path, figures: dict[str, Any]) -> list[Path]:
+    """PNG copies through kaleido when it is installed and can render (it drives a Chrome); else none, said once."""
+    import importlib.util
+
+    if importlib.util.find_spec("kaleido") is None:
+        logger.info("plot_loss: PNG charts need the kaleido package (pip install kaleido); the HTML page has them.")
+        return []
     saved = []
-    for key in keys:
-        points = [(r["current_steps"], r[key]) for r in records if key in r]
-        if not points:
-            continue
-        steps, values = zip(*points, strict=True)
-        plt.figure()
-        plt.plot(steps, values, color="#1f77b4", alpha=0.4, label="original")
-        if len(values) > 2:
-            smooth, last = [], values[0]
-            for value in values:
-                last = 0.8 * last + 0.2 * value
-                smooth.append(last)
-            plt.plot(steps, smooth, color="#1f77b4", label="smoothed")
-        plt.title(f"{key} of {Path(output_dir).name}")
-        plt.xlabel("step")
-        plt.ylabel(key)
-        plt.legend()
-        path = Path(output_dir) / f"training_{key.replace('/', '_')}.png"
-        plt.savefig(path, format="png", dpi=100)
-        plt.close()
+    for chart, figure in figures.items():
+        path = output_dir / f"training_{chart}.png"
+        try:
+            figure.write_image(path, format="png", width=900, height=320)
+        except Exception as err:  # noqa: BLE001 — an exporter that cannot start must not fail a finished run
+            logger.info("plot_loss: no PNG (%s: %s); the HTML page has the charts.", type(err).__name__, err)
+            return saved
         saved.append(path)
-    logger.info("Saved plots: %s", ", ".join(p.name for p in saved) or "none (no such keys logged)")
     return saved
