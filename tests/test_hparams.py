@@ -331,7 +331,7 @@ def test_unknown_key_names_the_closest_known_ones():
     problems = check_dict({**DEMO, "lora_rnak": 16, "learnig_rate": 1e-4, "zzzz": 1})
     assert (
         problems[0]
-        == "lora_rnak: received 16 — unknown key — did you mean lora_rank or local_rank or lora_alpha? (or remove it)"
+        == "lora_rnak: received 16 — unknown key — did you mean lora_rank or local_rank or galore_rank? (or remove it)"
     )
     assert problems[1].startswith("learnig_rate: received 0.0001 — unknown key — did you mean learning_rate")
     assert problems[2] == "zzzz: received 1 — unknown key — check the spelling (or remove it)"
@@ -390,10 +390,10 @@ RULES = [
     ({"quantization_bit": 4, "resize_vocab": True}, "resize_vocab", "cannot be resized"),
     ({"quantization_bit": 4, "adapter_name_or_path": "a,b"}, "adapter_name_or_path", "merge the adapters first"),
     ({**Q4, "adapter_name_or_path": "a", "create_new_adapter": True}, "create_new_adapter", "remove it"),
-    ({"use_galore": True}, "use_galore", "not supported yet (the GaLore optimizer)"),
-    ({"use_badam": "true"}, "use_badam", "not supported yet"),
+    ({"use_galore": True}, "use_galore", "it trains full weights, not lora — set finetuning_type: full"),
+    ({"use_badam": "true"}, "use_badam", "it trains full weights, not lora — set finetuning_type: full"),
     ({"image_max_pixels": 262144}, "image_max_pixels", "not supported yet (multimodal"),
-    ({"finetuning_type": "oft"}, "finetuning_type", "not supported yet (OFT adapters) — use one of: lora, freeze"),
+    ({"finetuning_type": "oft", "stage": "ppo"}, "finetuning_type", "ppo trains a lora adapter or the full model"),
     ({"pref_loss": "kto_pair", "stage": "dpo"}, "pref_loss", "not supported yet"),
     ({"quantization_method": "gptq"}, "quantization_method", "not supported yet"),
 ]  # fmt: skip

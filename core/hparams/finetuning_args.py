@@ -238,7 +238,11 @@ class FinetuningArguments:
     )
 
     # Set by get_train_args from push_to_hub: the workflow pushes once when training has ended.
-    push_at_end: bool = field(default=False, init=False)
+    push_at_end: bool = field(
+        default=False,
+        init=False,
+        metadata={"help": "Set by the parser from push_to_hub: one upload of output_dir when training ends."},
+    )
 
     def __post_init__(self) -> None:
         if self.lora_alpha is None:
