@@ -27,7 +27,7 @@ import yaml
 
 from core.paths import saves_dir
 from webui import models
-from webui.controls import FREEZE_KEYS, LORA_KEYS, PPO_KEYS, PREF_KEYS
+from webui.controls import FREEZE_KEYS, LORA_KEYS, OFT_KEYS, PPO_KEYS, PREF_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,10 @@ FORM_DEFAULTS: dict[str, Any] = {
     "pissa_init": False,
     "lora_target": "all",
     "additional_target": "",
+    "oft_rank": 0,
+    "oft_block_size": 32,
+    "module_dropout": 0,
+    "oft_target": "all",
     "pref_beta": 0.1,
     "pref_ftx": 0,
     "pref_loss": "sigmoid",
@@ -110,6 +114,8 @@ shows these so that saving a loaded YAML back does not change the run. (lora_alp
 keys and are filled in `args_to_form`.)"""
 
 PREF_STAGES = ("dpo", "kto")
+ADAPTER_METHODS = ("lora", "oft")
+"""Methods whose runs are adapters: their checkpoints become adapter_name_or_path, not the model."""
 
 INT_KEYS = (
     "max_samples",
@@ -122,6 +128,8 @@ INT_KEYS = (
     "freeze_trainable_layers",
     "lora_rank",
     "lora_alpha",
+    "oft_rank",
+    "oft_block_size",
 )
 OFF_WHEN_ZERO = ("neftune_noise_alpha", "loraplus_lr_ratio")
 
@@ -305,7 +313,7 @@ def build_args(form: dict[str, Any], saves_root: str | os.PathLike | None = None
     # Model
     model = str(form.get("model_path") or "").strip() or models.model_path(str(form.get("model_name") or ""))
     checkpoints = [_saved_path(entry, folder) for entry in _as_list(form.get("checkpoint_path"))]
-    if checkpoints and method == "lora":
+    if checkpoints and method in ADAPTER_METHODS:
         args["adapter_name_or_path"] = ",".join(checkpoints)
     elif checkpoints:
         if len(checkpoints) > 1:
@@ -330,6 +338,8 @@ def build_args(form: dict[str, Any], saves_root: str | os.PathLike | None = None
         if key in _SPECIAL or _empty(value):
             continue
         if (key in LORA_KEYS and method != "lora") or (key in FREEZE_KEYS and method != "freeze"):
+            continue
+        if key in OFT_KEYS and method != "oft":
             continue
         if (key in PREF_KEYS and stage not in PREF_STAGES) or (key in PPO_KEYS and stage != "ppo"):
             continue
@@ -418,7 +428,7 @@ def args_to_form(args: dict[str, Any], saves_root: str | os.PathLike | None = No
     form["model_path"] = model
     folder = _saves_folder(form, saves_root)
     adapters = _as_list(args.get("adapter_name_or_path"))
-    form["checkpoint_path"] = [_relative_to(path, folder) for path in adapters] if method == "lora" else []
+    form["checkpoint_path"] = [_relative_to(path, folder) for path in adapters] if method in ADAPTER_METHODS else []
 
     if args.get("quantization_bit") not in (None, ""):
         form["quantization_bit"] = str(args["quantization_bit"])

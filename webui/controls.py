@@ -4,7 +4,7 @@ A control is named after the argument it sets; webui/tabs/train.py lays the Trai
 `TRAIN_SECTIONS` through one factory (webui.tabs.factory.make), which fills in the value (webui.args.FORM_DEFAULTS),
 the element id and the labels (locales) from the name. Everything that needs to know which controls exist derives
 it from here: the form argument lists (TOP_ARGUMENTS, TRAIN_ARGUMENTS), the section key sets webui.args leaves out
-when they do not apply (FREEZE_KEYS, LORA_KEYS, PREF_KEYS, PPO_KEYS), and the handlers' input lists.
+when they do not apply (FREEZE_KEYS, LORA_KEYS, OFT_KEYS, PREF_KEYS, PPO_KEYS), and the handlers' input lists.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ LR_SCHEDULERS = (
     "cosine_with_min_lr",
     "warmup_stable_decay",
 )
-REPORT_TO = ("none", "all", "tensorboard", "wandb", "mlflow", "neptune", "trackio")
+REPORT_TO = ("none", "all", "tensorboard", "wandb", "mlflow", "neptune", "trackio", "swanlab")
 PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 
 TOP_ARGUMENTS = (
@@ -130,6 +130,14 @@ FREEZE: tuple[Row, ...] = (
         textbox("freeze_extra_modules"),
     ),
 )
+OFT: tuple[Row, ...] = (
+    (
+        slider("oft_rank", 0, 1024, 1),
+        slider("oft_block_size", 0, 1024, 1),
+        slider("module_dropout", 0, 1, 0.01),
+        textbox("oft_target", scale=2),
+    ),
+)
 LORA: tuple[Row, ...] = (
     (
         slider("lora_rank", 1, 1024, 1),
@@ -165,6 +173,7 @@ TRAIN_SECTIONS: dict[str, tuple[Row, ...]] = {
     "extra_tab": EXTRA,
     "freeze_tab": FREEZE,
     "lora_tab": LORA,
+    "oft_tab": OFT,
     "rlhf_tab": RLHF,
     "output": OUTPUT,
 }
@@ -176,9 +185,11 @@ TRAIN_CONTROLS = {control.name: control for rows in TRAIN_SECTIONS.values() for 
 
 FREEZE_KEYS = names(FREEZE)
 LORA_KEYS = names(LORA)
+OFT_KEYS = names(OFT)
 PREF_KEYS = names((PREF,))
 PPO_KEYS = names((PPO,))
-"""Keys left out of the arguments when the method (freeze, lora) or the stage (dpo / kto, ppo) does not use them."""
+"""Keys left out of the arguments when the method (freeze, lora, oft) or the stage (dpo / kto, ppo) does not
+use them."""
 
 JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code")
 """Controls the runner and Board.guard read at start (devices, DeepSpeed config, remote code), not build_args."""

@@ -337,7 +337,7 @@ def list_runs(
 
 
 def _holds_weights(folder: Path, finetuning_type: str) -> bool:
-    names = ADAPTER_FILES if finetuning_type == "lora" else MODEL_FILES
+    names = ADAPTER_FILES if finetuning_type in ("lora", "oft") else MODEL_FILES
     return any((folder / name).exists() for name in names)
 
 

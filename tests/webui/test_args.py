@@ -133,6 +133,17 @@ def test_sections_that_do_not_apply_are_left_out(saves):
     assert ppo["reward_model"] == str(saves / "demo" / "lora" / "rm_run") and ppo["reward_model_type"] == "lora"
     assert ppo["ppo_score_norm"] is True and "pref_beta" not in ppo
     assert "pref_beta" not in build_args(demo_form(stage="rm"), saves)
+    assert not [key for key in sft_lora if key.startswith("oft_") or key == "module_dropout"]
+
+
+def test_oft_sends_its_own_section_and_continues_from_adapters(saves):
+    from core.hparams import check_dict
+
+    oft = build_args(demo_form(finetuning_type="oft", oft_rank=4.0, oft_block_size=0, checkpoint_path=["a"]), saves)
+    assert (oft["oft_rank"], oft["oft_block_size"], oft["oft_target"]) == (4, 0, "all")
+    assert oft["adapter_name_or_path"] == str(saves / "demo" / "oft" / "a") and oft["model_name_or_path"] == "demo"
+    assert not [key for key in oft if key.startswith("lora_")]
+    assert check_dict({key: value for key, value in oft.items() if key != "adapter_name_or_path"}) == []
 
 
 def test_a_validation_split_is_evaluated_at_every_save(saves):

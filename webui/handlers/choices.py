@@ -34,6 +34,7 @@ DEMO_DATASETS = {
 SECTIONS = (
     "train.freeze_tab",
     "train.lora_tab",
+    "train.oft_tab",
     "train.rlhf_tab",
     "train.pref_beta",
     "train.pref_ftx",
@@ -118,6 +119,7 @@ def section_visibility(stage: str, finetuning_type: str) -> dict[str, bool]:
     return {
         "freeze_tab": finetuning_type == "freeze",
         "lora_tab": finetuning_type == "lora",
+        "oft_tab": finetuning_type == "oft",
         "rlhf_tab": stage in RLHF_STAGES,
         "pref_beta": stage in ("dpo", "kto"),
         "pref_ftx": stage in ("dpo", "kto"),

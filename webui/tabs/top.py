@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ARGUMENTS", "bind_top", "create_top"]
 
-FINETUNING_TYPES = ("lora", "freeze", "full")
+FINETUNING_TYPES = ("lora", "oft", "freeze", "full")
 QUANTIZATION_BITS = ("none", "8", "4")
 QUANTIZATION_METHODS = ("bnb",)  # what the core loads (bitsandbytes); tests keep this list equal to the core's
 ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn", "llama3")

@@ -77,7 +77,7 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
 
     # Hyper-parameters, then the sections (accordions) that stage and method show or hide
     make_rows(TRAIN_SECTIONS["hyper"], lang, add, overrides)
-    for section in ("extra_tab", "freeze_tab", "lora_tab", "rlhf_tab"):
+    for section in ("extra_tab", "freeze_tab", "lora_tab", "oft_tab", "rlhf_tab"):
         label = initial(lang, f"train.{section}").get("label", "")
         shown = visible.get(section, True)
         with gr.Accordion(open=False, visible=shown, elem_id=section, label=label) as accordion:
