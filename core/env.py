@@ -73,6 +73,10 @@ def format_env(info: dict[str, str]) -> str:
     return "\n".join(f"{label + ':':<{width + 1}} {value}" for label, value in info.items())
 
 
+REFUSED_FIELDS = {"use_asft_loss": "the ASFT loss (its reference pass is not run; use_dft_loss works)"}
+"""Keys the argument classes know (so a YAML names them) that the parser still refuses when turned on."""
+
+
 def refused_keys() -> list[str]:
     """LLaMA-Factory keys and values this project still refuses, each `key: what it would turn on`."""
     from core.hparams.keys import UNSUPPORTED_KEYS, UNSUPPORTED_VALUES
@@ -80,4 +84,5 @@ def refused_keys() -> list[str]:
     lines = [f"{key}: {what}" for key, (_, what) in sorted(UNSUPPORTED_KEYS.items())]
     for key, values in sorted(UNSUPPORTED_VALUES.items()):
         lines += [f"{key}: {value} ({what})" for value, what in sorted(values.items())]
+    lines += [f"{key}: {what}" for key, what in REFUSED_FIELDS.items()]
     return lines

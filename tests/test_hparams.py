@@ -396,6 +396,7 @@ RULES = [
     ({"finetuning_type": "oft", "stage": "ppo"}, "finetuning_type", "ppo trains a lora adapter or the full model"),
     ({"pref_loss": "kto_pair", "stage": "dpo"}, "pref_loss", "not supported yet"),
     ({"quantization_method": "gptq"}, "quantization_method", "not supported yet"),
+    ({"use_asft_loss": True}, "use_asft_loss", "not supported yet (ASFT's KL anchor"),
 ]  # fmt: skip
 
 
