@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.hparams.trackers import installed_trackers
+
 
 @dataclass(frozen=True)
 class Control:
@@ -66,7 +68,8 @@ LR_SCHEDULERS = (
     "cosine_with_min_lr",
     "warmup_stable_decay",
 )
-REPORT_TO = ("none", "all", "tensorboard", "wandb", "mlflow", "neptune", "trackio", "swanlab")
+REPORT_TO = ("none", "all", *installed_trackers())
+"""Only the trackers whose package is installed here (a loaded YAML may still name another: custom values)."""
 PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 
 TOP_ARGUMENTS = (

@@ -110,6 +110,16 @@ def test_choices_are_what_the_core_accepts() -> None:
     assert set(top.ROPE_SCALINGS) - {"none"} == literal(ModelArguments, "rope_scaling")
 
 
+def test_the_board_offers_only_trackers_that_are_installed() -> None:
+    import importlib.util
+
+    from webui.controls import REPORT_TO
+
+    assert "tensorboard" in REPORT_TO  # the test extra installs it
+    for tracker in ("wandb", "swanlab", "mlflow"):
+        assert (tracker in REPORT_TO) == (importlib.util.find_spec(tracker) is not None), tracker
+
+
 def test_new_user_can_press_start(ui: Any) -> None:
     """With nothing chosen the demo model and demo data are preselected."""
     values = form(ui)
