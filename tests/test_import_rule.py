@@ -40,6 +40,7 @@ PURE_MODULES = [
     "core.deepspeed",
     "core.demo",
     "core.chat",
+    "core.decoding",
     "core.chat_client",
     "webui.app",
     "webui.board",
