@@ -122,12 +122,12 @@ def test_non_empty_export_dir_is_refused_unless_overwrite(demo_model, tmp_path, 
     export_dir = tmp_path / "taken"
     export_dir.mkdir()
     (export_dir / "notes.txt").write_text("mine")
-    (export_dir / "job.yaml").write_text("{}")  # any file: the board keeps its job files in a folder of their own
+    (export_dir / "job.yaml").write_text("{}")  # an older board's job file does not count
     argv = ["export", "model_name_or_path=demo", f"export_dir={export_dir}"]
 
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"export_dir: {export_dir} is not empty (job.yaml, notes.txt)" in err and "export_overwrite: true" in err
+    assert f"export_dir: {export_dir} is not empty (notes.txt)" in err and "export_overwrite: true" in err
     assert sorted(p.name for p in export_dir.iterdir()) == ["job.yaml", "notes.txt"]
 
     assert main([*argv, "export_overwrite=true"]) == 0
