@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -30,3 +31,14 @@ def resolve_dataset_dir(dataset_dir: str | os.PathLike) -> Path:
     if str(dataset_dir) == DEMO_DATASET_DIR_NAME and not path.exists():
         return DEMO_DATA_DIR
     return path
+
+
+def fresh_name(parent: str | os.PathLike, prefix: str, now: datetime | None = None) -> str:
+    """A new folder name under `parent`: `<prefix>_YYYY-MM-DD-HH-MM-SS`, then `-2`, `-3`, ... while one of that
+    name exists (two Starts, or two page loads, within the same second)."""
+    stamp = f"{prefix}_{(now or datetime.now()).strftime('%Y-%m-%d-%H-%M-%S')}"
+    name, number = stamp, 1
+    while (Path(parent) / name).exists():
+        number += 1
+        name = f"{stamp}-{number}"
+    return name

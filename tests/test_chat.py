@@ -248,7 +248,8 @@ def test_two_workers_side_by_side_stream_base_and_fine_tuned(cache, adapter, tmp
 
         answers = {}
         for name, worker in (("base", base), ("tuned", tuned)):
-            events = list(worker.stream(HI, system="Be brief.", temperature=0, max_new_tokens=10))
+            # A system prompt under which the untrained model answers in words (others give control bytes, now hidden).
+            events = list(worker.stream(HI, system="Answer.", temperature=0, max_new_tokens=10))
             assert events[-1]["event"] == "done" and events[-1]["stopped"] is False, events[-1]
             tokens = [e["text"] for e in events if e["event"] == "token"]
             assert len(tokens) > 1 and "".join(tokens) == events[-1]["text"]
