@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
@@ -33,12 +34,14 @@ def resolve_dataset_dir(dataset_dir: str | os.PathLike) -> Path:
     return path
 
 
-def fresh_name(parent: str | os.PathLike, prefix: str, now: datetime | None = None) -> str:
-    """A new folder name under `parent`: `<prefix>_YYYY-MM-DD-HH-MM-SS`, then `-2`, `-3`, ... while one of that
-    name exists (two Starts, or two page loads, within the same second)."""
+def fresh_name(
+    parent: str | os.PathLike, prefix: str, now: datetime | None = None, taken: Collection[str] = ()
+) -> str:
+    """A new folder name under `parent`: `<prefix>_YYYY-MM-DD-HH-MM-SS`, then `-2`, `-3`, ... while a folder of
+    that name exists (two Starts, or two page loads, within the same second) or the name is one of `taken`."""
     stamp = f"{prefix}_{(now or datetime.now()).strftime('%Y-%m-%d-%H-%M-%S')}"
     name, number = stamp, 1
-    while (Path(parent) / name).exists():
+    while name in taken or (Path(parent) / name).exists():
         number += 1
         name = f"{stamp}-{number}"
     return name
