@@ -41,6 +41,7 @@ PURE_MODULES = [
     "core.demo",
     "core.chat",
     "core.decoding",
+    "core.preflight",
     "core.chat_client",
     "webui.app",
     "webui.board",
