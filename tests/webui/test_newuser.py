@@ -99,6 +99,10 @@ def test_the_train_tab_says_what_start_continues_from(ui: Any) -> None:
     assert "Start continues training from train_x/checkpoint-10" in picked and 'data-from="checkpoint"' in picked
     fresh = ui.board.show_start_from(form(ui, top__checkpoint_path=[]))["train.start_from"]
     assert "new LoRA adapter on the base model" in fresh
+    oft = ui.board.show_start_from(form(ui, top__checkpoint_path=[], top__finetuning_type="oft"))["train.start_from"]
+    assert "new OFT adapter on the base model" in oft
+    full = ui.board.show_start_from(form(ui, top__checkpoint_path=[], top__finetuning_type="full"))["train.start_from"]
+    assert "fine-tunes the base model" in full
     # A checkpoint picked in the top bar for Chat is the same control: the line follows it (bound to .change).
     deps = ui.config["dependencies"]
     start_from = ui.board.manager["train.start_from"]._id

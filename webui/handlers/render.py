@@ -12,6 +12,7 @@ import gradio as gr
 
 from core.runfolder import format_hms
 from webui import plots
+from webui.args import ADAPTER_METHODS
 from webui.manager import alert, entry
 
 STATE_ALERTS = {
@@ -45,6 +46,10 @@ def run_what(lang: str | None, run: dict[str, Any]) -> str:
     return f"{name} ({stage})" if stage else name
 
 
+ADAPTER_NAMES = {"lora": "LoRA", "oft": "OFT"}
+"""How the start-from line names an adapter method (webui.args.ADAPTER_METHODS)."""
+
+
 def start_from_html(lang: str | None, checkpoints: Any, finetuning_type: str) -> str:
     """What Start trains from, said plainly next to it: the checkpoint picked in the top bar (the same list Chat
     and Evaluate load from), or a new adapter / the base model when none is picked."""
@@ -52,7 +57,10 @@ def start_from_html(lang: str | None, checkpoints: Any, finetuning_type: str) ->
     if picked:
         text = alert(lang, "start_from", checkpoint=", ".join(picked))
     else:
-        text = alert(lang, "start_from_base_lora" if finetuning_type == "lora" else "start_from_base")
+        if finetuning_type in ADAPTER_METHODS:  # LoRA, OFT: a new adapter; freeze / full: the base model's weights
+            text = alert(lang, "start_from_base_adapter", method=ADAPTER_NAMES.get(finetuning_type, finetuning_type))
+        else:
+            text = alert(lang, "start_from_base")
     state = "checkpoint" if picked else "base"
     return f'<div class="lb-start-from" data-from="{state}">{escape(text)}</div>'
 
