@@ -297,12 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-# The log box follows the end of the log, as a terminal does, unless the user scrolled up to read.
 # Boxes that follow their last line, as a terminal does, unless the user scrolled up to read: the job logs and
 # the Chat tab's status box (its newest message is the last line).
 FOLLOWED_BOXES = "#output_box textarea, #eval_output_box textarea, #export_output_box textarea, #chat_info textarea"
-FOLLOW_LOG_JS = (
-    """<script>
+FOLLOW_LOG_JS = """<script>
 const FOLLOWED = "FOLLOWED_BOXES";
 document.addEventListener("scroll", (event) => {
   const box = event.target;
@@ -316,7 +314,6 @@ setInterval(() => {
   }
 }, 500);
 </script>""".replace("FOLLOWED_BOXES", FOLLOWED_BOXES)
-)
 
 
 def _header() -> str:

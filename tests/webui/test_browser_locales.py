@@ -16,6 +16,7 @@ from webui.manager import LANGUAGES
 
 pytestmark = BROWSER_MARKS
 
+
 def _texts(entries: dict) -> dict[str, str]:
     """`key/field` -> text of a locale file (labels, infos, placeholders, alerts), choices left out."""
     found = {}

@@ -1,6 +1,7 @@
 """A new user's path in a real browser (issue 10): Start with the defaults, let the run finish, reload the page,
-Start again with the defaults: it starts (the Output dir offered is fresh), and the start-up banner names the
-board's own --share flag. Jobs are tests/webui/fake_job.py (the board's LLAMABOARD_FAKE_JOB switch)."""
+Start again with the defaults: it starts (the Output dir offered is fresh); Export config shows the YAML's whole
+file name and offers the next run another folder; the start-up banner names the board's own --share flag.
+Jobs are tests/webui/fake_job.py (the board's LLAMABOARD_FAKE_JOB switch)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,17 @@ def test_finish_a_run_reload_and_start_again_with_the_defaults(tmp_path: Path) -
                 )
                 expect(page.locator('#progress [data-state="finished"]')).to_be_visible(timeout=90_000)
             assert len(set(names)) == 2
+
+            # Export config: the YAML's file name shows whole, and the form offers a folder other than the YAML's.
+            page.locator("#arg_export").click()
+            stem = page.locator("#export_file .stem").first
+            expect(stem).to_contain_text("train_", timeout=30_000)
+            assert stem.evaluate("el => el.scrollWidth <= el.clientWidth"), f"file name cut: {stem.inner_text()}"
+            page.wait_for_function(
+                "(taken) => !taken.includes(document.querySelector('#output_dir textarea, #output_dir input').value)",
+                arg=[*names, stem.inner_text()],
+                timeout=10_000,
+            )
         finally:
             browser.close()
     log = (tmp_path / "board.log").read_text(errors="replace")
