@@ -101,6 +101,8 @@ def test_eval_writes_predictions_and_scores(adapter, tmp_path):
         assert isinstance(results[key], float) and results[key] >= 0, key
     job = yaml.safe_load((out / "job.yaml").read_text())
     assert job["do_predict"] is True and job["predict_with_generate"] is True and job["stage"] == "sft"
+    log = (out / "job.log").read_text(encoding="utf-8")  # the CLI's console, in the run folder
+    assert "Evaluation, no training (stage sft, lora)" in log and "Stage sft" not in log
 
 
 def test_eval_refuses_training_and_other_stages(capsys):

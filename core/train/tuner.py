@@ -138,7 +138,11 @@ def _run_stage(model_args, data_args, training_args, finetuning_args, generating
         training_args.include_num_input_tokens_seen = "non_padding"
     set_seed(training_args.seed)
 
-    logger.info("Stage %s, %s, output in %s", stage, finetuning_args.finetuning_type, training_args.output_dir)
+    method, output_dir = finetuning_args.finetuning_type, training_args.output_dir
+    if training_args.do_train:
+        logger.info("Stage %s, %s, output in %s", stage, method, output_dir)
+    else:  # the log's first line says what the run is: an evaluation, not an sft training run
+        logger.info("Evaluation, no training (stage %s, %s), results in %s", stage, method, output_dir)
     all_callbacks = default_callbacks(training_args, finetuning_args) + list(callbacks or [])
     STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
     if _is_main_process() and (line := summary(read_log_records(Path(training_args.output_dir) / TRAINER_LOG))):
