@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.decoding import StreamDecoder, decode_text
 from core.errors import ModelPathError
 
 logger = logging.getLogger(__name__)
@@ -305,13 +306,13 @@ class ChatModel:
         seed makes sampling repeatable). Setting `stop` ends the answer after the current token.
         """
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer, set_seed
+        from transformers import StoppingCriteria, StoppingCriteriaList, set_seed
 
         prompt = self._prompt_ids(messages, system, tools)
         kwargs, skip_special, seed = self._generate_kwargs(gen)
         # A caller that stops reading (a closed generator) must not leave generation running: we set it then.
         stop = stop if stop is not None else threading.Event()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=skip_special)
+        streamer = _readable_streamer(self.tokenizer, skip_special)
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **_: Any) -> torch.BoolTensor:
@@ -367,7 +368,7 @@ class ChatModel:
             with torch.no_grad():
                 output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
         new = output[0, len(prompt) :].tolist()
-        text = self.tokenizer.decode(new, skip_special_tokens=skip_special)
+        text = decode_text(self.tokenizer, new, skip_special)
         return Reply(text=text, tool_calls=parse_tool_calls(text), prompt_tokens=len(prompt), new_tokens=len(new))
 
     def close(self) -> None:
@@ -380,3 +381,27 @@ class ChatModel:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _readable_streamer(tokenizer: Any, skip_special_tokens: bool):
+    """transformers' iterator streamer, fed by a `StreamDecoder`: every piece is whole printable characters (its own
+    word-boundary heuristic would still hand out a half character, a control byte, or a replacement character)."""
+    from transformers import TextIteratorStreamer
+
+    class ReadableStreamer(TextIteratorStreamer):
+        def __init__(self) -> None:
+            super().__init__(tokenizer, skip_prompt=True)
+            self.decoder = StreamDecoder(tokenizer, skip_special_tokens)
+
+        def put(self, value: Any) -> None:
+            if self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            piece = self.decoder.push(value.reshape(-1).tolist())
+            if piece:
+                self.on_finalized_text(piece)
+
+        def end(self) -> None:
+            self.on_finalized_text(self.decoder.flush(), stream_end=True)
+
+    return ReadableStreamer()

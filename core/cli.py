@@ -71,9 +71,12 @@ def _run_job(argv: list[str], args: dict) -> int:
     """Check, maybe hand over to torchrun (which runs `train <argv>` per rank), then run the job in this process."""
     from core.hparams import ArgumentError, check_dict
     from core.launcher import launch_problems, maybe_launch
+    from core.preflight import input_problems
 
-    # Checked before the training stack is imported (about 10 s), so a typo fails at once.
+    # Checked before the training stack is imported (about 10 s), so a typo fails at once, and before the run
+    # folder exists, so a missing dataset or model leaves nothing behind.
     problems = check_dict(args) + launch_problems(args)
+    problems += input_problems(args) if not problems else []
     if problems:
         raise ArgumentError(problems)
     # Several devices or nodes: torchrun replaces this process and runs this command once per rank.

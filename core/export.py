@@ -5,8 +5,9 @@
 Keys: model_name_or_path, adapter_name_or_path (applied in order), template, infer_dtype (auto = the dtype in the
 model's config), export_dir, export_size (largest shard, GB), export_device, export_overwrite, export_hub_model_id
 (push after saving; the token comes from the HF_TOKEN environment variable and is never written anywhere).
-Progress goes to stdout as `[export] step k/n: ...` lines (the board tails them from job.log); the last line is
-`[export] done: <dir> (<files> files, <size>)`.
+Progress goes to stdout as `[export] step k/n: ...` lines (the board tails them from its job's job.log, kept in a
+job folder of its own); the last line is `[export] done: <dir> (<files> files, <size>)`, counting every file in
+export_dir. export_dir gets the model, its config and the tokenizer, nothing else.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def export_model(args: dict | str | list[str] | None = None) -> Path:
             commit_message="Export from LlamaBoard",
         )
 
-    files = [p for p in export_dir.iterdir() if p.is_file() and p.name not in BOARD_FILES]
+    files = [p for p in export_dir.rglob("*") if p.is_file()]  # what the folder holds, as a file browser counts it
     shards = [p for p in files if p.suffix == ".safetensors"]
     _step(steps, f"checked: {len(shards)} weight shard(s)", steps)
     total = sum(p.stat().st_size for p in files)

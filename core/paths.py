@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -30,3 +32,16 @@ def resolve_dataset_dir(dataset_dir: str | os.PathLike) -> Path:
     if str(dataset_dir) == DEMO_DATASET_DIR_NAME and not path.exists():
         return DEMO_DATA_DIR
     return path
+
+
+def fresh_name(
+    parent: str | os.PathLike, prefix: str, now: datetime | None = None, taken: Collection[str] = ()
+) -> str:
+    """A new folder name under `parent`: `<prefix>_YYYY-MM-DD-HH-MM-SS`, then `-2`, `-3`, ... while a folder of
+    that name exists (two Starts, or two page loads, within the same second) or the name is one of `taken`."""
+    stamp = f"{prefix}_{(now or datetime.now()).strftime('%Y-%m-%d-%H-%M-%S')}"
+    name, number = stamp, 1
+    while name in taken or (Path(parent) / name).exists():
+        number += 1
+        name = f"{stamp}-{number}"
+    return name

@@ -144,6 +144,47 @@ def test_setting_stop_ends_the_answer_early(chat_model):
     assert chat_model.chat(HI, temperature=1.5, top_k=0, max_new_tokens=60, seed=1).new_tokens > 20
 
 
+def _force_answer(chat_model, monkeypatch, answer: list[int]) -> None:
+    """Make the model generate exactly `answer` (then its end of turn), through the real generate and streamer."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    generate = chat_model.model.generate
+    end = chat_model.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    class Force(LogitsProcessor):
+        def __init__(self, start: int) -> None:
+            self.start = start
+
+        def __call__(self, input_ids, scores):
+            step = input_ids.shape[1] - self.start
+            forced = torch.full_like(scores, -float("inf"))
+            forced[:, answer[step] if step < len(answer) else end] = 0.0
+            return forced
+
+    def forced_generate(input_ids, **kwargs):
+        force = LogitsProcessorList([Force(input_ids.shape[1])])
+        return generate(input_ids=input_ids, logits_processor=force, **kwargs)
+
+    monkeypatch.setattr(chat_model.model, "generate", forced_generate)
+
+
+def test_answers_are_whole_printable_characters(chat_model, monkeypatch):
+    """A model early in training samples byte tokens freely: a character split over three tokens (with a special
+    token in between), a control byte and a byte that is no UTF-8 at all. The answer shows none of that."""
+    tok = chat_model.tokenizer
+    ok, split_char = tok.encode("ok"), tok.encode("あ")
+    assert len(split_char) == 3  # one token per byte: the character is only whole after the third
+    start_token = tok.convert_tokens_to_ids("<|im_start|>")
+    control, not_utf8 = tok.encode("\x18"), tok.convert_tokens_to_ids("ÿ")  # byte 0xff's token
+    answer = ok + split_char[:1] + [start_token] + split_char[1:] + control + [not_utf8] + ok
+    _force_answer(chat_model, monkeypatch, answer)
+
+    pieces = list(chat_model.stream_chat(HI, max_new_tokens=len(answer) + 1))
+    assert "".join(pieces) == chat_model.chat(HI, max_new_tokens=len(answer) + 1).text == "okあok"
+    assert "あ" in pieces  # sent whole, once its last byte came
+
+
 def test_tools_and_system_go_into_the_prompt(chat_model):
     plain = chat_model._prompt_ids(HI, None, None)
     with_tools = chat_model._prompt_ids(HI, "Be brief.", TOOLS)
@@ -207,7 +248,8 @@ def test_two_workers_side_by_side_stream_base_and_fine_tuned(cache, adapter, tmp
 
         answers = {}
         for name, worker in (("base", base), ("tuned", tuned)):
-            events = list(worker.stream(HI, system="Be brief.", temperature=0, max_new_tokens=10))
+            # A system prompt under which the untrained model answers in words (others give control bytes, now hidden).
+            events = list(worker.stream(HI, system="Answer.", temperature=0, max_new_tokens=10))
             assert events[-1]["event"] == "done" and events[-1]["stopped"] is False, events[-1]
             tokens = [e["text"] for e in events if e["event"] == "token"]
             assert len(tokens) > 1 and "".join(tokens) == events[-1]["text"]

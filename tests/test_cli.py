@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -231,3 +232,38 @@ def test_demo_builds_the_demo_model(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--output-dir", str(target)]) == 0
     assert (target / "config.json").is_file() and (target / "model.safetensors").is_file()
     assert str(target) in capsys.readouterr().out
+
+
+def test_a_missing_dataset_or_model_fails_before_the_run_folder_exists(demo_yaml, tmp_path, capsys):
+    assert main(["train", str(demo_yaml), "dataset=demo_sfx", f"model_name_or_path={tmp_path / 'no-model'}"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset: " in err and "no dataset named 'demo_sfx'" in err and "Did you mean 'demo_sft'" in err
+    assert f"model_name_or_path: {tmp_path / 'no-model'} does not exist" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_cli_run_keeps_its_console_in_job_log_and_ends_with_its_speed(demo_yaml, tmp_path):
+    """The board shows the log of a run started by `llamafactory-cli train`, as it does for its own jobs; the
+    terminal's last line tells the speed: seconds per step and real (non-padding) tokens per second."""
+    env = {**os.environ, "LLAMABOARD_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    argv = ["train", str(demo_yaml), "max_steps=4", "logging_steps=2", "max_samples=32", "cutoff_len=64"]
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", *argv], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert re.search(r"Trained 4 steps in 0:00:\d\d: [\d.e-]+ s/step, [\d,]+ real tokens/s", last), last
+
+    from webui.jobs import read_job
+
+    job = read_job(tmp_path / "run")
+    log = Path(job["log_path"]).read_text(encoding="utf-8")
+    assert job["format"] == "cli" and job["state"] == "finished"
+    assert "step 2/4" in log and "step 4/4" in log and last in log  # the console, in the run folder
+
+
+def test_a_board_job_whose_stdout_is_job_log_is_not_copied_twice(tmp_path):
+    code = "from core.train.console import console_log\nwith console_log('.'):\n    print('step 1/1', flush=True)"
+    with (tmp_path / "job.log").open("w") as log:
+        subprocess.run([sys.executable, "-c", code], cwd=tmp_path, stdout=log, check=True, timeout=60, env=os.environ)
+    assert (tmp_path / "job.log").read_text().splitlines() == ["step 1/1"]

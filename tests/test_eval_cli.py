@@ -42,6 +42,34 @@ def adapter(demo_model, tmp_path_factory) -> Path:
     return out
 
 
+def _readable(text: str) -> bool:
+    return all(ch.isprintable() or ch in "\n\t" for ch in text) and "\ufffd" not in text
+
+
+def test_predictions_are_whole_printable_characters(demo_model, tmp_path):
+    """Generated ids holding half a character, a control byte, a byte that is no UTF-8 and a special token are
+    written as the readable text they hold."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from core.train.sft import save_predictions
+
+    tok = AutoTokenizer.from_pretrained(demo_model)
+    half_char = tok.encode("\u3042")[:2]
+    noise = [tok.convert_tokens_to_ids("<|im_start|>"), *tok.encode("\x18"), tok.convert_tokens_to_ids("\u00ff")]
+    ok, end, pad = tok.encode("ok"), tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id
+    predicted = [ok + noise + ok + [end, pad], ok + half_char + [end] + [pad] * 4]
+    prompt = tok.encode("<|im_start|>user\nCopy: ok<|im_end|>\n<|im_start|>assistant\n")
+    dataset = Dataset.from_dict({"input_ids": [prompt, prompt]})  # no prompt column: tokenized by an older version
+    output = SimpleNamespace(predictions=np.array(predicted), label_ids=np.array([ok + [end, -100]] * 2))
+    rows = [json.loads(line) for line in save_predictions(tmp_path, dataset, output, tok).read_text().splitlines()]
+    assert [row["predict"] for row in rows] == ["okok", "ok"]
+    assert rows[0]["label"] == "ok" and "<|im_start|>" not in rows[0]["prompt"] and "Copy: ok" in rows[0]["prompt"]
+
+
 def test_eval_writes_predictions_and_scores(adapter, tmp_path):
     from core.cli import main
 
@@ -63,13 +91,18 @@ def test_eval_writes_predictions_and_scores(adapter, tmp_path):
     rows = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 6
     assert all(set(row) == {"prompt", "label", "predict"} for row in rows)
-    assert all(row["prompt"].startswith("<|im_start|>user\n") and row["label"] for row in rows)
+    data = json.loads((ROOT / "assets" / "data" / "demo_sft_eval.json").read_text())
+    user_prompts = {"\n".join(part for part in (row["instruction"], row["input"]) if part) for row in data}
+    assert all(row["prompt"] in user_prompts and row["label"] for row in rows)  # the user's text, no template
+    assert all(_readable(row["predict"]) and _readable(row["label"]) for row in rows), rows
 
     results = json.loads((out / "predict_results.json").read_text())
     for key in ("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l", "predict_runtime"):
         assert isinstance(results[key], float) and results[key] >= 0, key
     job = yaml.safe_load((out / "job.yaml").read_text())
     assert job["do_predict"] is True and job["predict_with_generate"] is True and job["stage"] == "sft"
+    log = (out / "job.log").read_text(encoding="utf-8")  # the CLI's console, in the run folder
+    assert "Evaluation, no training (stage sft, lora)" in log and "Stage sft" not in log
 
 
 def test_eval_refuses_training_and_other_stages(capsys):

@@ -122,7 +122,7 @@ def test_non_empty_export_dir_is_refused_unless_overwrite(demo_model, tmp_path, 
     export_dir = tmp_path / "taken"
     export_dir.mkdir()
     (export_dir / "notes.txt").write_text("mine")
-    (export_dir / "job.yaml").write_text("{}")  # the board's job files do not count
+    (export_dir / "job.yaml").write_text("{}")  # an older board's job file does not count
     argv = ["export", "model_name_or_path=demo", f"export_dir={export_dir}"]
 
     assert main(argv) == 2
@@ -132,11 +132,25 @@ def test_non_empty_export_dir_is_refused_unless_overwrite(demo_model, tmp_path, 
 
     assert main([*argv, "export_overwrite=true"]) == 0
     assert (export_dir / "model.safetensors").is_file() and (export_dir / "notes.txt").is_file()
+    done = capsys.readouterr().out.strip().splitlines()[-1]
+    assert done.startswith(f"[export] done: {export_dir} ({len(list(export_dir.iterdir()))} files, ")
 
-    only_job_files = tmp_path / "run"
-    only_job_files.mkdir()
-    (only_job_files / "job.log").write_text("")
-    assert main(["export", "model_name_or_path=demo", f"export_dir={only_job_files}"]) == 0
+
+def test_the_export_folder_gets_the_model_tokenizer_and_config_only(demo_model, tmp_path, capsys):
+    from core.cli import main
+
+    export_dir = tmp_path / "merged"
+    assert main(["export", "model_name_or_path=demo", f"export_dir={export_dir}"]) == 0
+    names = sorted(p.name for p in export_dir.iterdir())
+    assert names == [
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(f"[export] done: {export_dir} (6 files, ")
 
 
 def test_hub_push_needs_hf_token_and_checks_before_loading(demo_model, tmp_path, monkeypatch, capsys):

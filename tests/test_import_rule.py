@@ -40,6 +40,8 @@ PURE_MODULES = [
     "core.deepspeed",
     "core.demo",
     "core.chat",
+    "core.decoding",
+    "core.preflight",
     "core.chat_client",
     "webui.app",
     "webui.board",

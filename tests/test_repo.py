@@ -27,6 +27,36 @@ def test_readme_starts_with_two_commands_and_ci_runs_the_test_one():
     assert test in ci_lines, "the README's test command must appear verbatim in .ci/run"
 
 
+def test_readme_says_which_torch_to_install_before_the_first_command_runs():
+    """A CPU-only machine must not download PyPI's multi-GB CUDA torch by surprise: right under the install line
+    (before the test command) the README names PyTorch's CPU wheel index, and what to do on a CUDA machine."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install_and_start, test = _readme_commands()
+    between = readme[readme.index(install_and_start) + len(install_and_start) : readme.index(test)]
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in between
+    assert re.search(r"CUDA build", between) and "download.pytorch.org/whl/cu" in between
+
+
+def test_files_the_board_writes_in_the_checkout_are_ignored():
+    """Running the board from the checkout (its working folder) must leave `git status` clean: runs under saves/,
+    argument files under configs/, datasets under data/. The project's own data folders stay tracked."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = ["saves/demo/lora/train_x/job.yaml", "saves/.queue.json", "configs/train_config.yaml", "data/a.json"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *written], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert ignored == written
+    tracked_but_ignored = subprocess.run(
+        ["git", "ls-files", "--cached", "--ignored", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert tracked_but_ignored == []
+
+
 @pytest.mark.slow
 def test_wheel_carries_package_data(tmp_path):
     subprocess.run(

@@ -106,7 +106,8 @@ def _bind_page_load(board: Any, demo: gr.Blocks) -> None:
 
     remembered = [*board.manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
     page = ["train.poll_state", "train.loss_log_y", *TOP_BAR]
-    bind(board, demo.load, board.on_load, page, [*remembered, *LIVE_VIEW])
+    fresh = [key for key in ("train.output_dir", "eval.output_dir", "export.export_dir") if key in board.manager]
+    bind(board, demo.load, board.on_load, page, [*remembered, *LIVE_VIEW, *fresh])
 
 
 def make_runner() -> Any:
@@ -226,14 +227,29 @@ def launch(
         max_file_size=MAX_UPLOAD,
         ssr_mode=False,
         inbrowser=False,
-        prevent_thread_lock=prevent_thread_lock,
-        quiet=quiet,
+        prevent_thread_lock=True,
+        # gradio's banner tells a user to "set share=True in launch()", a call they never write: ours names --share.
+        quiet=True,
         css=_read_asset("style.css"),
         head=FOLLOW_LOG_JS,
         favicon_path=str(ASSETS_DIR / "logo.svg"),
         footer_links=[],
     )
+    if not quiet:
+        print(banner(demo.local_url, getattr(demo, "share_url", None), share), flush=True)
+    if not prevent_thread_lock:
+        demo.block_thread()
     return demo
+
+
+def banner(local_url: str, share_url: str | None, share: bool) -> str:
+    """What the board prints once it listens: where to open it, and how to share it (the board's own flags)."""
+    lines = [f"* LlamaBoard is running on {local_url}"]
+    if share_url:
+        lines.append(f"* Public link (anyone with a login can use it): {share_url}")
+    elif not share:
+        lines.append("* To get a public link as well, start it with --share and a login: --auth user:password")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,19 +297,23 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-# The log box follows the end of the log, as a terminal does, unless the user scrolled up to read.
+# Boxes that follow their last line, as a terminal does, unless the user scrolled up to read: the job logs and
+# the Chat tab's status box (its newest message is the last line).
+FOLLOWED_BOXES = "#output_box textarea, #eval_output_box textarea, #export_output_box textarea, #chat_info textarea"
 FOLLOW_LOG_JS = """<script>
+const FOLLOWED = "FOLLOWED_BOXES";
 document.addEventListener("scroll", (event) => {
   const box = event.target;
-  if (box && box.matches && box.matches("#output_box textarea")) {
+  if (box && box.matches && box.matches(FOLLOWED)) {
     box.dataset.held = box.scrollTop + box.clientHeight < box.scrollHeight - 24 ? "1" : "0";
   }
 }, true);
 setInterval(() => {
-  const box = document.querySelector("#output_box textarea");
-  if (box && box.dataset.held !== "1") box.scrollTop = box.scrollHeight;
-}, 1000);
-</script>"""
+  for (const box of document.querySelectorAll(FOLLOWED)) {
+    if (box.dataset.held !== "1") box.scrollTop = box.scrollHeight;
+  }
+}, 500);
+</script>""".replace("FOLLOWED_BOXES", FOLLOWED_BOXES)
 
 
 def _header() -> str:

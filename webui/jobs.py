@@ -31,6 +31,7 @@ from core.runfolder import (
     format_hms,
     hms_seconds,
     read_args,
+    run_kind,
     run_stage,
 )
 
@@ -279,8 +280,10 @@ def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     job["path"] = str(run_dir)
     job["name"] = run_dir.name
     job["log_path"] = str(run_dir / job["log"])
+    run_args = read_args(run_dir)
     if "stage" not in job:
-        job["stage"] = run_stage(read_args(run_dir))
+        job["stage"] = run_stage(run_args)
+    job["kind"] = run_kind(run_args) if run_args else "train"
     record = last_record(run_dir / TRAINER_LOG)
     job["steps"] = int(record.get("current_steps", 0)) if record else 0
     job["total_steps"] = int(record.get("total_steps", 0)) if record else 0
@@ -326,6 +329,7 @@ def list_runs(
                         "path": str(run_dir),
                         "state": job.get("state", "unknown"),
                         "stage": job.get("stage", ""),
+                        "kind": job.get("kind", "train"),
                         "steps": job.get("steps", 0),
                         "total_steps": job.get("total_steps", 0),
                         "created": _parse_time(job.get("created")) or 0.0,
@@ -341,17 +345,27 @@ def _holds_weights(folder: Path, finetuning_type: str) -> bool:
     return any((folder / name).exists() for name in names)
 
 
+def _run_created(run_dir: Path) -> tuple[float, str]:
+    """When a run was made (its job.json, else its job.yaml or folder), then its name: the newest-first order."""
+    job = _read_json(run_dir / JOB_JSON) or {}
+    created = _parse_time(job.get("created"))
+    if not created:
+        args_file = run_dir / JOB_YAML
+        created = (args_file if args_file.exists() else run_dir).stat().st_mtime
+    return created, run_dir.name
+
+
 def list_checkpoints(saves_root: str | os.PathLike, model_name: str, finetuning_type: str) -> list[str]:
     """Run names and "<run>/checkpoint-N" entries under `saves_root/<model_name>/<finetuning_type>/` that hold
-    weights of that method (adapters for lora, model weights for freeze / full); runs sorted by name,
-    intermediate checkpoints in step order after their run."""
+    weights of that method (adapters for lora, model weights for freeze / full), grouped by run, newest run
+    first; in a group the run's final weights, then its checkpoints from the latest step down."""
     method_dir = Path(saves_root) / model_name / finetuning_type
     entries = []
-    for run_dir in sorted(_subdirs(method_dir), key=lambda path: path.name):
+    for run_dir in sorted(_subdirs(method_dir), key=_run_created, reverse=True):
         if _holds_weights(run_dir, finetuning_type):
             entries.append(run_dir.name)
         checkpoints = [(m, child) for child in _subdirs(run_dir) if (m := _CHECKPOINT_RE.match(child.name))]
-        for match, child in sorted(checkpoints, key=lambda item: int(item[0].group(1))):
+        for match, child in sorted(checkpoints, key=lambda item: int(item[0].group(1)), reverse=True):
             if _holds_weights(child, finetuning_type):
                 entries.append(f"{run_dir.name}/{match.group(0)}")
     return entries

@@ -102,9 +102,18 @@ def _layout(title: str, y_title: str, log_y: bool = False) -> dict[str, Any]:
         "height": 300,
         "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
         "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
-        "xaxis": {"title": {"text": "step"}, "gridcolor": "#eeeeee", "zeroline": False, "linecolor": "#cccccc"},
+        # automargin: the margins grow to fit the tick labels and titles (a rate such as 0.00499998 or a right
+        # axis in the hundreds would otherwise be cut at the chart's edge).
+        "xaxis": {
+            "title": {"text": "step"},
+            "gridcolor": "#eeeeee",
+            "zeroline": False,
+            "linecolor": "#cccccc",
+            "automargin": True,
+        },
         "yaxis": {
             "title": {"text": y_title},
+            "automargin": True,
             "type": "log" if log_y else "linear",
             "gridcolor": "#eeeeee",
             "zeroline": False,
@@ -211,6 +220,7 @@ def reward_figure(
             "title": {"text": "margin / reward"},
             "overlaying": "y",
             "side": "right",
+            "automargin": True,
             "showgrid": False,
             "zeroline": False,
         }

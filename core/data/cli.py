@@ -2,7 +2,7 @@
 
     llamafactory-cli data list [--dataset-dir D] [--stage S]
     llamafactory-cli data preview --dataset X [--dataset-dir D] [--offset N] [--limit N] [--json]
-    llamafactory-cli data stats --dataset X --model M --template T [--dataset-dir D] [--stage sft]
+    llamafactory-cli data stats --dataset X --model M [--template T] [--dataset-dir D] [--stage sft]
                                 [--cutoff-len 1024] [--batch-size 8] [--packing] [--json]
 
 `list` and `preview` never import the training stack (the board runs them in-process or as a fast subprocess);
@@ -16,7 +16,9 @@ import json
 import sys
 from typing import Any
 
-from core.data.registry import DataError, list_datasets
+from core.data.registry import DATASET_INFO, DataError, list_datasets
+from core.errors import option_spelling
+from core.paths import DEMO_DATA_DIR, resolve_dataset_dir
 
 STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
 
@@ -40,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="token lengths, truncation and padding under a template and settings")
     stats.add_argument("--dataset", required=True, help="dataset name(s), comma separated")
     stats.add_argument("--model", required=True, help="model path or hub id whose tokenizer to use ('demo' works)")
-    stats.add_argument("--template", required=True, help="chat template name (see core.data.templates)")
+    stats.add_argument(
+        "--template",
+        default=None,
+        help="chat template name (see core.data.templates); default: the model's own chat template, as in training",
+    )
     stats.add_argument("--dataset-dir", default="data", help="folder with dataset_info.json; 'demo' = demo data")
     stats.add_argument("--stage", choices=STAGES, default="sft", help="which processor to measure (default sft)")
     stats.add_argument("--cutoff-len", type=int, default=1024, help="cutoff_len in tokens (default 1024)")
@@ -84,28 +90,50 @@ def _stats(args: argparse.Namespace) -> dict[str, Any]:
     return dataset_stats(tokenizer, template, data_args, stage=args.stage, batch_size=args.batch_size)
 
 
+def _list(args: argparse.Namespace) -> None:
+    info_file = (resolve_dataset_dir(args.dataset_dir) / DATASET_INFO).absolute()
+    if not info_file.is_file():
+        raise DataError(
+            f"no datasets: {info_file} does not exist. Put your data files and a {DATASET_INFO} describing them in "
+            f"{info_file.parent}, or list the demo datasets with --dataset-dir demo (their {DATASET_INFO}, in "
+            f"{DEMO_DATA_DIR}, shows the format)."
+        )
+    names = list_datasets(args.dataset_dir, args.stage)
+    if args.json:
+        print(json.dumps(names))
+    elif names:
+        print("\n".join(names))
+    else:
+        which = f" that stage {args.stage} can train on" if args.stage else ""
+        print(f"{info_file} lists no dataset{which}.", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.action == "list":
-            names = list_datasets(args.dataset_dir, args.stage)
-            print(json.dumps(names) if args.json else "\n".join(names))
-        elif args.action == "preview":
-            from core.data.preview import preview
-
-            result = preview(args.dataset_dir, args.dataset, offset=args.offset, limit=args.limit)
-            if args.json:
-                print(json.dumps(result, ensure_ascii=False, indent=1))
-            else:
-                _print_preview(result, args.offset)
-        else:
-            from core.data.stats import format_stats
-
-            result = _stats(args)
-            print(json.dumps(result, indent=1) if args.json else format_stats(result))
+        with option_spelling():
+            return _run(args)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        _list(args)
+    elif args.action == "preview":
+        from core.data.preview import preview
+
+        result = preview(args.dataset_dir, args.dataset, offset=args.offset, limit=args.limit)
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False, indent=1))
+        else:
+            _print_preview(result, args.offset)
+    else:
+        from core.data.stats import format_stats
+
+        result = _stats(args)
+        print(json.dumps(result, indent=1) if args.json else format_stats(result))
     return 0
 
 

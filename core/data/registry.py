@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.errors import UserError, setting
 from core.paths import resolve_dataset_dir
 
 DATASET_INFO = "dataset_info.json"
@@ -183,8 +183,9 @@ def get_dataset_attr(name: str, dataset_dir: str | os.PathLike) -> DatasetAttr:
     info = load_dataset_info(root)
     if not info:
         raise DataError(
-            f"{info_file}: not found or empty, so dataset '{name}' is unknown. "
-            "Put a dataset_info.json in the dataset_dir (or use dataset_dir: demo for the demo data)."
+            f"{info_file.absolute()}: not found or empty, so dataset '{name}' is unknown. "
+            f"Put your data files and a dataset_info.json in {root.absolute()} "
+            f"(or use {setting('dataset_dir', 'demo')} for the demo data)."
         )
     if name not in info:
         raise DataError(

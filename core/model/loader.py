@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -16,6 +15,7 @@ import torch
 from core.errors import ModelPathError
 from core.model.adapter import init_adapter
 from core.model.valuehead import ValueHeadModel, load_value_head
+from core.preflight import model_path_problem
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -42,28 +42,9 @@ def resolve_model_path(name_or_path: str) -> str:
 
 def _check_model_path(path: str, model_args: Any) -> None:
     """A missing local folder or an uncached hub id gives one error naming it, not a hub traceback."""
-    if Path(path).is_dir():
-        if not (Path(path) / "config.json").is_file():
-            raise ModelPathError(
-                f"model_name_or_path: {path} is a folder without config.json — point it at the folder that holds "
-                "the model's config.json and weights."
-            )
-        return
-    looks_local = path.startswith((".", "/", "~")) or Path(path).suffix or path.count("/") > 1
-    if looks_local:
-        raise ModelPathError(
-            f"model_name_or_path: {path} does not exist — check the path, or use `demo` for the offline demo model."
-        )
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.constants import HF_HUB_OFFLINE
-
-    if HF_HUB_OFFLINE:
-        cached = try_to_load_from_cache(path, "config.json", cache_dir=model_args.cache_dir)
-        if not isinstance(cached, str):
-            raise ModelPathError(
-                f"model_name_or_path: {path} is not a local folder and is not in the hub cache, and this machine "
-                "is offline (HF_HUB_OFFLINE=1) — download it first or give a local folder."
-            )
+    problem = model_path_problem(path, model_args.cache_dir)
+    if problem:
+        raise ModelPathError(problem)
 
 
 def _common_kwargs(model_args: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from core.data.collator import SFTDataCollator, default_pad_to_multiple_of
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
+from core.decoding import decode_text, printable
 from core.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments, TrainingArguments
 from core.model import load_model, load_tokenizer
 from core.runfolder import PREDICTIONS
@@ -75,7 +76,7 @@ def _decode(tokenizer, rows: np.ndarray | list, skip_special_tokens: bool) -> li
     texts = []
     for row in rows:
         ids = [int(i) for i in row if int(i) not in (IGNORE_INDEX, tokenizer.pad_token_id)]
-        texts.append(tokenizer.decode(ids, skip_special_tokens=skip_special_tokens).strip())
+        texts.append(decode_text(tokenizer, ids, skip_special_tokens).strip())
     return texts
 
 
@@ -93,8 +94,12 @@ class GenerationMetrics:
 
 
 def save_predictions(output_dir: str | Path, dataset, output, tokenizer, skip_special_tokens: bool = True) -> Path:
-    """`generated_predictions.jsonl`: one {"prompt", "label", "predict"} object per predicted sample."""
-    prompts = [tokenizer.decode(ids, skip_special_tokens=False) for ids in dataset["input_ids"]]
+    """`generated_predictions.jsonl`: one {"prompt", "label", "predict"} object per predicted sample; the prompt is
+    the user's text (a dataset tokenized before it had that column: the decoded prompt without special tokens)."""
+    if "prompt" in dataset.column_names:
+        prompts = [printable(text) for text in dataset["prompt"]]
+    else:
+        prompts = [decode_text(tokenizer, ids).strip() for ids in dataset["input_ids"]]
     labels = _decode(tokenizer, output.label_ids, skip_special_tokens)
     predictions = _decode(tokenizer, output.predictions, skip_special_tokens)
     path = Path(output_dir) / PREDICTIONS

@@ -1,12 +1,15 @@
 """Run one training job from one argument dict: `python -m core.cli train job.yaml [key=value ...]`.
 
 `run_exp` reads and checks the arguments, writes `<output_dir>/job.yaml`, applies the resume / overwrite rule,
-and hands over to the stage's workflow from `STAGES`. Every workflow has the signature
+and hands over to the stage's workflow from `STAGES`, with the console copied into `<output_dir>/job.log` (unless
+stdout is that file already, as in a board job); a training run ends with its seconds per step and real tokens/s.
+Every workflow has the signature
 `run_<stage>(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -16,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from core.runfolder import JOB_YAML
+from core.runfolder import JOB_YAML, TRAINER_LOG, read_log_records
+from core.train.console import console_log, summary
 from core.train.pt import run_pt
 from core.train.rm import run_rm
 from core.train.sft import run_sft
@@ -100,10 +104,8 @@ def default_callbacks(training_args: Any, finetuning_args: Any) -> list:
 def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: list | None = None) -> None:
     """Run the job the argument dict (or YAML path, or argv list; None = sys.argv[1:]) describes."""
     configure_logging()
-    from transformers import set_seed
-
-    from core.hparams import get_train_args, read_args
-    from core.model.loader import infer_compute_dtype
+    from core.hparams import ArgumentError, get_train_args, read_args
+    from core.preflight import input_problems
     from core.train.trainer_utils import prepare_output_dir
 
     raw = read_args(args if args is not None else sys.argv[1:])
@@ -112,9 +114,23 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     if stage not in STAGES:
         raise ValueError(f"stage: received {stage!r} — use one of {', '.join(STAGES)}.")
 
+    problems = input_problems(raw)  # a missing dataset or model must not leave an empty run folder behind
+    if problems:
+        raise ArgumentError(problems)
     prepare_output_dir(training_args)  # before anything is written, so a refused folder stays as it was
     if _is_main_process():
         write_job_yaml(training_args.output_dir, raw)
+    log = console_log(training_args.output_dir) if _is_main_process() else contextlib.nullcontext()
+    with log:
+        _run_stage(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)
+
+
+def _run_stage(model_args, data_args, training_args, finetuning_args, generating_args, callbacks) -> None:
+    from transformers import set_seed
+
+    from core.model.loader import infer_compute_dtype
+
+    stage = finetuning_args.stage
     if getattr(model_args, "compute_dtype", None) is None:
         model_args.compute_dtype = infer_compute_dtype(training_args, finetuning_args)
     if training_args.include_num_input_tokens_seen == "no":
@@ -122,9 +138,15 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
         training_args.include_num_input_tokens_seen = "non_padding"
     set_seed(training_args.seed)
 
-    logger.info("Stage %s, %s, output in %s", stage, finetuning_args.finetuning_type, training_args.output_dir)
+    method, output_dir = finetuning_args.finetuning_type, training_args.output_dir
+    if training_args.do_train:
+        logger.info("Stage %s, %s, output in %s", stage, method, output_dir)
+    else:  # the log's first line says what the run is: an evaluation, not an sft training run
+        logger.info("Evaluation, no training (stage %s, %s), results in %s", stage, method, output_dir)
     all_callbacks = default_callbacks(training_args, finetuning_args) + list(callbacks or [])
     STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
+    if _is_main_process() and (line := summary(read_log_records(Path(training_args.output_dir) / TRAINER_LOG))):
+        logger.info("%s; output in %s", line, training_args.output_dir)
 
     import torch.distributed as dist
 

@@ -127,3 +127,36 @@ def test_pure_modules_import_no_training_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_stats_without_template_uses_the_models_own(ddir, tmp_path, capsys, make_tokenizer):
+    """A newcomer runs `data stats --model M --dataset X` as training would: the model's chat template applies."""
+    from pathlib import Path
+
+    model_dir = tmp_path / "model"
+    chatml = (Path(__file__).parent / "jinja" / "chatml.jinja").read_text(encoding="utf-8")
+    make_tokenizer(bos=None, eos="<|im_end|>", chat_template=chatml).save_pretrained(model_dir)
+    argv = ["stats", "--dataset", "sft", "--dataset-dir", str(ddir), "--model", str(model_dir), "--json"]
+    assert main(argv) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--template", "chatml"]) == 0
+    assert own["total_tokens"] == json.loads(capsys.readouterr().out)["total_tokens"]
+
+
+def test_cli_without_a_data_folder_says_where_it_looked_in_its_own_syntax(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "data" / "dataset_info.json") in err and "--dataset-dir demo" in err
+    assert main(["preview", "--dataset", "demo_sft"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "data") in err and "--dataset-dir demo" in err and "dataset_dir: demo" not in err
+    assert main(["list", "--dataset-dir", "demo", "--stage", "kto"]) == 0
+    assert capsys.readouterr().out.split() == ["demo_kto"]
+
+
+def test_yaml_jobs_get_hints_in_yaml_syntax(tmp_path):
+    from core.preflight import input_problems
+
+    problems = input_problems({"dataset": "demo_sft", "dataset_dir": str(tmp_path / "data")})
+    assert len(problems) == 1 and "dataset_dir: demo" in problems[0] and "--dataset-dir" not in problems[0]

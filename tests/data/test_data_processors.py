@@ -137,6 +137,7 @@ def test_unsupervised_gives_the_generation_prompt_and_the_reference(word_tokeniz
     assert tokens(word_tokenizer, out["labels"][0]) == answer_tokens("a2")
     assert tokens(word_tokenizer, out["input_ids"][1]) == prompt_tokens("q3")
     assert tokens(word_tokenizer, out["labels"][1]) == [E, NL]  # no reference answer: just the end of turn
+    assert out["prompt"] == ["q2", "q3"]  # the last user turn's text, as generated_predictions.jsonl shows it
 
 
 def test_pairwise_shares_the_prompt_and_masks_it(word_tokenizer):

@@ -141,8 +141,16 @@ def _predict(make_args, name: str, model: str) -> dict:
     args["output_dir"] = str(Path(args["output_dir"]).with_name(name))
     run_exp(args)
     predictions = [json.loads(line) for line in (Path(args["output_dir"]) / "generated_predictions.jsonl").open()]
-    assert len(predictions) == 30 and all(p["prompt"].startswith("<|im_start|>user") for p in predictions)
+    assert len(predictions) == 30
+    # What a person reads in the board's predictions viewer: the user's text, answers of whole printable characters.
+    assert not any("<|im_start|>" in p["prompt"] or "\nassistant" in p["prompt"] for p in predictions)
+    unreadable = [p for p in predictions if not _readable(p["prompt"] + p["predict"])]
+    assert not unreadable, unreadable
     return json.loads((Path(args["output_dir"]) / "predict_results.json").read_text())
+
+
+def _readable(text: str) -> bool:
+    return all((ch.isprintable() and ch != "\ufffd") or ch in "\n\t" for ch in text)
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 Debian's chromium driven by Playwright, with the launch options of tests/webui/test_browser.py: start the board
 with its real entry point, open the Chat tab, load the demo model (the status box follows the loading steps), send a
-message and watch the answer grow in the chat box token by token; then open the Export tab and export the demo
-model into the suggested folder, watching the job finish. The screenshot goes to test-artifacts/board_infer.png.
+message and watch the answer grow in the chat box token by token (the status box shows its last line); then open
+the Export tab and export the demo model into the suggested folder, watching the job finish.
+The screenshot goes to test-artifacts/board_infer.png.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def test_chat_streams_and_export_runs_in_a_real_browser(board: tuple[str, Path])
             info = page.locator("#chat_info textarea")
             expect(info).to_have_value(re.compile(r"\[A\] Ready: demo"), timeout=90_000)
             assert "[A] Loading demo" in info.input_value()
+            # The box holds more lines than it shows: it is scrolled to its last line (the newest message).
+            sizes = info.evaluate("box => [box.scrollHeight, box.clientHeight]")
+            assert sizes[0] > sizes[1], f"the loading steps fit the box {sizes}: this check needs more lines"
+            page.wait_for_function(
+                "() => { const box = document.querySelector('#chat_info textarea');"
+                " return box.scrollTop + box.clientHeight >= box.scrollHeight - 2; }",
+                timeout=5_000,
+            )
 
             # Greedy answers, so the same tokens come on any machine; watch the answer grow as they arrive.
             temperature = page.locator("#chat_temperature input[type=number]")

@@ -222,14 +222,16 @@ def test_list_checkpoints_lists_runs_and_intermediate_checkpoints_with_weights(t
         (lora / folder / "adapter_model.safetensors").write_bytes(b"x")
     (lora / "a_run" / "checkpoint-7").mkdir()  # cut off before saving: no weights
     (lora / "empty").mkdir()
+    for run, created in (("a_run", 1000.0), ("b_run", 2000.0)):  # b_run is the newer run: listed first
+        (lora / run / "job.json").write_text(json.dumps({"created": created}))
     full = tmp_path / "demo" / "full" / "f_run"
     full.mkdir(parents=True)
     (full / "model.safetensors").write_bytes(b"x")
     assert jobs.list_checkpoints(tmp_path, "demo", "lora") == [
-        "a_run/checkpoint-5",
         "b_run",
-        "b_run/checkpoint-2",
         "b_run/checkpoint-10",
+        "b_run/checkpoint-2",
+        "a_run/checkpoint-5",
     ]
     assert jobs.list_checkpoints(tmp_path, "demo", "full") == ["f_run"]
     assert jobs.list_checkpoints(tmp_path, "demo", "freeze") == []

@@ -80,6 +80,9 @@ def test_non_empty_dir_is_refused_then_exported_with_the_confirmation(infer: Any
     result = done[ALERTS][0][1]
     assert result.startswith("Export finished:") and str(export_dir) in result and "files" in result
     assert "[export] done:" in done["export.output_box"]
+    # The folder holds the model (and what the user had there), not the board's job files; the count says so.
+    assert not {"job.yaml", "job.json", "job.log"} & {p.name for p in export_dir.iterdir()}
+    assert f"({len(list(export_dir.iterdir()))} files," in result
     assert (export_dir / "model.safetensors").is_file() or (export_dir / "model.safetensors.index.json").is_file()
     assert json.loads((export_dir / "config.json").read_text())["model_type"] == "llama"
     assert (export_dir / "chat_template.jinja").is_file()

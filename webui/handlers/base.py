@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.paths import saves_dir
+from webui.args import saves_folder
 from webui.args import validate as validate_args
 from webui.handlers.events import Alerts, Values
 from webui.manager import Manager, alert
@@ -52,6 +53,22 @@ class BoardBase:
         except PathRefused as err:
             return [("warning", alert(values.get("top.lang"), "path_refused", problems=err))]
         return []
+
+    def runs_folder(self, values: Values) -> Path:
+        """saves/<model>/<method> of the top bar's model: where Train and Evaluate put a new run."""
+        form = {name: values.get(f"top.{name}") for name in ("model_name", "model_path")}
+        form["finetuning_type"] = values.get("top.finetuning_type") or "lora"
+        return saves_folder(form, self.saves_root)
+
+    def fresh_names(self, values: Values) -> dict[str, str]:
+        """Default Output dir (Train, Evaluate) and Export dir naming folders that do not exist: at every page load,
+        after every Start, and after a YAML is saved or exported (that YAML's run will use the name it holds)."""
+        from webui.handlers.choices import default_eval_name, default_export_dir, new_run_name
+
+        folder = self.runs_folder(values)
+        names = {"train.output_dir": new_run_name(folder), "eval.output_dir": default_eval_name(folder)}
+        names["export.export_dir"] = default_export_dir()
+        return {key: value for key, value in names.items() if key in self.manager}
 
     def validate(self, args: dict[str, Any]) -> list[str]:
         try:

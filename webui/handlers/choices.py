@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import gradio as gr
 
 from core.data.registry import list_datasets
 from core.data.templates import TEMPLATE_NAMES
-from core.paths import saves_dir
+from core.paths import fresh_name, saves_dir
 from webui import jobs, models
 from webui.args import default_run_name
 from webui.runner import list_devices
@@ -106,8 +105,10 @@ def visible_devices() -> list[tuple[str, str]]:
     return list_devices()
 
 
-def new_run_name() -> str:
-    return default_run_name()
+def new_run_name(folder: str | Path | None = None, taken: tuple[str, ...] = ()) -> str:
+    """A Train run name no folder in `folder` (the model's runs) has yet, nor one of `taken`; fresh at every page
+    load and Start."""
+    return fresh_name(folder, "train", taken=taken) if folder is not None else default_run_name()
 
 
 def default_config_path() -> str:
@@ -135,13 +136,16 @@ def section_updates(stage: str, method: str) -> dict[str, Any]:
     return {f"train.{key}": gr.update(visible=shown) for key, shown in section_visibility(stage, method).items()}
 
 
-def default_eval_name() -> str:
-    return datetime.now().strftime("eval_%Y-%m-%d-%H-%M-%S")
+def default_eval_name(folder: str | Path | None = None) -> str:
+    """An Evaluate run name no folder in `folder` (the model's runs) has yet."""
+    return fresh_name(folder if folder is not None else saves_dir(), "eval")
 
 
 def default_export_dir() -> str:
-    """A fresh folder under saves/exports (inside the board's writable roots, apart from the runs it lists)."""
-    return str(saves_dir() / "exports" / datetime.now().strftime("export_%Y-%m-%d-%H-%M-%S"))
+    """A folder under saves/exports that does not exist yet (inside the board's writable roots, apart from the
+    runs it lists)."""
+    exports = saves_dir() / "exports"
+    return str(exports / fresh_name(exports, "export"))
 
 
 def sft_datasets(dataset_dir: str) -> list[str]:

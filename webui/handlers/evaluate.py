@@ -106,7 +106,7 @@ class EvalHandlers(InferBase):
         datasets = [str(name) for name in values.get("eval.dataset") or [] if str(name).strip()]
         if not datasets:
             return None, [("warning", alert(lang, "eval_no_dataset"))]
-        name = str(values.get("eval.output_dir") or "").strip() or default_eval_name()
+        name = str(values.get("eval.output_dir") or "").strip() or default_eval_name(self.board.runs_folder(values))
         if len(Path(name).parts) != 1 or name in (".", ".."):
             return None, [("warning", alert(lang, "eval_bad_name", name=name))]
         model_name = str(values.get("top.model_name") or models.CUSTOM)
@@ -165,7 +165,7 @@ class EvalHandlers(InferBase):
         return {
             "eval.view_run": str(run_dir.resolve()),
             "eval.poll_state": {},
-            "eval.output_dir": default_eval_name(),
+            "eval.output_dir": default_eval_name(run_dir.parent),
             "eval.metrics": gr.update(value=None, visible=False),
             "eval.predictions_box": gr.update(visible=False),
             ALERTS: [("info", started)],

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core import runfolder
+from core.paths import fresh_name
 from webui import jobs
 from webui.handlers.choices import default_export_dir
 from webui.handlers.events import ALERTS, Alerts, Updates, Values
@@ -81,7 +82,9 @@ class ExportHandlers(InferBase):
         return args, []
 
     def export_start(self, values: Values) -> Updates:
-        """Export -> a `core.cli export` job writing into export_dir (its job files go there too)."""
+        """Export -> a `core.cli export` job writing the model into export_dir; the job's own files (job.yaml,
+        job.json, job.log) go to a job folder under the export runner's saves root, so export_dir holds the model,
+        its config and tokenizer only."""
 
         lang = values.get("top.lang")
         args, alerts = self.export_args(values)
@@ -91,23 +94,16 @@ class ExportHandlers(InferBase):
         if busy is not None:
             return {ALERTS: [("warning", alert(lang, "job_running", path=busy))]}
         export_dir = Path(args["export_dir"])
-        problems = self.export_runner.check(args, export_dir) if hasattr(self.export_runner, "check") else []
+        job_dir = export_job_dir(self.export_runner, export_dir)
+        problems = self.export_runner.check(args, job_dir) if hasattr(self.export_runner, "check") else []
         if problems:  # a path outside the board's roots, a secret in a field: nothing is touched
             return {ALERTS: [("warning", alert(lang, "start_failed", error="\n".join(problems)))]}
-        previous = jobs.read_job(export_dir)
-        if previous is not None and previous.get("state") not in jobs.LIVE_STATES:
-            # An earlier export into this folder (the user confirmed, or it held nothing else): its job files are
-            # replaced by this run's, as the model files are.
-            for name in runfolder.BOARD_FILES:
-                (export_dir / name).unlink(missing_ok=True)
-            with self._lock:
-                self._tails.pop(str(export_dir / runfolder.JOB_LOG), None)
         try:
-            self.export_runner.start(args, export_dir)
+            self.export_runner.start(args, job_dir)
         except (RunnerError, OSError) as err:
             return {ALERTS: [("warning", alert(lang, "start_failed", error=err))]}
         return {
-            "export.view_run": str(export_dir),
+            "export.view_run": str(job_dir.resolve()),
             "export.poll_state": {},
             "export.export_dir": default_export_dir(),  # the next export gets a folder of its own
             "export.export_overwrite": False,
@@ -156,6 +152,14 @@ class ExportHandlers(InferBase):
             else:
                 updates[ALERTS] = [("warning", alert(lang, "export_failed", error=(job or {}).get("error") or ""))]
         return updates
+
+
+def export_job_dir(export_runner: Any, export_dir: Path) -> Path:
+    """A new folder for an export job's own files under the export runner's saves root (saves/.export/jobs; a
+    runner without one: `.export-jobs` beside export_dir)."""
+    root = getattr(export_runner, "saves_root", None)
+    parent = Path(root) / "jobs" if root is not None else export_dir.parent / ".export-jobs"
+    return parent / fresh_name(parent, "export")
 
 
 def export_runner_beside(runner: Any) -> Runner:

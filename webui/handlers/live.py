@@ -18,7 +18,7 @@ from core import runfolder
 from webui import jobs
 from webui.handlers.base import BoardBase, resolved
 from webui.handlers.events import ALERTS, MAX_NOTES, Updates, Values, compose_output, note_text
-from webui.handlers.render import figures, progress_html, state_name
+from webui.handlers.render import figures, progress_html, run_what, state_name
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class LiveView(BoardBase):
         choices = []
         for run in runs:
             state = state_name(lang, run.get("state"))
-            choices.append((f"{run['name']} · {state}", resolved(run["path"])))
+            what = f" · {run_what(lang, run)}" if run.get("kind", "train") != "train" else ""
+            choices.append((f"{run['name']}{what} · {state}", resolved(run["path"])))
         return choices
 
     def refresh_runs(self, values: Values) -> Updates:

@@ -12,6 +12,7 @@ import gradio as gr
 
 from core.runfolder import format_hms
 from webui import plots
+from webui.args import ADAPTER_METHODS
 from webui.manager import alert, entry
 
 STATE_ALERTS = {
@@ -23,6 +24,9 @@ STATE_ALERTS = {
 }
 """Job state -> the alert key of its name in the progress bar (anything else: "state_unknown")."""
 
+KIND_ALERTS = {"eval": "kind_eval", "export": "kind_export"}
+"""Run kinds (core.runfolder.run_kind) other than training -> the alert key of their name."""
+
 REWARD_STAGES = ("rm", "dpo", "kto")
 """Stages that log reward accuracy and margins: the live view shows the reward chart for them."""
 
@@ -30,6 +34,35 @@ REWARD_STAGES = ("rm", "dpo", "kto")
 def state_name(lang: str | None, state: Any) -> str:
     """A job state in `lang` ("running" -> "Running")."""
     return alert(lang, STATE_ALERTS.get(str(state), "state_unknown"))
+
+
+def run_what(lang: str | None, run: dict[str, Any]) -> str:
+    """What a run is, for the Runs table and the run list: its stage ("sft"), or "evaluation (sft)" for a run that
+    only evaluates or predicts."""
+    stage, kind = str(run.get("stage") or ""), run.get("kind") or "train"
+    if kind not in KIND_ALERTS:
+        return stage
+    name = alert(lang, KIND_ALERTS[kind])
+    return f"{name} ({stage})" if stage else name
+
+
+ADAPTER_NAMES = {"lora": "LoRA", "oft": "OFT"}
+"""How the start-from line names an adapter method (webui.args.ADAPTER_METHODS)."""
+
+
+def start_from_html(lang: str | None, checkpoints: Any, finetuning_type: str) -> str:
+    """What Start trains from, said plainly next to it: the checkpoint picked in the top bar (the same list Chat
+    and Evaluate load from), or a new adapter / the base model when none is picked."""
+    picked = [str(c) for c in (checkpoints if isinstance(checkpoints, list) else [checkpoints]) if c]
+    if picked:
+        text = alert(lang, "start_from", checkpoint=", ".join(picked))
+    else:
+        if finetuning_type in ADAPTER_METHODS:  # LoRA, OFT: a new adapter; freeze / full: the base model's weights
+            text = alert(lang, "start_from_base_adapter", method=ADAPTER_NAMES.get(finetuning_type, finetuning_type))
+        else:
+            text = alert(lang, "start_from_base")
+    state = "checkpoint" if picked else "base"
+    return f'<div class="lb-start-from" data-from="{state}">{escape(text)}</div>'
 
 
 def device_count_html(lang: str | None, count: int) -> str:

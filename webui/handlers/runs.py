@@ -13,7 +13,7 @@ import pandas as pd
 from webui import jobs
 from webui.handlers.base import BoardBase, resolved
 from webui.handlers.events import Updates, Values
-from webui.handlers.render import state_name
+from webui.handlers.render import run_what, state_name
 from webui.manager import entry
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class RunsHandlers(BoardBase):
             rows.append(
                 [
                     run["name"],
-                    run.get("stage") or "",
+                    run_what(lang, run),
                     state_name(lang, run.get("state")),
                     f"{run.get('steps') or 0}/{run.get('total_steps') or '?'}",
                     datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M") if created else "",

@@ -11,8 +11,9 @@ import gradio as gr
 from webui import config, models
 from webui.args import FORM_DEFAULTS
 from webui.handlers.base import BoardBase, value_of
-from webui.handlers.choices import PRESET_CONTROLS, checkpoint_choices, section_updates
+from webui.handlers.choices import PRESET_CONTROLS, checkpoint_choices, section_updates, visible_devices
 from webui.handlers.events import Updates, Values
+from webui.handlers.render import device_count_html, progress_html, start_from_html
 from webui.manager import normalize_lang
 
 TOP_BAR = ("top.model_name", "top.model_path", "top.template", "top.finetuning_type", "train.stage")
@@ -32,6 +33,24 @@ class TopHandlers(BoardBase):
         updates["train.view_run"] = {**run_list, "choices": self.run_choices(lang)}
         if "runs.table" in self.manager:
             updates["runs.table"] = {**updates.get("runs.table", {}), "value": self.runs_table(lang)}
+        updates.update(self.relabel_html(lang, values))
+        return updates
+
+    def relabel_html(self, lang: str, values: Values) -> Updates:
+        """HTML whose words come from the locale files (the relabelling above sets labels, not HTML): the device
+        line, and the progress bars of the Evaluate and Export tabs, whose timers redraw a viewed job in `lang`."""
+        updates: Updates = {}
+        if "train.device_count" in self.manager:
+            updates["train.device_count"] = device_count_html(lang, len(visible_devices()))
+        if "train.start_from" in self.manager:
+            method = values.get("top.finetuning_type") or "lora"
+            updates["train.start_from"] = start_from_html(lang, values.get("top.checkpoint_path") or [], method)
+        for tab in ("eval", "export"):
+            if f"{tab}.progress" not in self.manager:
+                continue
+            updates[f"{tab}.poll_state"] = {}
+            if not values.get(f"{tab}.view_run"):
+                updates[f"{tab}.progress"] = progress_html(lang, None, None)
         return updates
 
     def change_model(self, values: Values) -> Updates:
@@ -112,6 +131,9 @@ class TopHandlers(BoardBase):
         view = active[0] if active else (runs[0][1] if runs else None)
         updates["train.view_run"] = gr.update(choices=runs, value=view)
         updates.update(self.poll({**values, "top.lang": lang, "train.view_run": view, "train.poll_state": {}}))
+        # Names computed when the board started would point at the runs made since: each page gets fresh ones.
+        top = {key: value_of(updates.get(key), values.get(key)) for key in TOP_BAR}
+        updates.update(self.fresh_names({**values, **top}))
         return updates
 
     def _remembered(self, values: Values) -> Updates:

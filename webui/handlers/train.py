@@ -30,7 +30,7 @@ from webui.handlers.choices import (
     zero_choice,
 )
 from webui.handlers.events import ALERTS, Alerts, Updates, Values
-from webui.handlers.render import started_alert
+from webui.handlers.render import start_from_html, started_alert
 from webui.manager import alert
 from webui.paths import PathRefused
 from webui.runner import RunnerError
@@ -136,7 +136,12 @@ class TrainHandlers(BoardBase):
             path.write_text(argmod.dump_yaml(args), encoding="utf-8")
         except OSError as err:
             return {ALERTS: [("warning", alert(lang, "save_failed", path=path, error=err))]}
-        return {ALERTS: [("info", alert(lang, "saved", path=path))]}
+        return {**self._next_run_name(values, args), ALERTS: [("info", alert(lang, "saved", path=path))]}
+
+    def _next_run_name(self, values: Values, args: dict[str, Any]) -> Updates:
+        """After a YAML is written, the run it describes owns its output_dir: the form offers another name."""
+        taken = Path(str(args.get("output_dir") or "")).name
+        return {"train.output_dir": new_run_name(self.runs_folder(values), taken=(taken,))}
 
     def load_args(self, values: Values) -> Updates:
         """Load config -> the form filled from a YAML (ours, hand-written or LLaMA-Factory's); keys the form cannot
@@ -188,7 +193,7 @@ class TrainHandlers(BoardBase):
         folder = Path(tempfile.mkdtemp(prefix="llamaboard-export-"))
         path = folder / f"{name}.yaml"
         path.write_text(argmod.dump_yaml(args), encoding="utf-8")
-        return {"train.export_file": gr.update(value=str(path), visible=True)}
+        return {"train.export_file": gr.update(value=str(path), visible=True), **self._next_run_name(values, args)}
 
     def _form_key(self, name: str) -> str | None:
         for tab in ("top", "train"):
@@ -225,11 +230,17 @@ class TrainHandlers(BoardBase):
         )
         return {
             "train.view_run": gr.update(choices=self.run_choices(lang), value=resolved(run_dir)),
-            "train.output_dir": new_run_name(),  # the next Start gets a folder of its own
+            "train.output_dir": new_run_name(self.runs_folder(values)),  # the next Start gets a folder of its own
             "train.poll_state": {},
             "train.notes": [],
             ALERTS: [("info", started_alert(lang, job, run_dir))],
         }
+
+    def show_start_from(self, values: Values) -> Updates:
+        """top.checkpoint_path or top.finetuning_type changed -> the line saying what Start trains from."""
+        method = values.get("top.finetuning_type") or "lora"
+        html = start_from_html(values.get("top.lang"), values.get("top.checkpoint_path") or [], method)
+        return {"train.start_from": html}
 
     def abort(self, values: Values) -> Updates:
         """Abort -> the viewed run (or the active one) gets SIGTERM, then SIGKILL after the runner's grace period;

@@ -129,12 +129,26 @@ def create_top(lang: str, saved: dict[str, Any]) -> dict[str, gr.components.Comp
     }
 
 
+LANG_HTML = (
+    "train.device_count",
+    "train.start_from",
+    "eval.progress",
+    "eval.poll_state",
+    "export.progress",
+    "export.poll_state",
+)
+"""What a language change redraws besides the labels (Board.relabel_html)."""
+
+
 def bind_top(board: Board) -> None:
     """Events of the top bar. `.input` fires on user changes only, so values set by a handler (a loaded config,
     a model's default template) never cascade into further handlers."""
     m = board.manager
     everything = [key for key in m.labelled()]
-    bind(board, m["top.lang"].input, board.change_lang, ["top.lang"], everything + ["train.poll_state"])
+    html = [key for key in LANG_HTML if key in m]
+    shown = ("eval.view_run", "export.view_run", "top.checkpoint_path", "top.finetuning_type")
+    views = [key for key in shown if key in m]
+    bind(board, m["top.lang"].input, board.change_lang, ["top.lang", *views], [*everything, "train.poll_state", *html])
     bind(
         board,
         m["top.model_name"].input,

@@ -17,7 +17,7 @@ from webui.controls import JOB_PLACEMENT, PREF_LOSSES, STAGES, TOP_ARGUMENTS, TR
 from webui.handlers import choices
 from webui.handlers.events import bind
 from webui.handlers.live import LIVE_VIEW
-from webui.handlers.render import device_count_html, progress_html
+from webui.handlers.render import device_count_html, progress_html, start_from_html
 from webui.manager import button_label, choice_pairs, initial
 from webui.tabs.factory import make, make_rows
 
@@ -116,6 +116,8 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
             add(name, gr.Button(elem_id=name, **_button(lang, name)))
         add("start", gr.Button(variant="primary", elem_id="start", **_button(lang, "start")))
         add("abort", gr.Button(variant="stop", elem_id="abort", **_button(lang, "abort")))
+    start_from = start_from_html(lang, top["checkpoint_path"].value, top["finetuning_type"].value or "lora")
+    add("start_from", gr.HTML(start_from, elem_id="start_from"))
 
     with gr.Row(equal_height=True):
         output = TRAIN_SECTIONS["output"][0][0]
@@ -124,7 +126,15 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         add("config_path", gr.Textbox(value=config_path, scale=2, elem_id="config_path", **_text(lang, "config_path")))
         add(
             "export_file",
-            gr.File(visible=False, interactive=False, scale=1, elem_id="export_file", **_text(lang, "export_file")),
+            # Wide enough for "train_YYYY-MM-DD-HH-MM-SS.yaml" to show whole beside the two text boxes.
+            gr.File(
+                visible=False,
+                interactive=False,
+                scale=2,
+                min_width=320,
+                elem_id="export_file",
+                **_text(lang, "export_file"),
+            ),
         )
 
     # Live view of the active or selected run (webui.handlers.live.LiveView.poll, every 2 s)
@@ -177,6 +187,10 @@ def bind_train(board: Board) -> None:
     sections = list(choices.SECTIONS)
     data = ["train.stage", "train.dataset_dir", "train.dataset", "top.finetuning_type"]
 
+    # .change, not .input: a checkpoint picked for Chat, or set by a page load, changes what Start continues from too.
+    source = ["top.checkpoint_path", "top.finetuning_type"]
+    for key in source:
+        bind(board, m[key].change, board.show_start_from, ["top.lang", *source], ["train.start_from"])
     bind(board, m["train.stage"].input, board.change_stage, data, ["train.dataset", "train.preview_box", *sections])
     bind(board, m["train.dataset_dir"].blur, board.change_dataset_dir, data, ["train.dataset", "train.preview_box"])
     bind(board, m["train.dataset"].input, board.preview_close, [], ["train.preview_box"], api_name="dataset_changed")
@@ -196,9 +210,9 @@ def bind_train(board: Board) -> None:
     bind(board, m["train.preview_close"].click, board.preview_close, [], ["train.preview_box"])
 
     bind(board, m["train.cmd_preview"].click, board.cmd_preview, form, [])
-    bind(board, m["train.arg_save"].click, board.save_args, form, [])
+    bind(board, m["train.arg_save"].click, board.save_args, form, ["train.output_dir"])
     bind(board, m["train.arg_load"].click, board.load_args, form, top_form + train_form + sections)
-    bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file"])
+    bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file", "train.output_dir"])
 
     live = list(LIVE_VIEW)
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])
