@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-import json
 import logging
+import math
 import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from core.errors import UserError
 from core.hparams.data_args import DataArguments
@@ -35,6 +33,8 @@ from core.hparams.keys import (
 )
 from core.hparams.model_args import ModelArguments
 from core.hparams.trackers import report_to_list, swanlab_environment, tracker_problems
+from core.safeload import FileFormatError, load_file, load_yaml_text
+from core.secrets import is_secret_key, looks_like_token, redact, secret_problems
 
 if TYPE_CHECKING:
     from core.hparams.training_args import TrainingArguments
@@ -94,6 +94,55 @@ _STAGE_KEYS = {
 }
 _MISSING = object()
 
+# Numbers that pass the type check but cannot work: key -> (lowest value, whether the lowest is allowed, why).
+# Every float must also be finite (NaN and infinity are refused for all of them, in normalize_args).
+_LOWER_BOUNDS: dict[str, tuple[float, bool, str]] = {
+    "learning_rate": (0, True, "a learning rate below 0 climbs the loss instead of descending it"),
+    "num_train_epochs": (0, True, "an epoch count cannot be negative"),
+    "per_device_train_batch_size": (1, True, "a batch holds at least one sample"),
+    "per_device_eval_batch_size": (1, True, "a batch holds at least one sample"),
+    "gradient_accumulation_steps": (1, True, "a step accumulates at least one batch"),
+    "eval_accumulation_steps": (1, True, "at least one batch is gathered at a time"),
+    "save_steps": (0, False, "a step interval is above 0 (below 1: a fraction of the total steps)"),
+    "eval_steps": (0, False, "a step interval is above 0 (below 1: a fraction of the total steps)"),
+    "logging_steps": (0, False, "a step interval is above 0 (below 1: a fraction of the total steps)"),
+    "warmup_steps": (0, True, "a warmup length cannot be negative"),
+    "max_grad_norm": (0, True, "a gradient norm limit cannot be negative (0 turns clipping off)"),
+    "weight_decay": (0, True, "a negative weight decay pushes weights away from 0"),
+    "adam_epsilon": (0, False, "Adam divides by it"),
+    "dataloader_num_workers": (0, True, "a worker count cannot be negative"),
+    "save_total_limit": (1, True, "at least one checkpoint is kept (remove the key to keep them all)"),
+    "seed": (0, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "data_seed": (0, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "lora_alpha": (0, False, "a LoRA scale of 0 or less trains nothing or the wrong way"),
+    "loraplus_lr_ratio": (0, False, "a ratio of learning rates is above 0"),
+    "neftune_noise_alpha": (0, True, "a noise scale cannot be negative"),
+    "pref_beta": (0, False, "beta scales the preference reward and must be above 0"),
+    "pref_ftx": (0, True, "a loss weight cannot be negative"),
+    "kto_chosen_weight": (0, True, "a loss weight cannot be negative"),
+    "kto_rejected_weight": (0, True, "a loss weight cannot be negative"),
+    "ppo_epochs": (1, True, "PPO optimizes each batch at least once"),
+    "ppo_buffer_size": (1, True, "a buffer holds at least one batch"),
+    "preprocessing_batch_size": (1, True, "a batch holds at least one row"),
+    "preprocessing_num_workers": (1, True, "at least one process reads the data"),
+    "max_new_tokens": (1, True, "an answer has at least one token"),
+    "num_beams": (1, True, "beam search keeps at least one beam"),
+    "temperature": (0, True, "a sampling temperature cannot be negative (0 = greedy)"),
+    "top_k": (0, True, "top_k cannot be negative (0 = off)"),
+    "repetition_penalty": (0, False, "the penalty divides scores and must be above 0"),
+    "export_size": (0, False, "a shard holds more than 0 GB"),
+    "top_p": (0, False, "top_p is a probability mass, above 0 and at most 1"),
+    "adam_beta1": (0, True, "Adam's betas lie from 0 to below 1"),
+    "adam_beta2": (0, True, "Adam's betas lie from 0 to below 1"),
+}
+_UPPER_BOUNDS: dict[str, tuple[float, bool, str]] = {
+    "seed": (2**32 - 1, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "data_seed": (2**32 - 1, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "top_p": (1, True, "top_p is a probability mass, above 0 and at most 1"),
+    "adam_beta1": (1, False, "Adam's betas lie from 0 to below 1"),
+    "adam_beta2": (1, False, "Adam's betas lie from 0 to below 1"),
+}
+
 
 class ArgumentError(UserError, ValueError):
     """Every problem found in an argument dict; `.problems` lists them, `str()` is the readable list."""
@@ -113,7 +162,9 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    text = repr(value)
+    # A message goes to the terminal, the job log and the board: it never carries a token back.
+    return redact(text) if looks_like_token(value) else text
 
 
 def _problem(key: str, value: Any, why: str, fix: str) -> str:
@@ -144,16 +195,12 @@ def read_args(source: dict | str | os.PathLike | list[str] | tuple[str, ...] | N
 def _load_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArgumentError([f"{path}: file not found — check the path (relative to {Path.cwd()})"])
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as err:
-        raise ArgumentError([f"{path}: line {err.lineno}, column {err.colno}: {err.msg} — fix the JSON"]) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = getattr(err, "problem", None) or str(err)
-        raise ArgumentError([f"{path}: {where}{what} — fix the YAML (each line is `key: value`)"]) from None
+        data, warnings = load_file(path)  # the board's loader: binary files and alias bombs are refused at once
+    except FileFormatError as err:
+        raise ArgumentError([str(err)]) from None
+    for warning in warnings:
+        logger.warning(warning)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -164,9 +211,10 @@ def _load_file(path: Path) -> dict[str, Any]:
 
 
 def _parse_value(text: str) -> Any:
+    """A command-line value read as YAML (`16` is a number); what does not read as plain YAML data stays text."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml_text(text, "value")[0]
+    except FileFormatError:
         return text
 
 
@@ -372,7 +420,11 @@ def normalize_args(
     for group, specs in _GROUP_SPECS.items():
         owners.update({key: (group, spec) for key, spec in specs.items()})
 
-    args, problems, notes = _translate_legacy(args)
+    problems = secret_problems(args)
+    # A refused secret is not looked at again: other rules would echo its value.
+    args = {key: value for key, value in args.items() if not (is_secret_key(str(key)) or looks_like_token(value))}
+    args, legacy_problems, notes = _translate_legacy(args)
+    problems += legacy_problems
     groups: dict[str, dict[str, Any]] = {name: {} for name in (*GROUPS, "training")}
     for key, value in args.items():
         if not isinstance(key, str):
@@ -394,9 +446,15 @@ def normalize_args(
             if isinstance(value, bool) and spec.kind == "str" and key.endswith("_strategy") and not value:
                 value = "no"  # `save_strategy: no` unquoted is YAML's false
             try:
-                groups[group][key] = coerce(value, spec)
+                value = coerce(value, spec)
             except ValueError as err:
                 problems.append(_coerce_problem(key, value, spec, str(err)))
+                continue
+            problem = _range_problem(key, value)
+            if problem:
+                problems.append(problem)
+            else:
+                groups[group][key] = value
         elif key in UNSUPPORTED_KEYS:
             offs, what = UNSUPPORTED_KEYS[key]
             if not _is_off(value, offs):
@@ -412,6 +470,25 @@ def normalize_args(
             hint = f"did you mean {' or '.join(close)}?" if close else "check the spelling"
             problems.append(_problem(key, value, "unknown key", f"{hint} (or remove it)"))
     return groups, problems, notes
+
+
+def _range_problem(key: str, value: Any) -> str | None:
+    """Why a coerced number cannot work (not finite, or outside its key's bounds), or None."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if not math.isfinite(value):
+        default = _DEFAULTS.get(key)
+        fix = f"for example {key}: {_show(default)}" if isinstance(default, int | float) else "write a finite number"
+        return _problem(key, value, "NaN and infinity cannot be computed with", fix)
+    if key in _LOWER_BOUNDS:
+        low, inclusive, why = _LOWER_BOUNDS[key]
+        if value < low or (value == low and not inclusive):
+            return _problem(key, value, why, f"write a number {'at least' if inclusive else 'above'} {_show(low)}")
+    if key in _UPPER_BOUNDS:
+        high, inclusive, why = _UPPER_BOUNDS[key]
+        if value > high or (value == high and not inclusive):
+            return _problem(key, value, why, f"write a number {'at most' if inclusive else 'below'} {_show(high)}")
+    return None
 
 
 def _flat(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
