@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import NamedTuple, TextIO
 
 from core.errors import UserError
+from core.secrets import redact
 
 PROG = "llamafactory-cli"
 
@@ -115,14 +116,7 @@ def _eval(argv: list[str]) -> int:
             "do_train: received true — eval only predicts — train first with `llamafactory-cli train`, then "
             "evaluate its output (adapter_name_or_path) with eval"
         )
-    from core.chat import check_adapter_paths
-    from core.hparams import split_arg
-
-    try:
-        check_adapter_paths(split_arg(args.get("adapter_name_or_path")))
-    except FileNotFoundError as err:
-        problems.append(str(err))
-    if problems:
+    if problems:  # adapter paths and every other key are checked with the job's arguments in _run_job
         raise ArgumentError(problems)
     args.update(EVAL_DEFAULTS)
     # torchrun workers run `train` with this argv: the eval keys travel as overrides.
@@ -351,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         status = COMMANDS[name].run(rest)
     except UserError as err:  # a bad key, path or dataset row: the message alone, no traceback
         # A problem list has its own heading; a single message is marked so the board's log reader finds it.
-        print(err if getattr(err, "problems", None) else f"error: {err}", file=sys.stderr)
+        print(redact(str(err) if getattr(err, "problems", None) else f"error: {err}"), file=sys.stderr)
         return 2
     except SystemExit as exit_:  # argparse inside a command: --help is 0, a usage error 2
         code = exit_.code

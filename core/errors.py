@@ -12,3 +12,8 @@ class UserError(Exception):
 
 class ModelPathError(UserError, FileNotFoundError):
     """A model, adapter or reward-model folder that is missing or incomplete."""
+
+
+class ConfigError(UserError, ValueError):
+    """An argument value that cannot work, found once the model or the folders are seen (a LoRA target the model
+    lacks, an output_dir that holds another run's files, a checkpoint cut off while saving)."""

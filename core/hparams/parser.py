@@ -517,6 +517,17 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
             "a training run needs a folder for its checkpoints and logs",
             f"set output_dir, e.g. output_dir: saves/my-model/{method}/{stage}",
         )
+    if eff["do_train"] and eff["output_dir"]:
+        problem = output_dir_problem(str(eff["output_dir"]))
+        if problem:
+            add("output_dir", problem, "choose another output_dir (a new folder is made for you)")
+    resume = given.get("resume_from_checkpoint")
+    if isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false"):
+        from core.train.trainer_utils import resume_problem  # pure, like this module
+
+        problem = resume_problem(resume)
+        if problem:
+            problems.append(problem)
     if eff["do_train"] and not eff["dataset"]:
         add("dataset", "training needs a dataset", "set dataset: a name from dataset_info.json (e.g. demo_sft)")
     if not eff["do_train"] and (eff["do_eval"] or eff["do_predict"]) and not (eff["eval_dataset"] or eff["dataset"]):
@@ -771,6 +782,14 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
         )
     if not 0 <= eff["module_dropout"] < 1:
         add("module_dropout", "a dropout probability is from 0 to below 1", "for example module_dropout: 0.05")
+    for adapter in split_arg(eff["adapter_name_or_path"]):
+        problem = adapter_problem(adapter)
+        if problem:
+            add(
+                "adapter_name_or_path",
+                problem,
+                "point it at a LoRA or OFT run's output folder or one of its checkpoint-N",
+            )
     if eff["use_unsloth"]:
         add("use_unsloth", "not supported yet (Unsloth)", "remove use_unsloth")
     if eff["enable_liger_kernel"] and importlib.util.find_spec("liger_kernel") is None:
@@ -815,6 +834,35 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
                 "pip install '.[gpu]' on a CUDA machine, or remove quantization_bit",
             )
     return problems
+
+
+def adapter_problem(adapter: str) -> str | None:
+    """Why a local `adapter_name_or_path` entry is no LoRA adapter (missing, a file, no adapter_config.json), or
+    None (also for a hub id, which only the download can check)."""
+    path = Path(adapter).expanduser()
+    if path.is_dir():
+        return None if (path / "adapter_config.json").is_file() else "the folder has no adapter_config.json"
+    if path.exists():
+        return "it is a file, not an adapter folder"
+    if adapter.startswith((".", "/", "~")) or adapter.count("/") > 1 or "\\" in adapter:
+        return f"no such folder (relative to {Path.cwd()})"
+    return None
+
+
+def output_dir_problem(output_dir: str) -> str | None:
+    """Why training cannot write into `output_dir` (a file, inside a file, a folder this user cannot write), or
+    None. A folder holding another run's files is judged when the job starts (trainer_utils.prepare_output_dir)."""
+    path = Path(output_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        return "it is a file, not a folder"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"it would lie inside {existing}, which is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user"
+    return None
 
 
 def review_args(args: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from core.errors import ConfigError
 from core.runfolder import JOB_YAML
+from core.secrets import without_secrets
 from core.train.pt import run_pt
 from core.train.rm import run_rm
 from core.train.sft import run_sft
@@ -76,6 +78,7 @@ def configure_logging() -> None:
 def write_job_yaml(output_dir: str | os.PathLike, args: dict[str, Any]) -> Path:
     """`<output_dir>/job.yaml` with the argument dict as run, unless an identical one is there (the board's)."""
     path = Path(output_dir) / JOB_YAML
+    args = without_secrets(args)  # refused by the checks already; this keeps a direct caller's token out too
     if path.is_file():
         try:
             if yaml.safe_load(path.read_text(encoding="utf-8")) == args:
@@ -110,7 +113,7 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(raw)
     stage = finetuning_args.stage
     if stage not in STAGES:
-        raise ValueError(f"stage: received {stage!r} — use one of {', '.join(STAGES)}.")
+        raise ConfigError(f"stage: received {stage!r} — use one of {', '.join(STAGES)}.")
 
     prepare_output_dir(training_args)  # before anything is written, so a refused folder stays as it was
     if _is_main_process():
