@@ -102,7 +102,7 @@ def _eval(argv: list[str]) -> int:
     )
     if (status := _help_status(parser, argv)) is not None:
         return status
-    from core.hparams import ArgumentError, read_args
+    from core.hparams import ArgumentError, check_dict, read_args
 
     args = read_args(argv)
     problems = []
@@ -116,9 +116,9 @@ def _eval(argv: list[str]) -> int:
             "do_train: received true — eval only predicts — train first with `llamafactory-cli train`, then "
             "evaluate its output (adapter_name_or_path) with eval"
         )
-    if problems:  # adapter paths and every other key are checked with the job's arguments in _run_job
-        raise ArgumentError(problems)
     args.update(EVAL_DEFAULTS)
+    if problems:  # with the job's own problems (adapter paths, secrets, ...), so one run names them all
+        raise ArgumentError(problems + check_dict(args))
     # torchrun workers run `train` with this argv: the eval keys travel as overrides.
     forced = [
         f"{key}={'true' if value is True else 'false' if value is False else value}"
@@ -138,9 +138,18 @@ def _chat(argv: list[str]) -> int:
     )
     if (status := _help_status(parser, argv)) is not None:
         return status
-    from core.hparams import read_args
+    return chat_loop(_infer_args(argv))  # a wrong model or adapter path is a UserError: main() prints it
 
-    return chat_loop(read_args(argv))  # a wrong model or adapter path is a UserError: main() prints it
+
+def _infer_args(argv: list[str]) -> dict:
+    """The arguments of chat / export, checked before the training stack is imported (a typo fails at once)."""
+    from core.hparams import ArgumentError, check_infer_dict, read_args
+
+    args = read_args(argv)
+    problems = check_infer_dict(args)
+    if problems:
+        raise ArgumentError(problems)
+    return args
 
 
 def chat_loop(args: dict, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
@@ -214,9 +223,7 @@ def _export(argv: list[str]) -> int:
     )
     if (status := _help_status(parser, argv)) is not None:
         return status
-    from core.hparams import read_args
-
-    args = read_args(argv)
+    args = _infer_args(argv)
     from core.export import export_model
 
     _setup_logging(sys.stdout)

@@ -46,6 +46,7 @@ __all__ = [
     "ArgumentError",
     "check_args",
     "check_dict",
+    "check_infer_dict",
     "get_infer_args",
     "get_train_args",
     "known_keys",
@@ -1000,14 +1001,23 @@ def get_train_args(
     return model_args, data_args, training_args, finetuning_args, generating_args
 
 
+def _review_infer(args: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    groups, problems, notes = normalize_args(args)
+    given = _flat(groups)
+    return groups, problems + _model_rules({**_DEFAULTS, **given}, given), notes
+
+
+def check_infer_dict(args: dict[str, Any]) -> list[str]:
+    """Every problem of a chat / export argument dict, without importing torch (training keys are ignored)."""
+    return _review_infer(args)[1]
+
+
 def get_infer_args(
     source: dict | str | os.PathLike | list[str] | None = None,
 ) -> tuple[ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments]:
     """The argument objects of chat and export (training keys are ignored with a note), or ArgumentError."""
     args = read_args(source)
-    groups, problems, notes = normalize_args(args)
-    given = _flat(groups)
-    problems += _model_rules({**_DEFAULTS, **given}, given)
+    groups, problems, notes = _review_infer(args)
     if problems:
         raise ArgumentError(problems)
     if groups["training"]:

@@ -52,7 +52,20 @@ BAD_ROWS = [
 ]
 
 
-@pytest.mark.parametrize(("file_name", "data", "row", "said"), BAD_ROWS)
+@pytest.mark.parametrize(
+    ("file_name", "data", "row", "said"),
+    BAD_ROWS,
+    ids=[
+        "jsonl-latin1",
+        "json-latin1",
+        "csv-latin1",
+        "jsonl-surrogate",
+        "json-surrogate",
+        "jsonl-deep-5000",
+        "jsonl-deep-69",
+        "json-deep-69",
+    ],  # fmt: skip
+)
 def test_unreadable_rows_name_file_and_row_or_are_skipped(tmp_path, file_name, data, row, said):
     ddir = _dir_with(tmp_path, file_name, data)
     with pytest.raises(DataError) as err:
@@ -151,6 +164,7 @@ def test_a_dataset_name_given_twice_in_dataset_info_warns_with_both_lines(tmp_pa
         (b'{"ds": \x00}', "not a text file"),
         (('{"ds": ' + _deep(5000) + "}").encode(), "nested too deeply"),
     ],
+    ids=["latin-1", "binary", "deep"],
 )
 def test_an_unreadable_dataset_info_is_named(tmp_path, data, said):
     ddir = tmp_path / "d"
