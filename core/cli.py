@@ -70,11 +70,11 @@ def _train(argv: list[str]) -> int:
 
 def _run_job(argv: list[str], args: dict) -> int:
     """Check, maybe hand over to torchrun (which runs `train <argv>` per rank), then run the job in this process."""
-    from core.hparams import ArgumentError, check_dict
+    from core.hparams import ArgumentError, check_dict, path_problems
     from core.launcher import launch_problems, maybe_launch
 
     # Checked before the training stack is imported (about 10 s), so a typo fails at once.
-    problems = check_dict(args) + launch_problems(args)
+    problems = check_dict(args) + path_problems(args) + launch_problems(args)
     if problems:
         raise ArgumentError(problems)
     # Several devices or nodes: torchrun replaces this process and runs this command once per rank.
@@ -102,7 +102,7 @@ def _eval(argv: list[str]) -> int:
     )
     if (status := _help_status(parser, argv)) is not None:
         return status
-    from core.hparams import ArgumentError, check_dict, read_args
+    from core.hparams import ArgumentError, check_dict, path_problems, read_args
 
     args = read_args(argv)
     problems = []
@@ -118,7 +118,7 @@ def _eval(argv: list[str]) -> int:
         )
     args.update(EVAL_DEFAULTS)
     if problems:  # with the job's own problems (adapter paths, secrets, ...), so one run names them all
-        raise ArgumentError(problems + check_dict(args))
+        raise ArgumentError(problems + check_dict(args) + path_problems(args))
     # torchrun workers run `train` with this argv: the eval keys travel as overrides.
     forced = [
         f"{key}={'true' if value is True else 'false' if value is False else value}"
@@ -143,10 +143,10 @@ def _chat(argv: list[str]) -> int:
 
 def _infer_args(argv: list[str]) -> dict:
     """The arguments of chat / export, checked before the training stack is imported (a typo fails at once)."""
-    from core.hparams import ArgumentError, check_infer_dict, read_args
+    from core.hparams import ArgumentError, check_infer_dict, path_problems, read_args
 
     args = read_args(argv)
-    problems = check_infer_dict(args)
+    problems = check_infer_dict(args) + path_problems(args)
     if problems:
         raise ArgumentError(problems)
     return args

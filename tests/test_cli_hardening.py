@@ -10,7 +10,7 @@ import time
 import pytest
 
 from core.cli import main
-from core.hparams import check_dict, known_keys
+from core.hparams import check_dict, known_keys, path_problems
 from core.hparams.parser import _LOWER_BOUNDS, _UPPER_BOUNDS
 from core.secrets import SECRET_ENV, secret_problems
 
@@ -129,7 +129,7 @@ def test_an_output_dir_that_cannot_hold_a_run_is_refused(tmp_path):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     for output_dir, said in ((a_file, "it is a file"), (a_file / "run", f"inside {a_file}, which is a file")):
-        (problem,) = check_dict({**DEMO, "output_dir": str(output_dir)})
+        (problem,) = path_problems({**DEMO, "output_dir": str(output_dir)})
         assert problem.startswith("output_dir: received") and said in problem
     assert a_file.read_text() == "mine"
 
@@ -138,7 +138,7 @@ def test_an_output_dir_that_cannot_hold_a_run_is_refused(tmp_path):
 def test_an_output_dir_in_a_folder_without_write_permission_is_refused(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    (problem,) = check_dict({**DEMO, "output_dir": str(locked / "run")})
+    (problem,) = path_problems({**DEMO, "output_dir": str(locked / "run")})
     assert f"{locked} is not writable" in problem
 
 
@@ -150,7 +150,7 @@ def test_adapter_paths_that_are_no_adapter_are_refused_by_every_command(job, tmp
     a_file.write_bytes(b"")
     cases = [(run, "has no adapter_config.json"), (a_file, "is a file"), (tmp_path / "gone", "no such folder")]
     for adapter, said in cases:
-        problems = check_dict({**DEMO, "output_dir": "saves/x", "adapter_name_or_path": f"{adapter}"})
+        problems = path_problems({**DEMO, "output_dir": "saves/x", "adapter_name_or_path": f"{adapter}"})
         assert problems[0].startswith("adapter_name_or_path: received") and said in problems[0]
     for command in ("eval", "chat", "export"):
         status, output = _run([command, job(), f"adapter_name_or_path={run}", f"export_dir={tmp_path / 'x'}"], capsys)
@@ -160,7 +160,7 @@ def test_adapter_paths_that_are_no_adapter_are_refused_by_every_command(job, tmp
 def test_a_resume_path_that_is_no_checkpoint_is_refused(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     for path, said in ((tmp_path / "checkpoint-3", "no trainer_state.json"), (tmp_path / "nope", "no such folder")):
-        problems = check_dict({**DEMO, "output_dir": str(tmp_path), "resume_from_checkpoint": str(path)})
+        problems = path_problems({**DEMO, "output_dir": str(tmp_path), "resume_from_checkpoint": str(path)})
         assert problems[0].startswith(f"resume_from_checkpoint: {path} is not a complete checkpoint: {said}")
 
 

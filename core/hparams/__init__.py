@@ -15,6 +15,7 @@ _EXPORTS = {
     "read_args": "core.hparams.parser",
     "check_dict": "core.hparams.parser",
     "check_infer_dict": "core.hparams.parser",
+    "path_problems": "core.hparams.parser",
     "review_args": "core.hparams.parser",
     "check_args": "core.hparams.parser",
     "normalize_args": "core.hparams.parser",

@@ -47,6 +47,7 @@ __all__ = [
     "check_args",
     "check_dict",
     "check_infer_dict",
+    "path_problems",
     "get_infer_args",
     "get_train_args",
     "known_keys",
@@ -518,17 +519,6 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
             "a training run needs a folder for its checkpoints and logs",
             f"set output_dir, e.g. output_dir: saves/my-model/{method}/{stage}",
         )
-    if eff["do_train"] and eff["output_dir"]:
-        problem = output_dir_problem(str(eff["output_dir"]))
-        if problem:
-            add("output_dir", problem, "choose another output_dir (a new folder is made for you)")
-    resume = given.get("resume_from_checkpoint")
-    if isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false"):
-        from core.train.trainer_utils import resume_problem  # pure, like this module
-
-        problem = resume_problem(resume)
-        if problem:
-            problems.append(problem)
     if eff["do_train"] and not eff["dataset"]:
         add("dataset", "training needs a dataset", "set dataset: a name from dataset_info.json (e.g. demo_sft)")
     if not eff["do_train"] and (eff["do_eval"] or eff["do_predict"]) and not (eff["eval_dataset"] or eff["dataset"]):
@@ -783,14 +773,6 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
         )
     if not 0 <= eff["module_dropout"] < 1:
         add("module_dropout", "a dropout probability is from 0 to below 1", "for example module_dropout: 0.05")
-    for adapter in split_arg(eff["adapter_name_or_path"]):
-        problem = adapter_problem(adapter)
-        if problem:
-            add(
-                "adapter_name_or_path",
-                problem,
-                "point it at a LoRA or OFT run's output folder or one of its checkpoint-N",
-            )
     if eff["use_unsloth"]:
         add("use_unsloth", "not supported yet (Unsloth)", "remove use_unsloth")
     if eff["enable_liger_kernel"] and importlib.util.find_spec("liger_kernel") is None:
@@ -837,8 +819,43 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
     return problems
 
 
+def path_problems(args: dict[str, Any]) -> list[str]:
+    """What the disk says about the paths of an argument dict, before anything loads (pure; the CLI runs it after
+    `check_dict` / `check_infer_dict`, the board at Start): an `adapter_name_or_path` entry that is no adapter
+    folder, a `resume_from_checkpoint` that is no complete checkpoint, an `output_dir` that cannot hold a run.
+    Kept apart from check_dict, whose verdict on a file does not depend on what exists yet (examples name the
+    adapters a previous example trains)."""
+    problems: list[str] = []
+    for adapter in split_arg(args.get("adapter_name_or_path")):
+        problem = adapter_problem(str(adapter))
+        if problem:
+            problems.append(
+                _problem(
+                    "adapter_name_or_path",
+                    adapter,
+                    problem,
+                    "point it at a LoRA or OFT run's output folder or one of its checkpoint-N",
+                )
+            )
+    output_dir = args.get("output_dir")
+    if args.get("do_train") and isinstance(output_dir, str) and output_dir:
+        problem = output_dir_problem(output_dir)
+        if problem:
+            problems.append(
+                _problem("output_dir", output_dir, problem, "choose another output_dir (a new folder is made for you)")
+            )
+    resume = args.get("resume_from_checkpoint")
+    if isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false"):
+        from core.train.trainer_utils import resume_problem  # pure, like this module
+
+        problem = resume_problem(resume)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def adapter_problem(adapter: str) -> str | None:
-    """Why a local `adapter_name_or_path` entry is no LoRA adapter (missing, a file, no adapter_config.json), or
+    """Why a local `adapter_name_or_path` entry is no LoRA or OFT adapter (missing, a file, no adapter_config.json), or
     None (also for a hub id, which only the download can check)."""
     path = Path(adapter).expanduser()
     if path.is_dir():
