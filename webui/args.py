@@ -259,7 +259,8 @@ def _number(key: str, value: Any) -> Any:
     return value
 
 
-def _saves_folder(form: dict[str, Any], saves_root: Path) -> Path:
+def saves_folder(form: dict[str, Any], saves_root: Path) -> Path:
+    """saves/<model>/<method>: where a model's runs and checkpoints live (checkpoint and run names are under it)."""
     name = form.get("model_name") or models.CUSTOM
     return saves_root / models.save_name(name, str(form.get("model_path") or "")) / str(form["finetuning_type"])
 
@@ -307,7 +308,7 @@ def build_args(form: dict[str, Any], saves_root: str | os.PathLike | None = None
     form = {**FORM_DEFAULTS, **{key: value for key, value in form.items() if key not in _NOT_ARGUMENTS}}
     saves_root = Path(saves_root) if saves_root is not None else saves_dir()
     method, stage = str(form["finetuning_type"]), str(form["stage"])
-    folder = _saves_folder(form, saves_root)
+    folder = saves_folder(form, saves_root)
     args: dict[str, Any] = {}
 
     # Model
@@ -426,7 +427,7 @@ def args_to_form(args: dict[str, Any], saves_root: str | os.PathLike | None = No
     model = str(args.get("model_name_or_path") or "")
     form["model_name"] = models.model_name_for_path(model) if model else models.CUSTOM
     form["model_path"] = model
-    folder = _saves_folder(form, saves_root)
+    folder = saves_folder(form, saves_root)
     adapters = _as_list(args.get("adapter_name_or_path"))
     form["checkpoint_path"] = [_relative_to(path, folder) for path in adapters] if method in ADAPTER_METHODS else []
 
