@@ -234,6 +234,8 @@ HOSTILE = {
     "nul": "a\x00b/../\x00",
     "long": "x" * 100_000,
     "not utf-8": "caf\udce9 \udcff\udcfe",
+    "deep json": "[" * 50_000 + "]" * 50_000,  # the JSON fields (extra_args, tools) nest past the parser's limit
+    "deep json object": '{"a": ' * 50_000 + "1" + "}" * 50_000,
 }
 
 
@@ -250,7 +252,8 @@ def test_nul_long_and_non_utf8_strings_in_every_text_field_give_a_message_not_a_
     for name, fn, keys, declared in events(board_ui):
         for key in [key for key in keys if key in fields]:
             toasts.clear()
-            fire(board_ui, fn, keys, **{key: [payload] if key in lists else payload})
+            # A message to send, so Chat's submit reads its other fields too (an empty one returns at once).
+            fire(board_ui, fn, keys, **{"chat.query": "hi", key: [payload] if key in lists else payload})
             sent += 1
             crashed = [text[:300] for _, text in toasts if "Something went wrong" in text]
             if crashed:

@@ -157,6 +157,9 @@ class ChatHandlers(InferBase):
             except json.JSONDecodeError as err:
                 yield {ALERTS: [("warning", alert(lang, "chat_bad_tools", error=f"{err.msg} at line {err.lineno}"))]}
                 return
+            except RecursionError:
+                yield {ALERTS: [("warning", alert(lang, "chat_bad_tools", error="nested too deeply to read"))]}
+                return
         crashed = [slot for slot in slots if self._workers.get(slot) is not None and not self._workers[slot].alive]
         if crashed:  # say how the worker ended (exit code, end of its log), not just "not loaded"
             ended = [(slot, list(self._workers[slot].request({"op": "ping"}))[-1]) for slot in crashed]

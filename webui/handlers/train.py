@@ -278,7 +278,7 @@ def _merge_extra(extra_args: Any, extra: dict[str, Any]) -> dict[str, Any]:
             loaded = json.loads(extra_args)
             if isinstance(loaded, dict):
                 merged.update(loaded)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             logger.warning("Ignoring extra_args that are not JSON: %s", extra_args[:200])
     merged.update(extra)
     return merged
