@@ -112,11 +112,10 @@ class BoardBase:
         """What is wrong with the PATH_FIELDS among `keys` (default: all in `values`): each a line naming the field
         as the user knows it, the path and the roots. A value that is not a path at all (bad JSON in extra_args, a
         run name with '/') is left to the handler, which says what is wrong with it."""
-        roots = self.roots()
+        keys = [key for key in sorted(values if keys is None else keys) if key in PATH_FIELDS and key in values]
+        roots = self.roots() if keys else None  # a few stat calls: only for events that carry a path
         problems: list[str] = []
-        for key in sorted(values if keys is None else keys):
-            if key not in PATH_FIELDS or key not in values:
-                continue
+        for key in keys:
             name, kind, write = PATH_FIELDS[key]
             for path in self._field_paths(values, key, kind):
                 try:
