@@ -58,6 +58,7 @@ TEXT_FIELDS: dict[str, str] = {
     "train.freeze_extra_modules": "module names",
     "train.lora_target": "module names",
     "train.additional_target": "module names",
+    "train.oft_target": "module names",
     "train.report_to": "tracker names",
     "eval.dataset": "dataset names registered in eval's dataset_dir",
     "chat.system": "a system prompt",
