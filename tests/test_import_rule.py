@@ -22,6 +22,7 @@ PURE_MODULES = [
     "core.errors",
     "core.secrets",
     "core.safeload",
+    "core.checkpoints",
     "core.train.trainer_utils",
     "core.hparams",
     "core.hparams.keys",

@@ -846,7 +846,7 @@ def path_problems(args: dict[str, Any]) -> list[str]:
             )
     resume = args.get("resume_from_checkpoint")
     if isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false"):
-        from core.train.trainer_utils import resume_problem  # pure, like this module
+        from core.checkpoints import resume_problem  # pure, like this module
 
         problem = resume_problem(resume)
         if problem:
