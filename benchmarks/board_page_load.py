@@ -41,9 +41,11 @@ def in_process(repeat: int) -> None:
         text = json.dumps(demo.get_config_file(), default=str)
         config_s.append(time.perf_counter() - start)
         sizes.append(len(text))
-    from webui import handlers
+    from webui.handlers.top import TOP_BAR
 
-    values = {key: None for key in getattr(handlers, "TOP_BAR", ())}  # the page-load handler's inputs
+    # The page-load handler's inputs as webui.app binds them, with the values the page was built with.
+    page = ["top.lang", "train.notes", "train.view_run", "train.poll_state", "train.loss_log_y", *TOP_BAR]
+    values = {key: getattr(board.manager[key], "value", None) for key in page}
     load_s = []
     for _ in range(repeat):
         start = time.perf_counter()
