@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import NamedTuple, TextIO
 
 from core.errors import UserError
+from core.secrets import redact
 
 PROG = "llamafactory-cli"
 
@@ -69,13 +70,13 @@ def _train(argv: list[str]) -> int:
 
 def _run_job(argv: list[str], args: dict) -> int:
     """Check, maybe hand over to torchrun (which runs `train <argv>` per rank), then run the job in this process."""
-    from core.hparams import ArgumentError, check_dict
+    from core.hparams import ArgumentError, check_dict, path_problems
     from core.launcher import launch_problems, maybe_launch
     from core.preflight import input_problems
 
     # Checked before the training stack is imported (about 10 s), so a typo fails at once, and before the run
     # folder exists, so a missing dataset or model leaves nothing behind.
-    problems = check_dict(args) + launch_problems(args)
+    problems = check_dict(args) + path_problems(args) + launch_problems(args)
     problems += input_problems(args) if not problems else []
     if problems:
         raise ArgumentError(problems)
@@ -104,7 +105,7 @@ def _eval(argv: list[str]) -> int:
     )
     if (status := _help_status(parser, argv)) is not None:
         return status
-    from core.hparams import ArgumentError, read_args
+    from core.hparams import ArgumentError, check_dict, path_problems, read_args
 
     args = read_args(argv)
     problems = []
@@ -118,16 +119,9 @@ def _eval(argv: list[str]) -> int:
             "do_train: received true — eval only predicts — train first with `llamafactory-cli train`, then "
             "evaluate its output (adapter_name_or_path) with eval"
         )
-    from core.chat import check_adapter_paths
-    from core.hparams import split_arg
-
-    try:
-        check_adapter_paths(split_arg(args.get("adapter_name_or_path")))
-    except FileNotFoundError as err:
-        problems.append(str(err))
-    if problems:
-        raise ArgumentError(problems)
     args.update(EVAL_DEFAULTS)
+    if problems:  # with the job's own problems (adapter paths, secrets, ...), so one run names them all
+        raise ArgumentError(problems + check_dict(args) + path_problems(args))
     # torchrun workers run `train` with this argv: the eval keys travel as overrides.
     forced = [
         f"{key}={'true' if value is True else 'false' if value is False else value}"
@@ -147,9 +141,18 @@ def _chat(argv: list[str]) -> int:
     )
     if (status := _help_status(parser, argv)) is not None:
         return status
-    from core.hparams import read_args
+    return chat_loop(_infer_args(argv))  # a wrong model or adapter path is a UserError: main() prints it
 
-    return chat_loop(read_args(argv))  # a wrong model or adapter path is a UserError: main() prints it
+
+def _infer_args(argv: list[str]) -> dict:
+    """The arguments of chat / export, checked before the training stack is imported (a typo fails at once)."""
+    from core.hparams import ArgumentError, check_infer_dict, path_problems, read_args
+
+    args = read_args(argv)
+    problems = check_infer_dict(args) + path_problems(args)
+    if problems:
+        raise ArgumentError(problems)
+    return args
 
 
 def chat_loop(args: dict, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
@@ -223,9 +226,7 @@ def _export(argv: list[str]) -> int:
     )
     if (status := _help_status(parser, argv)) is not None:
         return status
-    from core.hparams import read_args
-
-    args = read_args(argv)
+    args = _infer_args(argv)
     from core.export import export_model
 
     _setup_logging(sys.stdout)
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         status = COMMANDS[name].run(rest)
     except UserError as err:  # a bad key, path or dataset row: the message alone, no traceback
         # A problem list has its own heading; a single message is marked so the board's log reader finds it.
-        print(err if getattr(err, "problems", None) else f"error: {err}", file=sys.stderr)
+        print(redact(str(err) if getattr(err, "problems", None) else f"error: {err}"), file=sys.stderr)
         return 2
     except SystemExit as exit_:  # argparse inside a command: --help is 0, a usage error 2
         code = exit_.code

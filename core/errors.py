@@ -36,3 +36,8 @@ def option_spelling() -> Iterator[None]:
         yield
     finally:
         _OPTION_SPELLING.reset(token)
+
+
+class ConfigError(UserError, ValueError):
+    """An argument value that cannot work, found once the model or the folders are seen (a LoRA target the model
+    lacks, an output_dir that holds another run's files, a checkpoint cut off while saving)."""

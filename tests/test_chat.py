@@ -308,4 +308,4 @@ def test_terminal_chat_names_a_wrong_adapter_path(cache, tmp_path, capsys):
     missing = tmp_path / "none"
     status = main(["chat", "model_name_or_path=demo", "template=chatml", f"adapter_name_or_path={missing}"])
     assert status == 2
-    assert f"adapter_name_or_path: {missing}" in capsys.readouterr().err
+    assert f"adapter_name_or_path: received '{missing}' — no such folder" in capsys.readouterr().err

@@ -112,7 +112,7 @@ def test_eval_refuses_training_and_other_stages(capsys):
     err = capsys.readouterr().err
     assert "stage: received 'dpo'" in err and "do_train: received true — eval only predicts" in err
     assert main(["eval", str(ROOT / "examples/infer/eval_lora.yaml"), "adapter_name_or_path=./no/adapter"]) == 2
-    assert "adapter_name_or_path: ./no/adapter does not exist" in capsys.readouterr().err
+    assert "adapter_name_or_path: received './no/adapter' — no such folder" in capsys.readouterr().err
     assert main(["eval", "model_name_or_path=demo", "eval_dataset=demo_sft_eval"]) == 2
     assert "template: missing" in capsys.readouterr().err  # checked before the training stack loads
 

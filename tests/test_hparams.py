@@ -546,10 +546,10 @@ def test_neat_packing_turns_packing_on_with_a_note(caplog):
 
 
 def test_ignored_keys_are_noted():
-    groups, problems, notes = normalize_args({**DEMO, "hf_hub_token": "hf_x", "disable_gradient_checkpointing": True})
+    groups, problems, notes = normalize_args({**DEMO, "use_kv_cache": True, "disable_gradient_checkpointing": True})
     assert problems == []
-    assert "hf_hub_token" not in str(groups)
-    assert any(note.startswith("hf_hub_token: ignored — set the HF_TOKEN") for note in notes)
+    assert "use_kv_cache" not in str(groups)
+    assert any(note.startswith("use_kv_cache: ignored — generation always uses the KV cache") for note in notes)
 
 
 def test_all_problems_are_raised_together():

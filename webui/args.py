@@ -295,6 +295,10 @@ def _extra(text: Any) -> dict[str, Any]:
             f"extra_args: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}). Write an object "
             'such as {"optim": "adamw_torch", "seed": 42}.'
         ) from None
+    except RecursionError:
+        raise FormError(
+            'extra_args: nested too deeply to read; write a flat object such as {"optim": "adamw_torch"}.'
+        ) from None
     if not isinstance(extra, dict):
         raise FormError(f'extra_args: received {type(extra).__name__}; write a JSON object such as {{"seed": 42}}.')
     return extra

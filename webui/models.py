@@ -34,8 +34,9 @@ class ModelEntry:
 
 
 def _folder_name(text: str) -> str:
-    """A name safe as one path component: keeps letters, digits, dot, dash, underscore."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    """A name safe as one path component: keeps letters, digits, dot, dash, underscore; at most 200 of them (a file
+    system takes 255 bytes a name)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:200].strip("-.")
     return cleaned or "model"
 
 

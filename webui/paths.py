@@ -9,8 +9,8 @@ cache (LLAMABOARD_CACHE and the Hugging Face cache). More come from `--roots` or
 (os.pathsep-separated).
 
 Secrets (hub tokens, tracker keys) come from the environment of the job and are never part of an argument dict:
-`secret_problems` names any key or value that looks like one, so it is refused before it reaches job.yaml, the log
-or an exported file.
+`secret_problems` (core.secrets, the same check the CLI runs) names any key or value that looks like one, so it is
+refused before it reaches job.yaml, the log or an exported file.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from core.paths import DEMO_DATA_DIR, DEMO_DATASET_DIR_NAME, DEMO_MODEL_NAME, PACKAGE_ROOT, cache_dir, saves_dir
+from core.secrets import SECRET_ENV, secret_problems  # noqa: F401 - the one secret check, shared with the core
 
 ROOTS_ENV = "LLAMABOARD_ROOTS"
+PATH_MAX, NAME_MAX = 4096, 255
+"""Linux's limits on a path and on one name in it, in bytes: a longer one fails in every file call."""
 
 PATH_KEYS = (
     "model_name_or_path",
@@ -47,24 +50,6 @@ PATH_KEYS = (
 
 MODEL_KEYS = ("model_name_or_path", "reward_model", "ref_model")
 """Keys that may also hold a hub id (`org/name`), which is not a path and needs no root."""
-
-SECRET_ENV = {
-    "hf_hub_token": "HF_TOKEN",
-    "hub_token": "HF_TOKEN",
-    "ms_hub_token": "MODELSCOPE_API_TOKEN",
-    "om_hub_token": "MODELERS_API_TOKEN",
-    "push_to_hub_token": "HF_TOKEN",
-    "wandb_api_key": "WANDB_API_KEY",
-    "swanlab_api_key": "SWANLAB_API_KEY",
-    "swanlab_lark_secret": "SWANLAB_LARK_SECRET",
-    "neptune_api_token": "NEPTUNE_API_TOKEN",
-    "comet_api_key": "COMET_API_KEY",
-}
-"""Argument keys that hold secrets -> the environment variable that carries them to the job instead."""
-
-_SECRET_KEY = re.compile(r"(^|_)(token|api_key|apikey|secret|password|passwd)$", re.IGNORECASE)
-# Token shapes a value may carry by mistake: Hugging Face user tokens and the common sk- API keys.
-_SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})\b")
 
 
 class PathRefused(ValueError):
@@ -112,6 +97,13 @@ class Roots:
         text = str(path)
         if "\x00" in text:
             raise PathRefused(f"{field}: the path contains a NUL character; type a plain folder or file path.")
+        shown = shorten(text)
+        names = [len(part.encode("utf-8", errors="replace")) for part in Path(text).parts]
+        if len(text.encode("utf-8", errors="replace")) > PATH_MAX or max(names, default=0) > NAME_MAX:
+            raise PathRefused(
+                f"{field}: {shown} is longer than a file system takes ({PATH_MAX} bytes in all, {NAME_MAX} a name); "
+                "type a shorter path."
+            )
         forms = {text}
         decoded = text
         for _ in range(3):  # double-encoded forms (%252e) decode twice
@@ -123,11 +115,11 @@ class Roots:
             try:
                 candidate = Path(form).expanduser().resolve()
             except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable folder
-                raise PathRefused(f"{field}: {text} cannot be resolved ({err}).") from None
+                raise PathRefused(f"{field}: {shown} cannot be resolved ({shorten(str(err))}).") from None
             if not any(candidate == root or candidate.is_relative_to(root) for root in roots):
                 kind = "writable folders" if write else "folders"
                 raise PathRefused(
-                    f"{field}: {text} resolves to {candidate}, outside the board's {kind} "
+                    f"{field}: {shown} resolves to {shorten(str(candidate))}, outside the board's {kind} "
                     f"({', '.join(str(root) for root in roots)}). Put it under one of them, or start the board "
                     f"with --roots <folder> (or {ROOTS_ENV}) to allow another folder."
                 )
@@ -156,6 +148,13 @@ class Roots:
         return problems
 
 
+def shorten(text: str, limit: int = 200) -> str:
+    """`text` as a message quotes it: a path of thousands of characters keeps its start and end."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}...({len(text)} characters)...{text[-limit // 4 :]}"
+
+
 def _unique(paths: Iterable[Path]) -> list[Path]:
     seen: list[Path] = []
     for path in paths:
@@ -176,29 +175,12 @@ def is_hub_id(value: str) -> bool:
     decoded = unquote(unquote(value))
     if decoded != value or value.startswith(("/", ".", "~")) or "\\" in value or ".." in value:
         return False
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value):
+    if len(value) > 200 or not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value):
+        return False  # the hub caps an owner and a name at 96 characters each
+    try:
+        return not Path(value).exists()
+    except (OSError, ValueError):  # a name the file system refuses: no hub id either, the roots check says why
         return False
-    return not Path(value).exists()
-
-
-def secret_problems(args: dict[str, Any]) -> list[str]:
-    """Keys or values of `args` that look like secrets, each with the environment variable to use instead."""
-    problems = []
-    for key, value in args.items():
-        if value in (None, "", False):
-            continue
-        if key in SECRET_ENV or _SECRET_KEY.search(key):
-            variable = SECRET_ENV.get(key, "an environment variable of the board")
-            problems.append(
-                f"{key}: secrets are never written into job.yaml, logs or exported files; remove the key and set "
-                f"{variable} in the board's environment (jobs inherit it)."
-            )
-        elif isinstance(value, str) and _SECRET_VALUE.search(value):
-            problems.append(
-                f"{key}: the value looks like an access token; tokens belong in the environment (HF_TOKEN, "
-                "WANDB_API_KEY, ...), never in the arguments."
-            )
-    return problems
 
 
 _extra_roots: list[str] = []

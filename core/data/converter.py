@@ -195,7 +195,14 @@ def _message(msg: Any, index, role_of: dict[str, str], tags: dict[str, str], col
             "Map it with tags.user_tag / assistant_tag / observation_tag / function_tag / system_tag.",
         )
     content = msg.get(content_tag)
-    if content is not None and not isinstance(content, str):
+    if content is None:
+        # Training on an empty turn would teach the model to answer nothing: a row to fix (or skip_bad_rows).
+        fail(
+            f"message {index} ({msg[role_tag]}) in '{column}' has no '{content_tag}'"
+            + (" (it is null)" if content_tag in msg else ""),
+            f"Give every message its text in '{content_tag}' (or map tags.content_tag in dataset_info.json).",
+        )
+    if not isinstance(content, str):
         import json
 
         content = json.dumps(content, ensure_ascii=False) if role == FUNCTION else None

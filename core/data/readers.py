@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,13 @@ _CHUNK = 1 << 16
 # Above these sizes a preview says "unknown" instead of spending more than a fraction of a second.
 COUNT_LIMIT_BYTES = 64 << 20
 PARSED_COUNT_LIMIT_BYTES = 8 << 20
+# Deeper cells are refused: no dataset column needs them, and the tokenizer, Arrow and json.dumps would fail on
+# them deep inside their own code.
+MAX_DEPTH = 64
+# Text files are opened with surrogateescape, so a byte that is not UTF-8 becomes one of U+DC80..U+DCFF and the
+# row holding it can be named (and skipped) instead of the whole file failing to decode.
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def file_type(path: Path) -> str:
@@ -47,11 +55,11 @@ def _iter_any(path: Path, start: int) -> Iterator[tuple[str, Any]]:
     if kind == "parquet":
         yield from _iter_parquet(path, start)
         return
-    with path.open("r", encoding="utf-8-sig", newline="" if kind == "csv" else None) as f:
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="" if kind == "csv" else None) as f:
         if kind == "jsonl":
             yield from _iter_jsonl(path, f, start)
         elif kind == "txt":
-            yield from _iter_txt(f, start)
+            yield from _iter_txt(path, f, start)
         elif kind == "csv":
             yield from _iter_csv(path, f, start)
         else:
@@ -63,9 +71,7 @@ def count_rows(path: str | Path) -> int | None:
     path = Path(path)
     kind = file_type(path)
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
+        return _parquet_file(path).metadata.num_rows
     size = path.stat().st_size
     if kind in ("jsonl", "txt"):
         if size > COUNT_LIMIT_BYTES:
@@ -80,6 +86,47 @@ def count_rows(path: str | Path) -> int | None:
 def _not_object(path: Path, where: str, value: Any) -> RowError:
     return RowError(
         f"{path}, {where}: a row must be a JSON object of columns, got {type(value).__name__} {str(value)[:60]!r}."
+    )
+
+
+def _bad_text(path: Path, where: str, raw: str, row: Any, columns: bool = True) -> RowError | None:
+    """A row whose raw text holds bytes that are not UTF-8, or whose values hold a lone surrogate (`"\\ud800"`) or
+    nest deeper than MAX_DEPTH: the error naming it, else None. Cheap for ordinary rows (two substring scans)."""
+    bad = _BAD_BYTE.search(raw)
+    if bad:
+        return RowError(
+            f"{path}, {where}: byte 0x{ord(bad.group()) - 0xDC00:02x}"
+            + (f" at column {bad.start() + 1}" if columns else "")
+            + " is not UTF-8. "
+            "Save the file as UTF-8 (or fix that row)."
+        )
+    if "\\u" not in raw and raw.count("[") + raw.count("{") <= MAX_DEPTH:
+        return None
+    problem = _deep_or_surrogate(row, 0)
+    if problem:
+        return RowError(f"{path}, {where}: {problem}. Fix that row.")
+    return None
+
+
+def _deep_or_surrogate(value: Any, depth: int) -> str | None:
+    if depth > MAX_DEPTH:
+        return f"a value nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, str):
+        lone = _SURROGATE.search(value)
+        return f"a lone surrogate escape (\\u{ord(lone.group()):04x}) in a string: not text" if lone else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        problem = _deep_or_surrogate(key, depth + 1) if isinstance(key, str) else None
+        problem = problem or _deep_or_surrogate(item, depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def _too_deep(path: Path, where: str) -> str:
+    return (
+        f"{path}, {where}: nested deeper than Python's JSON reader follows (more than "
+        f"{sys.getrecursionlimit()} levels). Fix that row."
     )
 
 
@@ -100,10 +147,16 @@ def _iter_jsonl(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
             )
             yield where, RowError(msg)
             continue
-        yield where, row if isinstance(row, dict) else _not_object(path, where, row)
+        except RecursionError:
+            yield where, RowError(_too_deep(path, where))
+            continue
+        if not isinstance(row, dict):
+            yield where, _not_object(path, where, row)
+            continue
+        yield where, _bad_text(path, where, line, row) or row
 
 
-def _iter_txt(f, start: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def _iter_txt(path: Path, f, start: int) -> Iterator[tuple[str, dict[str, Any]]]:
     index = 0
     for number, line in enumerate(f, 1):
         text = line.rstrip("\r\n")
@@ -112,7 +165,8 @@ def _iter_txt(f, start: int) -> Iterator[tuple[str, dict[str, Any]]]:
         index += 1
         if index <= start:
             continue
-        yield f"line {number}", {"text": text}
+        where = f"line {number}"
+        yield where, _bad_text(path, where, text, text) or {"text": text}
 
 
 def _iter_csv(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
@@ -129,14 +183,38 @@ def _iter_csv(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
             )
             yield where, RowError(msg)
             continue
-        yield where, row
+        raw = "\x00".join(value for value in row.values() if isinstance(value, str))
+        yield where, _bad_text(path, where, raw, row, columns=False) or row
+
+
+def _parquet_file(path: Path):
+    """The opened pyarrow ParquetFile, or DataError naming the file when it is empty or not parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes), not a parquet file. Write the data again or remove it.")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(
+            f"{path}: not a readable parquet file ({err}). Write it again with pandas / pyarrow `to_parquet`, or "
+            "give the data as .jsonl."
+        ) from None
 
 
 def _iter_parquet(path: Path, start: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
     index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+    batches = _parquet_file(path).iter_batches(batch_size=1024)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as err:  # a damaged row group
+            raise DataError(f"{path}, from row {index + 1}: cannot be read ({err}).") from None
         if index + batch.num_rows <= start:
             index += batch.num_rows
             continue
@@ -210,10 +288,16 @@ def _iter_json(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
                     continue
                 bad_line = line + buf.count("\n", pos, err.pos)
                 raise DataError(f"{path}, line {bad_line}: not valid JSON: {err.msg}.") from None
+            except RecursionError:
+                raise DataError(_too_deep(path, f"record {index + 1} (line {line})")) from None
         where = f"record {index + 1} (line {line})"
+        raw = buf[pos:end]
         line += buf.count("\n", pos, end)
         pos = end
         index += 1
         if index <= start:
             continue
-        yield where, obj if isinstance(obj, dict) else _not_object(path, where, obj)
+        if not isinstance(obj, dict):
+            yield where, _not_object(path, where, obj)
+            continue
+        yield where, _bad_text(path, where, raw, obj) or obj

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,14 @@ from typing import Any
 
 from core.errors import UserError, setting
 from core.paths import resolve_dataset_dir
+from core.safeload import FileFormatError, decode_text, load_json_text
 
 DATASET_INFO = "dataset_info.json"
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet", ".txt": "txt"}
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 PAIRWISE_STAGES = ("rm", "dpo", "orpo", "simpo")
+
+logger = logging.getLogger(__name__)
 
 _ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "history": None}
 _SHAREGPT_COLUMNS = {"messages": "conversations"}
@@ -137,11 +141,22 @@ def load_dataset_info(dataset_dir: str | os.PathLike) -> dict[str, dict[str, Any
     path = resolve_dataset_dir(dataset_dir) / DATASET_INFO
     if not path.is_file():
         return {}
-    text = path.read_text(encoding="utf-8")
     try:
-        info = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _json_error(path, text, err) from None
+        text = decode_text(path.read_bytes(), str(path))
+    except FileFormatError as err:
+        raise DataError(str(err)) from None
+    try:
+        info, warnings = load_json_text(text, str(path))
+    except FileFormatError as err:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as syntax:  # name the line and show it
+            raise _json_error(path, text, syntax) from None
+        except RecursionError:
+            pass
+        raise DataError(str(err)) from None
+    for warning in warnings:  # a dataset name given twice: the later entry wins, as in LLaMA-Factory
+        logger.warning(warning)
     if not isinstance(info, dict):
         raise DataError(f"{path}: the top level must be an object of dataset names, got {type(info).__name__}.")
     for name, entry in info.items():

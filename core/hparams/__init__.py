@@ -14,6 +14,8 @@ _EXPORTS = {
     "ArgumentError": "core.hparams.parser",
     "read_args": "core.hparams.parser",
     "check_dict": "core.hparams.parser",
+    "check_infer_dict": "core.hparams.parser",
+    "path_problems": "core.hparams.parser",
     "review_args": "core.hparams.parser",
     "check_args": "core.hparams.parser",
     "normalize_args": "core.hparams.parser",

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-import json
 import logging
+import math
 import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from core.errors import UserError
 from core.hparams.data_args import DataArguments
@@ -35,6 +33,8 @@ from core.hparams.keys import (
 )
 from core.hparams.model_args import ModelArguments
 from core.hparams.trackers import report_to_list, swanlab_environment, tracker_problems
+from core.safeload import FileFormatError, load_file, load_yaml_text
+from core.secrets import is_secret_key, looks_like_token, redact, secret_problems
 
 if TYPE_CHECKING:
     from core.hparams.training_args import TrainingArguments
@@ -46,6 +46,8 @@ __all__ = [
     "ArgumentError",
     "check_args",
     "check_dict",
+    "check_infer_dict",
+    "path_problems",
     "get_infer_args",
     "get_train_args",
     "known_keys",
@@ -94,6 +96,55 @@ _STAGE_KEYS = {
 }
 _MISSING = object()
 
+# Numbers that pass the type check but cannot work: key -> (lowest value, whether the lowest is allowed, why).
+# Every float must also be finite (NaN and infinity are refused for all of them, in normalize_args).
+_LOWER_BOUNDS: dict[str, tuple[float, bool, str]] = {
+    "learning_rate": (0, True, "a learning rate below 0 climbs the loss instead of descending it"),
+    "num_train_epochs": (0, True, "an epoch count cannot be negative"),
+    "per_device_train_batch_size": (1, True, "a batch holds at least one sample"),
+    "per_device_eval_batch_size": (1, True, "a batch holds at least one sample"),
+    "gradient_accumulation_steps": (1, True, "a step accumulates at least one batch"),
+    "eval_accumulation_steps": (1, True, "at least one batch is gathered at a time"),
+    "save_steps": (0, False, "a step interval is above 0 (below 1: a fraction of the total steps)"),
+    "eval_steps": (0, False, "a step interval is above 0 (below 1: a fraction of the total steps)"),
+    "logging_steps": (0, False, "a step interval is above 0 (below 1: a fraction of the total steps)"),
+    "warmup_steps": (0, True, "a warmup length cannot be negative"),
+    "max_grad_norm": (0, True, "a gradient norm limit cannot be negative (0 turns clipping off)"),
+    "weight_decay": (0, True, "a negative weight decay pushes weights away from 0"),
+    "adam_epsilon": (0, False, "Adam divides by it"),
+    "dataloader_num_workers": (0, True, "a worker count cannot be negative"),
+    "save_total_limit": (1, True, "at least one checkpoint is kept (remove the key to keep them all)"),
+    "seed": (0, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "data_seed": (0, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "lora_alpha": (0, False, "a LoRA scale of 0 or less trains nothing or the wrong way"),
+    "loraplus_lr_ratio": (0, False, "a ratio of learning rates is above 0"),
+    "neftune_noise_alpha": (0, True, "a noise scale cannot be negative"),
+    "pref_beta": (0, False, "beta scales the preference reward and must be above 0"),
+    "pref_ftx": (0, True, "a loss weight cannot be negative"),
+    "kto_chosen_weight": (0, True, "a loss weight cannot be negative"),
+    "kto_rejected_weight": (0, True, "a loss weight cannot be negative"),
+    "ppo_epochs": (1, True, "PPO optimizes each batch at least once"),
+    "ppo_buffer_size": (1, True, "a buffer holds at least one batch"),
+    "preprocessing_batch_size": (1, True, "a batch holds at least one row"),
+    "preprocessing_num_workers": (1, True, "at least one process reads the data"),
+    "max_new_tokens": (1, True, "an answer has at least one token"),
+    "num_beams": (1, True, "beam search keeps at least one beam"),
+    "temperature": (0, True, "a sampling temperature cannot be negative (0 = greedy)"),
+    "top_k": (0, True, "top_k cannot be negative (0 = off)"),
+    "repetition_penalty": (0, False, "the penalty divides scores and must be above 0"),
+    "export_size": (0, False, "a shard holds more than 0 GB"),
+    "top_p": (0, False, "top_p is a probability mass, above 0 and at most 1"),
+    "adam_beta1": (0, True, "Adam's betas lie from 0 to below 1"),
+    "adam_beta2": (0, True, "Adam's betas lie from 0 to below 1"),
+}
+_UPPER_BOUNDS: dict[str, tuple[float, bool, str]] = {
+    "seed": (2**32 - 1, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "data_seed": (2**32 - 1, True, "random generators take seeds from 0 to 2**32 - 1"),
+    "top_p": (1, True, "top_p is a probability mass, above 0 and at most 1"),
+    "adam_beta1": (1, False, "Adam's betas lie from 0 to below 1"),
+    "adam_beta2": (1, False, "Adam's betas lie from 0 to below 1"),
+}
+
 
 class ArgumentError(UserError, ValueError):
     """Every problem found in an argument dict; `.problems` lists them, `str()` is the readable list."""
@@ -113,7 +164,9 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    text = repr(value)
+    # A message goes to the terminal, the job log and the board: it never carries a token back.
+    return redact(text) if looks_like_token(value) else text
 
 
 def _problem(key: str, value: Any, why: str, fix: str) -> str:
@@ -144,16 +197,12 @@ def read_args(source: dict | str | os.PathLike | list[str] | tuple[str, ...] | N
 def _load_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArgumentError([f"{path}: file not found — check the path (relative to {Path.cwd()})"])
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as err:
-        raise ArgumentError([f"{path}: line {err.lineno}, column {err.colno}: {err.msg} — fix the JSON"]) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = getattr(err, "problem", None) or str(err)
-        raise ArgumentError([f"{path}: {where}{what} — fix the YAML (each line is `key: value`)"]) from None
+        data, warnings = load_file(path)  # the board's loader: binary files and alias bombs are refused at once
+    except FileFormatError as err:
+        raise ArgumentError([str(err)]) from None
+    for warning in warnings:
+        logger.warning(warning)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -164,9 +213,10 @@ def _load_file(path: Path) -> dict[str, Any]:
 
 
 def _parse_value(text: str) -> Any:
+    """A command-line value read as YAML (`16` is a number); what does not read as plain YAML data stays text."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml_text(text, "value")[0]
+    except FileFormatError:
         return text
 
 
@@ -372,7 +422,11 @@ def normalize_args(
     for group, specs in _GROUP_SPECS.items():
         owners.update({key: (group, spec) for key, spec in specs.items()})
 
-    args, problems, notes = _translate_legacy(args)
+    problems = secret_problems(args)
+    # A refused secret is not looked at again: other rules would echo its value.
+    args = {key: value for key, value in args.items() if not (is_secret_key(str(key)) or looks_like_token(value))}
+    args, legacy_problems, notes = _translate_legacy(args)
+    problems += legacy_problems
     groups: dict[str, dict[str, Any]] = {name: {} for name in (*GROUPS, "training")}
     for key, value in args.items():
         if not isinstance(key, str):
@@ -394,9 +448,15 @@ def normalize_args(
             if isinstance(value, bool) and spec.kind == "str" and key.endswith("_strategy") and not value:
                 value = "no"  # `save_strategy: no` unquoted is YAML's false
             try:
-                groups[group][key] = coerce(value, spec)
+                value = coerce(value, spec)
             except ValueError as err:
                 problems.append(_coerce_problem(key, value, spec, str(err)))
+                continue
+            problem = _range_problem(key, value)
+            if problem:
+                problems.append(problem)
+            else:
+                groups[group][key] = value
         elif key in UNSUPPORTED_KEYS:
             offs, what = UNSUPPORTED_KEYS[key]
             if not _is_off(value, offs):
@@ -412,6 +472,25 @@ def normalize_args(
             hint = f"did you mean {' or '.join(close)}?" if close else "check the spelling"
             problems.append(_problem(key, value, "unknown key", f"{hint} (or remove it)"))
     return groups, problems, notes
+
+
+def _range_problem(key: str, value: Any) -> str | None:
+    """Why a coerced number cannot work (not finite, or outside its key's bounds), or None."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if not math.isfinite(value):
+        default = _DEFAULTS.get(key)
+        fix = f"for example {key}: {_show(default)}" if isinstance(default, int | float) else "write a finite number"
+        return _problem(key, value, "NaN and infinity cannot be computed with", fix)
+    if key in _LOWER_BOUNDS:
+        low, inclusive, why = _LOWER_BOUNDS[key]
+        if value < low or (value == low and not inclusive):
+            return _problem(key, value, why, f"write a number {'at least' if inclusive else 'above'} {_show(low)}")
+    if key in _UPPER_BOUNDS:
+        high, inclusive, why = _UPPER_BOUNDS[key]
+        if value > high or (value == high and not inclusive):
+            return _problem(key, value, why, f"write a number {'at most' if inclusive else 'below'} {_show(high)}")
+    return None
 
 
 def _flat(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -740,6 +819,70 @@ def _model_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
     return problems
 
 
+def path_problems(args: dict[str, Any]) -> list[str]:
+    """What the disk says about the paths of an argument dict, before anything loads (pure; the CLI runs it after
+    `check_dict` / `check_infer_dict`, the board at Start): an `adapter_name_or_path` entry that is no adapter
+    folder, a `resume_from_checkpoint` that is no complete checkpoint, an `output_dir` that cannot hold a run.
+    Kept apart from check_dict, whose verdict on a file does not depend on what exists yet (examples name the
+    adapters a previous example trains)."""
+    problems: list[str] = []
+    for adapter in split_arg(args.get("adapter_name_or_path")):
+        problem = adapter_problem(str(adapter))
+        if problem:
+            problems.append(
+                _problem(
+                    "adapter_name_or_path",
+                    adapter,
+                    problem,
+                    "point it at a LoRA or OFT run's output folder or one of its checkpoint-N",
+                )
+            )
+    output_dir = args.get("output_dir")
+    if args.get("do_train") and isinstance(output_dir, str) and output_dir:
+        problem = output_dir_problem(output_dir)
+        if problem:
+            problems.append(
+                _problem("output_dir", output_dir, problem, "choose another output_dir (a new folder is made for you)")
+            )
+    resume = args.get("resume_from_checkpoint")
+    if isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false"):
+        from core.checkpoints import resume_problem  # pure, like this module
+
+        problem = resume_problem(resume)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def adapter_problem(adapter: str) -> str | None:
+    """Why a local `adapter_name_or_path` entry is no LoRA or OFT adapter (missing, a file, no adapter_config.json), or
+    None (also for a hub id, which only the download can check)."""
+    path = Path(adapter).expanduser()
+    if path.is_dir():
+        return None if (path / "adapter_config.json").is_file() else "the folder has no adapter_config.json"
+    if path.exists():
+        return "it is a file, not an adapter folder"
+    if adapter.startswith((".", "/", "~")) or adapter.count("/") > 1 or "\\" in adapter:
+        return f"no such folder (relative to {Path.cwd()})"
+    return None
+
+
+def output_dir_problem(output_dir: str) -> str | None:
+    """Why training cannot write into `output_dir` (a file, inside a file, a folder this user cannot write), or
+    None. A folder holding another run's files is judged when the job starts (trainer_utils.prepare_output_dir)."""
+    path = Path(output_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        return "it is a file, not a folder"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"it would lie inside {existing}, which is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user"
+    return None
+
+
 def review_args(args: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(problems, notes) of a training argument dict, without importing torch.
 
@@ -875,14 +1018,23 @@ def get_train_args(
     return model_args, data_args, training_args, finetuning_args, generating_args
 
 
+def _review_infer(args: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    groups, problems, notes = normalize_args(args)
+    given = _flat(groups)
+    return groups, problems + _model_rules({**_DEFAULTS, **given}, given), notes
+
+
+def check_infer_dict(args: dict[str, Any]) -> list[str]:
+    """Every problem of a chat / export argument dict, without importing torch (training keys are ignored)."""
+    return _review_infer(args)[1]
+
+
 def get_infer_args(
     source: dict | str | os.PathLike | list[str] | None = None,
 ) -> tuple[ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments]:
     """The argument objects of chat and export (training keys are ignored with a note), or ArgumentError."""
     args = read_args(source)
-    groups, problems, notes = normalize_args(args)
-    given = _flat(groups)
-    problems += _model_rules({**_DEFAULTS, **given}, given)
+    groups, problems, notes = _review_infer(args)
     if problems:
         raise ArgumentError(problems)
     if groups["training"]:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 _LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
@@ -76,7 +78,7 @@ def _setup_freeze(config: Any, model: nn.Module, finetuning_args: Any) -> nn.Mod
     num_layers = config.get_text_config().num_hidden_layers
     count = int(getattr(finetuning_args, "freeze_trainable_layers", 2))
     if count == 0 or abs(count) > num_layers:
-        raise ValueError(
+        raise ConfigError(
             f"freeze_trainable_layers: received {count} — this model has {num_layers} layers; use 1..{num_layers} "
             f"(the last layers) or -1..-{num_layers} (the first layers)."
         )
@@ -95,14 +97,14 @@ def _setup_freeze(config: Any, model: nn.Module, finetuning_args: Any) -> nn.Mod
     if modules != ["all"]:
         unknown = [m for m in modules if m not in layer_children]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"freeze_trainable_modules: received {','.join(unknown)} — not a module of a decoder layer; "
                 f"choose from all, {', '.join(sorted(layer_children))}."
             )
     extras = _split(getattr(finetuning_args, "freeze_extra_modules", None))
     unknown = [m for m in extras if m not in extra_children]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"freeze_extra_modules: received {','.join(unknown)} — not a module outside the decoder layers; "
             f"choose from {', '.join(sorted(extra_children))}."
         )
@@ -133,7 +135,7 @@ def _setup_lora(model: nn.Module, model_args: Any, finetuning_args: Any, is_trai
     else:
         to_merge, to_resume = adapters, None
     if quantized and to_merge:
-        raise ValueError(
+        raise ConfigError(
             f"adapter_name_or_path: {len(adapters)} adapters on a quantized model — a quantized model cannot merge "
             "adapters; give one adapter, or export a merged model first and quantize that."
         )
@@ -156,7 +158,7 @@ def _setup_lora(model: nn.Module, model_args: Any, finetuning_args: Any, is_trai
             available = set(find_all_linear_modules(model))
             unknown = [t for t in targets if t not in available]
             if unknown:
-                raise ValueError(
+                raise ConfigError(
                     f"lora_target: received {','.join(unknown)} — no linear layer of that name in this model; "
                     f"use all, or some of {', '.join(sorted(available))}."
                 )
@@ -212,14 +214,16 @@ def init_adapter(
     """Set up the fine-tuning method; see the module docstring."""
     method = getattr(finetuning_args, "finetuning_type", "lora")
     if method not in ("lora", "oft") and getattr(model_args, "adapter_name_or_path", None):
-        raise ValueError(
+        raise ConfigError(
             f"adapter_name_or_path: set with finetuning_type: {method}; adapters load only with finetuning_type: "
             "lora (or oft)."
         )
     if method not in ("lora", "freeze", "full", "oft"):
-        raise ValueError(f"finetuning_type: received {method!r} — use lora, freeze, full or oft.")
+        raise ConfigError(f"finetuning_type: received {method!r} — use lora, freeze, full or oft.")
     if _is_quantized(model) and is_trainable and method != "lora":
-        raise ValueError(f"quantization_bit with finetuning_type: {method} — a quantized model trains only with lora.")
+        raise ConfigError(
+            f"quantization_bit with finetuning_type: {method} — a quantized model trains only with lora."
+        )
 
     if not is_trainable:
         if method in ("lora", "oft"):

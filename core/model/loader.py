@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from core.errors import ModelPathError
+from core.errors import ConfigError, ModelPathError
 from core.model.adapter import init_adapter
 from core.model.valuehead import ValueHeadModel, load_value_head
 from core.preflight import model_path_problem
@@ -34,7 +34,7 @@ _ATTN_IMPLEMENTATION = {
 def resolve_model_path(name_or_path: str) -> str:
     """`demo` / `demo-small` -> the offline demo model (built on first use); a local folder or hub id unchanged."""
     if not name_or_path:
-        raise ValueError("model_name_or_path: received nothing — set it to a model folder, a hub id, or `demo`.")
+        raise ConfigError("model_name_or_path: received nothing — set it to a model folder, a hub id, or `demo`.")
     from core.demo import resolve_model_path as resolve_demo
 
     return str(resolve_demo(name_or_path))
@@ -91,14 +91,14 @@ def infer_compute_dtype(training_args: Any, finetuning_args: Any) -> torch.dtype
     if pure_bf16 or training_args.bf16:
         key = "pure_bf16" if pure_bf16 else "bf16"
         if cuda and not torch.cuda.is_bf16_supported():
-            raise ValueError(
+            raise ConfigError(
                 f"{key}: true, but this GPU ({torch.cuda.get_device_name()}) has no bfloat16 support — "
                 "use fp16: true, or no mixed precision."
             )
         return torch.bfloat16
     if training_args.fp16:
         if not cuda:
-            raise ValueError(
+            raise ConfigError(
                 "fp16: true needs a CUDA GPU; this run is on the CPU — remove fp16 (train in fp32), or use bf16: true "
                 "on a CPU that supports it."
             )
@@ -111,16 +111,16 @@ def _check_quantization(model_args: Any) -> dict[str, Any]:
     if not bits:
         return {}
     if int(bits) not in (4, 8):
-        raise ValueError(f"quantization_bit: received {bits} — use 4 or 8 (bitsandbytes), or leave it empty.")
+        raise ConfigError(f"quantization_bit: received {bits} — use 4 or 8 (bitsandbytes), or leave it empty.")
     if not torch.cuda.is_available():
-        raise ValueError(
+        raise ConfigError(
             f"quantization_bit: {bits} needs a CUDA GPU (bitsandbytes QLoRA); this machine has none — remove "
             "quantization_bit to train the model unquantized."
         )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
-        raise ValueError(
+        raise ConfigError(
             f"quantization_bit: {bits} needs the bitsandbytes package — `pip install llamaboard[gpu]`."
         ) from err
     from transformers import BitsAndBytesConfig

@@ -9,52 +9,24 @@ board's own files (job.yaml, job.json, job.log) do not count.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from core.checkpoints import (  # noqa: F401 - re-exported: the resume rule below and its callers use them
+    checkpoint_problem,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+    list_checkpoints,
+    resume_problem,
+)
+from core.errors import ConfigError
 from core.runfolder import BOARD_FILES, TRAINER_LOG, read_log_records
 
 logger = logging.getLogger(__name__)
-
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
-
-
-def is_complete_checkpoint(path: str | Path) -> bool:
-    """True when `path` has a readable trainer_state.json and model or adapter weights."""
-    path = Path(path)
-    state = path / "trainer_state.json"
-    if not state.is_file() or not any((path / name).is_file() for name in _WEIGHTS):
-        return False
-    try:
-        json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """`checkpoint-N` folders, oldest first."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """Newest complete checkpoint; newer incomplete ones are reported and skipped."""
-    for path in reversed(list_checkpoints(output_dir)):
-        if is_complete_checkpoint(path):
-            return path
-        logger.warning("Skipping %s: it was cut off while saving (no trainer_state.json or no weights).", path)
-    return None
 
 
 def prepare_output_dir(training_args: Any) -> None:
@@ -63,12 +35,9 @@ def prepare_output_dir(training_args: Any) -> None:
         return
     output_dir = Path(training_args.output_dir)
     if getattr(training_args, "resume_from_checkpoint", None):
-        checkpoint = Path(training_args.resume_from_checkpoint)
-        if not is_complete_checkpoint(checkpoint):
-            raise ValueError(
-                f"resume_from_checkpoint: {checkpoint} is not a complete checkpoint (it needs trainer_state.json "
-                "and weights) — pick another checkpoint-N folder, or remove the key to start over."
-            )
+        problem = resume_problem(training_args.resume_from_checkpoint)
+        if problem:
+            raise ConfigError(problem)
         return
     if not output_dir.is_dir():
         return
@@ -91,7 +60,7 @@ def prepare_output_dir(training_args: Any) -> None:
     others = sorted(p.name for p in output_dir.iterdir() if p.name not in BOARD_FILES)
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-        raise ValueError(
+        raise ConfigError(
             f"output_dir: {output_dir} already holds files ({shown}) and no complete checkpoint to resume from — "
             "set overwrite_output_dir: true to train over it, or choose a new output_dir."
         )

@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from core.errors import ConfigError
 from core.runfolder import JOB_YAML, TRAINER_LOG, read_log_records
+from core.secrets import without_secrets
 from core.train.console import console_log, summary
 from core.train.pt import run_pt
 from core.train.rm import run_rm
@@ -80,6 +82,7 @@ def configure_logging() -> None:
 def write_job_yaml(output_dir: str | os.PathLike, args: dict[str, Any]) -> Path:
     """`<output_dir>/job.yaml` with the argument dict as run, unless an identical one is there (the board's)."""
     path = Path(output_dir) / JOB_YAML
+    args = without_secrets(args)  # refused by the checks already; this keeps a direct caller's token out too
     if path.is_file():
         try:
             if yaml.safe_load(path.read_text(encoding="utf-8")) == args:
@@ -112,7 +115,7 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(raw)
     stage = finetuning_args.stage
     if stage not in STAGES:
-        raise ValueError(f"stage: received {stage!r} — use one of {', '.join(STAGES)}.")
+        raise ConfigError(f"stage: received {stage!r} — use one of {', '.join(STAGES)}.")
 
     problems = input_problems(raw)  # a missing dataset or model must not leave an empty run folder behind
     if problems:

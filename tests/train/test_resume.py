@@ -20,9 +20,15 @@ from core.train.trainer_utils import last_complete_checkpoint, prepare_output_di
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _safetensors(values: int = 4) -> bytes:
+    """A whole safetensors file of one float32 tensor: 8-byte header length, JSON header, data."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}).encode()
+    return len(header).to_bytes(8, "little") + header + b"\0" * (4 * values)
+
+
 def _checkpoint(path: Path, complete: bool = True) -> Path:
     path.mkdir(parents=True)
-    (path / "adapter_model.safetensors").write_bytes(b"weights")
+    (path / "adapter_model.safetensors").write_bytes(_safetensors())
     if complete:
         (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name.split("-")[1])}))
     return path

@@ -313,6 +313,20 @@ def test_secrets_never_reach_job_yaml_or_an_export(ui: Any, board_home: Path) ->
     )
 
 
+def test_a_config_holding_a_token_loads_without_echoing_it_into_the_form(ui: Any, board_home: Path) -> None:
+    token = "hf_" + "Q7w" * 12
+    text = (
+        f"model_name_or_path: demo\nstage: sft\nhf_hub_token: {token}\nwandb_api_key: k3y\n"
+        f"output_dir: {board_home}/saves/demo/lora/leak-{token}\nlearning_rate: 1.0e-4\n"
+    )
+    result = _load(ui, board_home, "with_token.yaml", text)
+    shown = json.dumps(result, default=str)
+    assert token not in shown and "k3y" not in shown
+    dropped = [text for text in warnings(result) if "Not loaded" in text]
+    assert len(dropped) == 1 and "HF_TOKEN" in dropped[0] and "WANDB_API_KEY" in dropped[0], warnings(result)
+    assert result["train.learning_rate"] == 1.0e-4  # the rest of the file loaded
+
+
 def test_secret_problems_name_the_variable_to_use() -> None:
     (problem,) = secret_problems({"hf_hub_token": "x", "model_revision": "0123456789abcdef0123456789abcdef01234567"})
     assert problem.startswith("hf_hub_token:") and "HF_TOKEN" in problem

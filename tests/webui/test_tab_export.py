@@ -112,6 +112,8 @@ def test_export_progress_reads_the_step_lines() -> None:
 def test_export_dir_outside_the_board_roots_is_refused_and_left_alone(infer: Any, tmp_path_factory) -> None:
     outside = tmp_path_factory.mktemp("outside")
     (outside / "job.log").write_text("an old log")
-    updates = infer.export_start(_values(export_dir=str(outside)))
-    assert "Could not start the job" in updates[ALERTS][0][1] and "export_dir" in updates[ALERTS][0][1]
+    for export_dir in (str(outside), f"{outside}\x00", "../" * 12 + "etc", "%2e%2e%2f" * 12 + "etc"):
+        updates = infer.export_start(_values(export_dir=export_dir))
+        ((level, text),) = updates[ALERTS]  # one message, never "embedded null byte" from the console
+        assert level == "warning" and text.startswith("Refused") and "export_dir" in text, text
     assert (outside / "job.log").read_text() == "an old log" and not (outside / "job.yaml").exists()

@@ -1,10 +1,20 @@
 """What every tab's handlers share: the runner and components of one board process, the path roots they check,
-the argument checks before a job starts. The per-tab handlers (webui/handlers/<tab>.py) are mixins over this."""
+the argument checks before a job starts. The per-tab handlers (webui/handlers/<tab>.py) are mixins over this.
+
+Every field that names a file or folder is listed in PATH_FIELDS, with how the board turns its value into a path
+(a run name lies under the model's saves folder, a checkpoint under it too). `field_problems` checks them against
+the board's roots; `webui.handlers.events.bind` runs it on every event's inputs before the handler, so no handler
+of any tab sees a path outside the roots. The other free-text fields are listed in TEXT_FIELDS with why they are
+no path; tests/webui/test_fields.py fails on a text field in neither list, so a new field cannot skip the check.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +26,50 @@ from webui.manager import Manager, alert
 from webui.paths import PathRefused, Roots, board_roots, secret_problems
 
 logger = logging.getLogger(__name__)
+
+PATH_FIELDS: dict[str, tuple[str, str, bool]] = {
+    # "tab.elem": (the argument or name it is checked as, how its value becomes paths, written to)
+    "top.model_path": ("model_name_or_path", "args", False),
+    "top.checkpoint_path": ("checkpoint_path", "saved", False),
+    "train.dataset_dir": ("dataset_dir", "args", False),
+    "train.reward_model": ("reward_model", "saved", False),
+    "train.extra_args": ("extra_args", "json", False),
+    "train.output_dir": ("run_name", "run", True),
+    "train.config_path": ("config_path", "plain", False),
+    "train.view_run": ("view_run", "plain", False),
+    "eval.dataset_dir": ("dataset_dir", "args", False),
+    "eval.output_dir": ("output_dir", "run", True),
+    "eval.view_run": ("view_run", "plain", False),
+    "chat.compare_path": ("compare_path", "saved", False),
+    "export.export_dir": ("export_dir", "plain", True),
+    "export.view_run": ("view_run", "plain", False),
+}
+"""The fields whose value names a file or folder. `args`: checked as that argument (a hub id passes where one may
+stand); `saved`: entries taken under the top bar model's saves folder unless absolute; `run`: a run name under that
+folder; `json`: every path-valued key of the JSON object; `plain`: the path as typed, from the working directory.
+The handlers check some of these again where they use them (config_path is written, so Save checks it writable)."""
+
+TEXT_FIELDS: dict[str, str] = {
+    "top.model_name": "a name from the model list (Custom for a local folder, given in model_path)",
+    "top.template": "a chat template's name",
+    "train.dataset": "dataset names registered in dataset_dir's dataset_info.json",
+    "train.freeze_trainable_modules": "module names",
+    "train.freeze_extra_modules": "module names",
+    "train.lora_target": "module names",
+    "train.additional_target": "module names",
+    "train.oft_target": "module names",
+    "train.report_to": "tracker names",
+    "eval.dataset": "dataset names registered in eval's dataset_dir",
+    "chat.system": "a system prompt",
+    "chat.tools": "a JSON list of tool schemas",
+    "chat.query": "a chat message",
+    "chat.info": "read only: the loading steps",
+    "export.export_hub_model_id": "a hub repository id, pushed to with HF_TOKEN",
+    "train.output_box": "read only: the log box",
+    "eval.output_box": "read only: the log box",
+    "export.output_box": "read only: the log box",
+}
+"""Free-text fields that are no path, and why. A field that reaches a file must be in PATH_FIELDS instead."""
 
 
 class BoardBase:
@@ -70,12 +124,83 @@ class BoardBase:
         names["export.export_dir"] = default_export_dir()
         return {key: value for key, value in names.items() if key in self.manager}
 
+    def field_problems(self, values: Values, keys: Iterable[str] | None = None) -> list[str]:
+        """What is wrong with the PATH_FIELDS among `keys` (default: all in `values`): each a line naming the field
+        as the user knows it, the path and the roots. A value that is not a path at all (bad JSON in extra_args, a
+        run name with '/') is left to the handler, which says what is wrong with it."""
+        keys = [key for key in sorted(values if keys is None else keys) if key in PATH_FIELDS and key in values]
+        roots = self.roots() if keys else None  # a few stat calls: only for events that carry a path
+        problems: list[str] = []
+        for key in keys:
+            name, kind, write = PATH_FIELDS[key]
+            for path in self._field_paths(values, key, kind):
+                try:
+                    if kind in ("args", "json"):
+                        found = roots.check_args(path)
+                    else:
+                        roots.check(path, name, write=write)
+                        found = []
+                except PathRefused as err:
+                    found = [str(err)]
+                problems.extend(problem for problem in found if problem not in problems)
+        return problems
+
+    def _field_paths(self, values: Values, key: str, kind: str) -> list[Any]:
+        """The paths (or, for `args` and `json`, argument dicts) a field's value stands for."""
+        value = values.get(key)
+        entries = [str(entry) for entry in value] if isinstance(value, (list, tuple)) else [str(value or "")]
+        entries = [entry.strip() for entry in entries if entry.strip()]
+        name, _, _ = PATH_FIELDS[key]
+        if kind == "args":
+            return [{name: entry} for entry in entries]
+        if kind == "json":
+            try:
+                extra = json.loads(entries[0]) if entries else {}
+            except (json.JSONDecodeError, RecursionError):
+                return []
+            return [extra] if isinstance(extra, dict) else []
+        if kind == "plain":
+            return entries
+        folder = self.runs_folder(values)
+        return [entry if os.path.isabs(entry) else str(folder / entry) for entry in entries]
+
+    def refusal(self, values: Values, keys: Iterable[str] | None = None) -> Alerts:
+        """[] when the text of every field among `keys` (default: all in `values`) can be stored and every path field
+        among them lies under the roots, else the one alert that refuses them."""
+        keys = sorted(values if keys is None else keys)
+        problems = text_problems(values, keys) or self.field_problems(values, keys)
+        if not problems:
+            return []
+        return [("warning", alert(values.get("top.lang"), "path_refused", problems="\n".join(problems)))]
+
     def validate(self, args: dict[str, Any]) -> list[str]:
         try:
             return list(validate_args(args))
         except Exception as err:  # a checker bug must not hide the form; report it as a problem
             logger.exception("Validation crashed")
             return [f"{type(err).__name__}: {err}"]
+
+
+def text_problems(values: Values, keys: Iterable[str]) -> list[str]:
+    """Fields among `keys` whose text is not valid Unicode (a lone surrogate, as a browser or client may send for
+    bytes that were not UTF-8): such text cannot be written to job.yaml, a log or a chat worker, so it is refused
+    here, naming the field, instead of failing later where the file is written."""
+    problems = []
+    for key in keys:
+        value = values.get(key)
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                problems.append(
+                    f"{key.split('.', 1)[-1]}: the text holds a character that is not valid Unicode "
+                    f"({text[err.start]!r} at position {err.start}, often a byte of a file that is not UTF-8); "
+                    "remove it or retype the text."
+                )
+                break
+    return problems
 
 
 def value_of(update: Any, default: Any) -> Any:
@@ -87,4 +212,9 @@ def value_of(update: Any, default: Any) -> Any:
 
 def resolved(path: Any) -> str | None:
     """Run folders compare as resolved paths (the runner resolves them; /tmp may be a symlink)."""
-    return str(Path(str(path)).resolve()) if path else None
+    if not path:
+        return None
+    try:
+        return str(Path(str(path)).resolve())
+    except (OSError, ValueError):  # a NUL, a loop: no run folder, compared as typed
+        return str(path)

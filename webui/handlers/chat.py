@@ -22,6 +22,7 @@ from webui.handlers.choices import checkpoint_choices
 from webui.handlers.events import ALERTS, Updates, Values
 from webui.handlers.jobview import InferBase, number
 from webui.manager import alert
+from webui.paths import PathRefused
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +57,19 @@ class ChatHandlers(InferBase):
         if values.get("chat.side_by_side"):
             plan.append(("b", values.get("chat.compare_path") or []))
         lines: list[str] = []
-        for slot, checkpoints in plan:
+        loads = []
+        for slot, checkpoints in plan:  # both models' paths are checked before either worker loads anything
             try:
                 args = self.model_args(values, checkpoints)
+            except PathRefused as err:
+                yield {ALERTS: [("warning", alert(lang, "path_refused", problems=err))]}
+                return
             except ValueError as err:
                 yield {ALERTS: [("warning", alert(lang, "bad_form", error=err))]}
                 return
             args["infer_dtype"] = values.get("chat.infer_dtype") or "auto"
+            loads.append((slot, args))
+        for slot, args in loads:
             name = slot.upper()
             lines.append(alert(lang, "chat_loading", slot=name, model=args["model_name_or_path"]))
             yield {"chat.info": "\n".join(lines)}
@@ -149,6 +156,9 @@ class ChatHandlers(InferBase):
                 json.loads(tools)
             except json.JSONDecodeError as err:
                 yield {ALERTS: [("warning", alert(lang, "chat_bad_tools", error=f"{err.msg} at line {err.lineno}"))]}
+                return
+            except RecursionError:
+                yield {ALERTS: [("warning", alert(lang, "chat_bad_tools", error="nested too deeply to read"))]}
                 return
         crashed = [slot for slot in slots if self._workers.get(slot) is not None and not self._workers[slot].alive]
         if crashed:  # say how the worker ended (exit code, end of its log), not just "not loaded"

@@ -24,6 +24,7 @@ from webui.handlers.events import ALERTS, Alerts, Updates, Values
 from webui.handlers.jobview import InferBase, number
 from webui.handlers.render import job_progress_html
 from webui.manager import alert, entry
+from webui.paths import PathRefused
 from webui.runner import RunnerError
 
 EVAL_KEYS = {"stage": "sft", "do_train": False}
@@ -101,6 +102,8 @@ class EvalHandlers(InferBase):
         lang = values.get("top.lang")
         try:
             args = self.model_args(values)
+        except PathRefused as err:
+            return None, [("warning", alert(lang, "path_refused", problems=err))]
         except ValueError as err:
             return None, [("warning", alert(lang, "bad_form", error=err))]
         datasets = [str(name) for name in values.get("eval.dataset") or [] if str(name).strip()]

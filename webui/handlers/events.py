@@ -4,6 +4,9 @@ A handler takes `values` ({"tab.elem": value}) and returns updates ({"tab.elem":
 components left out of the result keep their state. Alerts go under the ALERTS key: `bind()` turns them into
 toasts and lines in the log box, so a handler never raises at the user and tests need no browser. `bind_stream`
 does the same for a handler that yields updates (a streamed chat answer).
+
+Before any handler runs, both check its path fields (webui.handlers.base.PATH_FIELDS) against the board's roots:
+a path outside them is refused with one toast and the handler never sees it (a timer tick, `quiet`, skips silently).
 """
 
 from __future__ import annotations
@@ -74,11 +77,15 @@ def bind(
     """Connect `handler` to a gradio event (`component.click`, `timer.tick`, ...) by "tab.elem" keys.
 
     Every bound handler also receives the language and the session's notes and may return alerts: those become
-    toasts and lines in the log box, and a handler that crashes shows a toast instead of a traceback.
+    toasts and lines in the log box, and a handler that crashes shows a toast instead of a traceback. Its path
+    fields among `inputs` are checked first (`board.refusal`); `quiet` (timer ticks) skips a refused tick silently.
     """
 
     manager = board.manager
+    inputs = list(inputs)
+    quiet = kwargs.pop("quiet", False)
     input_keys = set(inputs) | {"top.lang", "train.notes", "train.view_run"}
+    implicit = sorted(input_keys - set(inputs))
     output_keys = set(outputs) | {"train.notes", "train.output_box"}
     input_set = {manager[key] for key in input_keys}
     output_list = [manager[key] for key in sorted(output_keys)]
@@ -87,7 +94,14 @@ def bind(
         by_key = manager.by_key(values)
         lang = by_key.get("top.lang")
         try:
-            updates = dict(handler(by_key))
+            for key in implicit:  # read for the log box only: a refused value is read as none, without a toast
+                if board.refusal(by_key, [key]):
+                    by_key[key] = None
+            refused = board.refusal(by_key, inputs)
+            if refused:
+                updates = {} if quiet else {ALERTS: refused}
+            else:
+                updates = dict(handler(by_key))
         except Exception as err:
             logger.exception("Handler %s failed", getattr(handler, "__name__", handler))
             updates = {ALERTS: [("warning", alert(lang, "internal_error", error=f"{type(err).__name__}: {err}"))]}
@@ -108,6 +122,7 @@ def bind(
         # gradio reads an empty dict as one output value, not as "no updates": skip one output explicitly.
         return result or {output_list[0]: gr.skip()}
 
+    run.checked_inputs = tuple(inputs)  # type: ignore[attr-defined] - what the field check covers (tests read it)
     kwargs.setdefault("show_progress", "hidden")
     kwargs.setdefault("api_name", getattr(handler, "__name__", None))
     return event(run, inputs=input_set, outputs=output_list, **kwargs)
@@ -125,6 +140,7 @@ def bind_stream(
     reaches the browser at once; alerts become toasts; a crash becomes a toast, never a traceback."""
 
     manager = board.manager
+    inputs = list(inputs)
     output_keys = set(outputs)
     input_set = {manager[key] for key in set(inputs) | {"top.lang"}}
     output_list = [manager[key] for key in sorted(output_keys)]
@@ -133,7 +149,8 @@ def bind_stream(
         by_key = manager.by_key(values)
         sent = False
         try:
-            for updates in handler(by_key):
+            refused = board.refusal(by_key, inputs)
+            for updates in [{ALERTS: refused}] if refused else handler(by_key):
                 updates = dict(updates)
                 for level, text in updates.pop(ALERTS, []):
                     (gr.Warning if level == "warning" else gr.Info)(escape(text).replace("\n", "<br>"))
@@ -147,6 +164,7 @@ def bind_stream(
         if not sent:
             yield {output_list[0]: gr.skip()}
 
+    run.checked_inputs = tuple(inputs)  # type: ignore[attr-defined] - what the field check covers (tests read it)
     kwargs.setdefault("show_progress", "hidden")
     kwargs.setdefault("api_name", getattr(handler, "__name__", None))
     return event(run, inputs=input_set, outputs=output_list, **kwargs)

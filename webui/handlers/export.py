@@ -19,6 +19,7 @@ from webui.handlers.events import ALERTS, Alerts, Updates, Values
 from webui.handlers.jobview import InferBase, number
 from webui.handlers.render import job_progress_html
 from webui.manager import alert
+from webui.paths import PathRefused
 from webui.runner import Runner, RunnerError
 
 EXPORT_STEP = re.compile(r"\[export\] step (\d+)/(\d+): (.*)")
@@ -54,12 +55,17 @@ class ExportHandlers(InferBase):
         lang = values.get("top.lang")
         try:
             args = self.model_args(values)
+        except PathRefused as err:
+            return None, [("warning", alert(lang, "path_refused", problems=err))]
         except ValueError as err:
             return None, [("warning", alert(lang, "bad_form", error=err))]
         text = str(values.get("export.export_dir") or "").strip()
         if not text:
             return None, [("warning", alert(lang, "export_no_dir"))]
-        export_dir = Path(text).expanduser().resolve()
+        try:  # the roots check first: it refuses a NUL or an encoded ../ that resolve() would choke on or follow
+            export_dir = self.board.roots().check(text, "export_dir", write=True)
+        except PathRefused as err:
+            return None, [("warning", alert(lang, "path_refused", problems=err))]
         overwrite = bool(values.get("export.export_overwrite"))
         if export_dir.exists() and not export_dir.is_dir():
             return None, [("warning", alert(lang, "export_not_dir", path=export_dir))]

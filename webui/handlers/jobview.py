@@ -17,6 +17,7 @@ from webui import args as argmod
 from webui import jobs
 from webui.controls import TOP_ARGUMENTS
 from webui.handlers.events import Values
+from webui.paths import PathRefused, secret_problems
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,13 @@ class InferBase:
         if checkpoints is not None:
             form["checkpoint_path"] = checkpoints
         full = argmod.build_args(form, self.board.saves_root)
-        return {key: full[key] for key in MODEL_KEYS if key in full}
+        args = {key: full[key] for key in MODEL_KEYS if key in full}
+        # The one check every tab's model fields pass (Chat A and B, Evaluate, Export): before a worker or a job
+        # sees a path, it must lie under the board's roots (../, encoded forms, symlinks out, NUL: refused).
+        problems = secret_problems(args) + self.board.roots().check_args(args)
+        if problems:
+            raise PathRefused("\n".join(problems))
+        return args
 
     def _busy(self, board_jobs: bool = True) -> Path | None:
         """A job in the way of a new one: an export, or (`board_jobs`) a run of the board's runner, queued too."""

@@ -116,7 +116,7 @@ class LiveView(BoardBase):
             return None
         try:
             return runfolder.log_file(Path(str(target))).stat().st_size
-        except OSError:
+        except (OSError, ValueError):  # no log yet; a NUL in a typed folder (refused, but the note is still made)
             return 0
 
     def poll(self, values: Values) -> Updates:

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from core.data.registry import get_dataset_attr
+from core.secrets import without_secrets
 from webui import args as argmod
 from webui import config
 from webui.controls import TOP_ARGUMENTS, TRAIN_ARGUMENTS
@@ -32,7 +33,7 @@ from webui.handlers.choices import (
 from webui.handlers.events import ALERTS, Alerts, Updates, Values
 from webui.handlers.render import start_from_html, started_alert
 from webui.manager import alert
-from webui.paths import PathRefused
+from webui.paths import PathRefused, secret_problems
 from webui.runner import RunnerError
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,9 @@ class TrainHandlers(BoardBase):
             return {ALERTS: [("warning", alert(lang, "config_missing", path=path))]}
         try:
             args = argmod.load_yaml(path)
-            form, extra = argmod.args_to_form(args)
+            # A token in the file is dropped (redacted where it hides in a value), never shown in the form.
+            secrets = secret_problems(args)
+            form, extra = argmod.args_to_form(without_secrets(args) if secrets else args)
         except (OSError, ValueError) as err:
             return {ALERTS: [("warning", alert(lang, "load_failed", path=path, error=err))]}
 
@@ -174,13 +177,15 @@ class TrainHandlers(BoardBase):
             choices = []
             try:
                 choices = dataset_choices(form.get("dataset_dir") or values.get("train.dataset_dir") or "demo", stage)
-            except Exception:
-                logger.exception("Could not list datasets for a loaded config")
+            except Exception as err:  # the loaded names stay; the registry's problem shows when the list is opened
+                logger.warning("Could not list datasets for a loaded config: %s", err)
             value = list(form["dataset"] or [])
             updates["train.dataset"] = gr.update(choices=sorted(set(choices) | set(value)), value=value)
         alerts = [("info", alert(lang, "loaded", path=path))]
         if extra:
             alerts.append(("warning", alert(lang, "extra_keys", keys=", ".join(sorted(extra)))))
+        if secrets:
+            alerts.append(("warning", alert(lang, "secrets_dropped", path=path, problems="\n".join(secrets))))
         updates[ALERTS] = alerts
         return updates
 
@@ -284,7 +289,7 @@ def _merge_extra(extra_args: Any, extra: dict[str, Any]) -> dict[str, Any]:
             loaded = json.loads(extra_args)
             if isinstance(loaded, dict):
                 merged.update(loaded)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             logger.warning("Ignoring extra_args that are not JSON: %s", extra_args[:200])
     merged.update(extra)
     return merged

@@ -150,4 +150,4 @@ def bind_eval(infer: Infer) -> None:
     bind(board, m["eval.pred_next"].click, infer.pred_next, pages, results)
     # The top bar's model tells the timer where to find the last finished eval after a page reload.
     shown = ["eval.view_run", "eval.poll_state", "top.model_name", "top.model_path", "top.finetuning_type"]
-    bind(board, m["eval.timer"].tick, infer.eval_poll, shown, live, queue=True)
+    bind(board, m["eval.timer"].tick, infer.eval_poll, shown, live, queue=True, quiet=True)

@@ -86,4 +86,4 @@ def bind_export(infer: Infer) -> None:
     bind(board, m["export.start"].click, infer.export_start, form, start_out)
     bind(board, m["export.abort"].click, infer.export_abort, ["export.view_run"], [])
     poll = ["export.view_run", "export.poll_state"]
-    bind(board, m["export.timer"].tick, infer.export_poll, poll, live, queue=True)
+    bind(board, m["export.timer"].tick, infer.export_poll, poll, live, queue=True, quiet=True)

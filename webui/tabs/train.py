@@ -216,9 +216,9 @@ def bind_train(board: Board) -> None:
 
     live = list(LIVE_VIEW)
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])
-    bind(board, m["train.abort"].click, board.abort, [], [])
-    view = ["train.poll_state", "train.loss_log_y"]
+    bind(board, m["train.abort"].click, board.abort, ["train.view_run"], [])
+    view = ["train.view_run", "train.poll_state", "train.loss_log_y"]
     bind(board, m["train.view_run"].input, board.change_view, view, live)
     bind(board, m["train.loss_log_y"].input, board.change_view, view, live, api_name="change_scale")
     bind(board, m["train.view_run"].focus, board.refresh_runs, [], ["train.view_run"])
-    bind(board, m["train.timer"].tick, board.poll, view, live, queue=True)
+    bind(board, m["train.timer"].tick, board.poll, view, live, queue=True, quiet=True)
