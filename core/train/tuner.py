@@ -7,6 +7,7 @@ and hands over to the stage's workflow from `STAGES`. Every workflow has the sig
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from core import notify
 from core.runfolder import JOB_YAML
 from core.train.pt import run_pt
 from core.train.rm import run_rm
@@ -87,14 +89,53 @@ def write_job_yaml(output_dir: str | os.PathLike, args: dict[str, Any]) -> Path:
     return path
 
 
-def default_callbacks(training_args: Any, finetuning_args: Any) -> list:
-    """The callbacks every run gets: the jsonl log, graceful stop, and PiSSA conversion when asked."""
+def default_callbacks(
+    training_args: Any, finetuning_args: Any, generating_args: Any = None, data_args: Any = None
+) -> list:
+    """The callbacks every run gets: the `mfu` figure (before the log writes it), the jsonl log, graceful stop,
+    health checks (`health_checks`), system metrics (`metrics_interval`), and PiSSA conversion when asked."""
     from core.train.callbacks import GracefulStopCallback, LogCallback, PissaConvertCallback
+    from core.train.health import HealthCallback
+    from core.train.monitor import EfficiencyCallback, SystemMetricsCallback
 
-    callbacks = [LogCallback(training_args.output_dir), GracefulStopCallback()]
+    log = LogCallback(training_args.output_dir)
+    efficiency = EfficiencyCallback(
+        finetuning_args.stage, bool(getattr(data_args, "packing", False)), getattr(data_args, "cutoff_len", None)
+    )
+    callbacks = [efficiency, log, GracefulStopCallback()]
+    if getattr(finetuning_args, "health_checks", True):
+        callbacks.append(HealthCallback(log, finetuning_args, generating_args))
+    interval = float(getattr(finetuning_args, "metrics_interval", 5.0) or 0)
+    if interval > 0:
+        callbacks.append(SystemMetricsCallback(log, interval))
     if getattr(finetuning_args, "pissa_init", False) and getattr(finetuning_args, "pissa_convert", False):
         callbacks.append(PissaConvertCallback(training_args.output_dir))
     return callbacks
+
+
+def add_results(output_dir: str | os.PathLike, callbacks: list) -> dict[str, Any]:
+    """Add the callbacks' figures (`results()`: peak memory, real tokens/s, MFU) to train_results.json and
+    all_results.json, when training wrote them. Returns the train results as they stand."""
+    figures: dict[str, Any] = {}
+    for callback in callbacks:
+        if hasattr(callback, "results"):
+            figures.update(callback.results())
+    results: dict[str, Any] = {}
+    for name in ("train_results.json", "all_results.json"):
+        path = Path(output_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        data.update(figures)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        if name == "train_results.json":
+            results = data
+    return results
 
 
 def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: list | None = None) -> None:
@@ -123,8 +164,23 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     set_seed(training_args.seed)
 
     logger.info("Stage %s, %s, output in %s", stage, finetuning_args.finetuning_type, training_args.output_dir)
-    all_callbacks = default_callbacks(training_args, finetuning_args) + list(callbacks or [])
-    STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
+    all_callbacks = default_callbacks(training_args, finetuning_args, generating_args, data_args)
+    all_callbacks += list(callbacks or [])
+    output_dir = training_args.output_dir
+    try:
+        STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
+    except BaseException as err:
+        if _is_main_process() and not isinstance(err, KeyboardInterrupt):
+            cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+            notify.notify(notify.build_payload("failed", output_dir, "failed", cause=cause))
+            notify.flush()
+        raise
+    if _is_main_process():
+        results = add_results(output_dir, all_callbacks)
+        # A run stopped by SIGTERM / SIGINT was aborted by someone who knows: no notification.
+        if not any(getattr(callback, "stop_requested", False) for callback in all_callbacks):
+            notify.notify(notify.build_payload("finished", output_dir, "finished", metrics=results))
+            notify.flush()
 
     import torch.distributed as dist
 
