@@ -8,6 +8,9 @@ the main process only. It works with any loop that calls `on_train_begin`, `on_l
     loss, eval_loss, lr, grad_norm, throughput (real tokens/s since this process started training), total_tokens,
     and every other number in the log dict (accuracy, eval_accuracy, rewards/*, reward, kl, ...).
 
+Alert records (`{"alert": kind, "level", "message"}` plus the progress keys) come from `write_alert`, which
+`core.train.health.HealthCallback` calls; `mfu` comes from `core.train.monitor.EfficiencyCallback`.
+
 `rewards/accuracies` is also written as `accuracy` (and `eval_rewards/accuracies` as `eval_accuracy`). A key with
 no value is left out. On resume the file keeps the records up to the checkpoint's step and continues after them.
 

@@ -57,20 +57,48 @@ class _PoisonStep(TrainerCallback):
         self.current = state.global_step + 1
 
 
-def test_a_healthy_run_raises_no_alert(make_args, capsys):
-    """sft with evaluation, as the demo preset trains: loss falls, no alert of any kind."""
+def test_a_healthy_run_raises_no_alert(make_args, capsys, webhook_server, monkeypatch):
+    """sft with evaluation, as the demo preset trains: loss falls, no alert of any kind. The same run shows the
+    job's own figures: metrics.jsonl samples, `mfu` in the log, peak memory and real tokens/s in the results, and
+    the webhook's `finished` notification."""
+    from core.notify import WEBHOOK_ENV
     from core.train.tuner import run_exp
 
+    monkeypatch.setenv(WEBHOOK_ENV, webhook_server.url)
     args = make_args(
-        "sft", val_size=0.1, eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=6, max_steps=12
+        "sft",
+        val_size=0.1,
+        eval_strategy="steps",
+        eval_steps=3,
+        save_strategy="steps",
+        save_steps=6,
+        max_steps=12,
+        metrics_interval=0.2,
     )
     run_exp(args)
-    records = read_log_records(Path(args["output_dir"]) / LOG_FILE)
+    output_dir = Path(args["output_dir"])
+    records = read_log_records(output_dir / LOG_FILE)
     losses = [r["loss"] for r in records if "loss" in r]
     assert losses[-1] < losses[0]
     assert len([r for r in records if "eval_loss" in r]) >= 4
-    assert _alerts(args["output_dir"]) == []
+    assert _alerts(output_dir) == []
     assert "alert " not in capsys.readouterr().out
+
+    # Efficiency: MFU against the CPU's measured matmul speed, a few percent for 64-wide matrices, never above 100.
+    mfus = [r["mfu"] for r in records if "loss" in r]
+    assert len(mfus) == len(losses) and all(0 < m < 100 for m in mfus)
+    # System metrics: samples through the run, on the training clock, in order.
+    samples = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(samples) >= 2 and all(s["rss_mb"] > 100 for s in samples)
+    timed = [s["elapsed_s"] for s in samples if "elapsed_s" in s]
+    assert timed == sorted(timed) and samples[-1]["current_steps"] == 12
+    results = json.loads((output_dir / "train_results.json").read_text())
+    assert results["train_peak_rss_mb"] == max(s["rss_mb"] for s in samples)
+    assert results["train_real_tokens_per_second"] > 0 and 0 < results["train_mfu"] < 100
+    assert json.loads((output_dir / "all_results.json").read_text())["train_peak_rss_mb"] > 0
+    [post] = webhook_server.posts
+    assert post["event"] == "finished" and post["run"] == output_dir.name
+    assert post["metrics"]["train_loss"] == results["train_loss"]
 
 
 def test_divergence_is_an_alert(make_args, capsys):
@@ -88,14 +116,16 @@ def test_divergence_is_an_alert(make_args, capsys):
     assert f"alert divergence at step {alert['current_steps']}:" in capsys.readouterr().out
 
 
-def test_a_poisoned_batch_stops_at_once_with_the_last_good_step_saved(make_args, monkeypatch, capsys):
+def test_a_poisoned_batch_stops_at_once_with_the_last_good_step_saved(make_args, monkeypatch, capsys, webhook_server):
     """Step 3's forward pass overflows. The run stops before that update, saves checkpoint-2 (the last good step)
     and fails with the cause."""
     from safetensors.torch import load_file
 
+    from core.notify import WEBHOOK_ENV
     from core.train.trainer_utils import is_complete_checkpoint
     from core.train.tuner import run_exp
 
+    monkeypatch.setenv(WEBHOOK_ENV, webhook_server.url)
     args = make_args("sft", max_steps=6, logging_steps=1)
     with pytest.raises(TrainingHealthError, match="step 3 are NaN or Inf.*saved checkpoint-2, the last good step"):
         run_exp(args, callbacks=[_PoisonStep(3)])
@@ -107,6 +137,9 @@ def test_a_poisoned_batch_stops_at_once_with_the_last_good_step_saved(make_args,
     assert not (output_dir / "checkpoint-3").exists() and not (output_dir / "train_results.json").exists()
     assert _kinds(output_dir) == ["nan"]
     assert "alert nan at step 2:" in capsys.readouterr().out
+    events = [(p["event"], p["kind"]) for p in webhook_server.posts]
+    assert events == [("alert", "nan"), ("failed", None)]
+    assert webhook_server.posts[1]["cause"].startswith("training stopped: the gradients of step 3 are NaN")
 
 
 def test_nan_opt_out_keeps_training(make_args):
