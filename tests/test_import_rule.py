@@ -23,6 +23,7 @@ PURE_MODULES = [
     "core.efficiency",
     "core.notify",
     "core.sysmetrics",
+    "core.stall",
     "core.hparams",
     "core.hparams.keys",
     "core.hparams.model_args",
