@@ -4,7 +4,7 @@ the standard library (NVML is imported only when a sample asks for CUDA devices,
 One JSON object a line:
 
     {"time": <epoch s>, "elapsed_s": <training seconds, the clock of trainer_log.jsonl; absent before training>,
-     "current_steps": N, "cpu_percent": <process tree, % of one core as `top` shows it>,
+     "current_steps": N, "cpu_percent": <process tree, % of one core as `top` shows it; not in the first record>,
      "rss_mb": <process tree resident memory, MiB>,
      "gpus": [{"index": i, "util": %, "mem_used_mb": MiB, "mem_total_mb": MiB, "power_w": W}, ...]}
 
@@ -140,6 +140,7 @@ class ProcessTree:
     def __init__(self, root_pid: int) -> None:
         self.root = psutil.Process(root_pid)
         self._known: dict[int, psutil.Process] = {}
+        self._primed = False
 
     def sample(self) -> dict[str, float]:
         try:
@@ -158,11 +159,13 @@ class ProcessTree:
                 continue
             alive[process.pid] = known
         self._known = alive
-        return {"cpu_percent": round(cpu, 1), "rss_mb": round(rss / MIB, 1)}
+        sample = {"cpu_percent": round(cpu, 1)} if self._primed else {}  # the first reading has nothing to compare
+        self._primed = True
+        return {**sample, "rss_mb": round(rss / MIB, 1)}
 
 
 class Sampler:
-    """A daemon thread appending one record to `path` every `interval` seconds (and once at `stop()`).
+    """A daemon thread appending one record to `path` at `start()`, every `interval` seconds, and at `stop()`.
 
     `clock()` -> (elapsed_s | None, current_steps) ties a sample to the training records; `cuda` asks for GPU
     figures. Sampling errors are logged once and never reach the training."""
@@ -221,7 +224,7 @@ class Sampler:
         if self._thread is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tree.sample()  # primes cpu_percent, whose first reading is always 0
+        self.write()  # memory right away (cpu_percent needs a second reading)
         self._thread = threading.Thread(target=self._run, name="llamaboard-metrics", daemon=True)
         self._thread.start()
 

@@ -189,7 +189,9 @@ class HealthCallback(TrainerCallback):
         if not grads:
             return
         norms = torch._foreach_norm(grads)
-        if bool(torch.isfinite(torch.stack([n.to(norms[0].device) for n in norms]).sum())):
+        devices = {n.device for n in norms}
+        total = torch.stack(norms).sum() if len(devices) == 1 else sum(n.sum().cpu() for n in norms)
+        if bool(torch.isfinite(total)):
             self._active.discard("nan")
             return
         step = state.global_step + 1

@@ -110,10 +110,14 @@ class SystemMetricsCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self._step = state.global_step
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self._step = state.global_step
+    def close(self) -> None:
+        """Stop sampling (with a last sample); run_exp calls it when the stage fails, on_train_end otherwise."""
         if self.sampler is not None:
             self.sampler.stop()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._step = state.global_step
+        self.close()
         import torch
 
         if torch.cuda.is_available():

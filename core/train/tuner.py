@@ -170,6 +170,9 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     try:
         STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
     except BaseException as err:
+        for callback in all_callbacks:
+            if hasattr(callback, "close"):
+                callback.close()
         if _is_main_process() and not isinstance(err, KeyboardInterrupt):
             cause = str(err).splitlines()[0] if str(err) else type(err).__name__
             notify.notify(notify.build_payload("failed", output_dir, "failed", cause=cause))

@@ -137,6 +137,8 @@ def test_a_poisoned_batch_stops_at_once_with_the_last_good_step_saved(make_args,
     assert not (output_dir / "checkpoint-3").exists() and not (output_dir / "train_results.json").exists()
     assert _kinds(output_dir) == ["nan"]
     assert "alert nan at step 2:" in capsys.readouterr().out
+    # The failed job's system metrics end with a last sample, taken as it stopped.
+    assert len((output_dir / "metrics.jsonl").read_text().splitlines()) >= 2
     events = [(p["event"], p["kind"]) for p in webhook_server.posts]
     assert events == [("alert", "nan"), ("failed", None)]
     assert webhook_server.posts[1]["cause"].startswith("training stopped: the gradients of step 3 are NaN")
