@@ -158,7 +158,8 @@ def test_rows_with_every_label_masked_are_an_alert(make_args, monkeypatch):
     from core.train.tuner import run_exp
 
     _poison_rows(monkeypatch)
-    args = make_args("sft", overwrite_cache=True, max_steps=2, logging_steps=1)
+    # A cutoff_len no other test uses: the poisoned rows get a processed-data cache file of their own.
+    args = make_args("sft", cutoff_len=63, overwrite_cache=True, max_steps=2, logging_steps=1)
     run_exp(args)
     alerts = _alerts(args["output_dir"])
     assert [a["alert"] for a in alerts] == ["masked_labels"]
