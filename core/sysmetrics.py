@@ -29,9 +29,11 @@ from typing import Any
 
 import psutil
 
+from core.runfolder import METRICS_LOG
+
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = METRICS_LOG
 MIB = 1024 * 1024
 _SMI_FIELDS = "index,utilization.gpu,memory.used,memory.total,power.draw"
 

@@ -61,7 +61,7 @@ def test_nvidia_smi_is_the_fallback(monkeypatch, tmp_path):
     assert sysmetrics.nvml_sample(None) is None
     smi = tmp_path / "nvidia-smi"
     smi.write_text(  # builtins only: PATH holds nothing but this folder
-        f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\n"
+        f'#!/bin/sh\necho "$@" > {tmp_path / "argv"}\n'
         "echo '0, 91, 40000, 81559, 350.12'\necho '1, 3, 500, 81559, [N/A]'\n"
     )
     smi.chmod(0o755)
@@ -131,4 +131,3 @@ def test_a_failing_sample_is_logged_once_and_never_raised(tmp_path, caplog):
     sampler.write()
     sampler.write()
     assert caplog.text.count("System metrics not written") == 1
-

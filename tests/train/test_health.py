@@ -13,12 +13,12 @@ from types import SimpleNamespace
 import pytest
 from transformers import TrainerCallback
 
-from core.train.callbacks import LOG_FILE, read_log_records
+from core.runfolder import TRAINER_LOG, read_log_records
 from core.train.health import HealthCallback, TrainingHealthError
 
 
 def _alerts(output_dir) -> list[dict]:
-    return [r for r in read_log_records(Path(output_dir) / LOG_FILE) if "alert" in r]
+    return [r for r in read_log_records(Path(output_dir) / TRAINER_LOG) if "alert" in r]
 
 
 def _kinds(output_dir) -> list[str]:
@@ -77,7 +77,7 @@ def test_a_healthy_run_raises_no_alert(make_args, capsys, webhook_server, monkey
     )
     run_exp(args)
     output_dir = Path(args["output_dir"])
-    records = read_log_records(output_dir / LOG_FILE)
+    records = read_log_records(output_dir / TRAINER_LOG)
     losses = [r["loss"] for r in records if "loss" in r]
     assert losses[-1] < losses[0]
     assert len([r for r in records if "eval_loss" in r]) >= 4
