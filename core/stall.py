@@ -1,4 +1,4 @@
-"""Is a running job stalled? The rule the board applies to a run folder. Pure (stdlib only).
+"""Is a running job stalled? The rule the board applies to a run folder. Pure (stdlib and core.runfolder).
 
 A job is `stalled` when it is running, has written at least one training record (before that it is `loading`;
 `queued` jobs have not started), and neither trainer_log.jsonl nor job.log has grown for
@@ -18,6 +18,8 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from core.runfolder import TRAINER_LOG, log_file
 
 STALL_FACTOR = 5.0
 STALL_MIN_S = 180.0
@@ -42,9 +44,9 @@ def typical_interval(records: list[dict[str, Any]]) -> float | None:
 def last_activity(run_dir: str | os.PathLike) -> float | None:
     """Newest modification time of trainer_log.jsonl and job.log (epoch seconds); None when neither exists."""
     times = []
-    for name in ("trainer_log.jsonl", "job.log"):
+    for path in (Path(run_dir) / TRAINER_LOG, log_file(run_dir)):
         try:
-            times.append((Path(run_dir) / name).stat().st_mtime)
+            times.append(path.stat().st_mtime)
         except OSError:
             continue
     return max(times) if times else None
