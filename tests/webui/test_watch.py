@@ -1,6 +1,7 @@
 """The live view of a watched job: health alerts as a banner and toasts, a stalled job flagged with its last log
-lines (and one `stalled` webhook), system-use and efficiency charts. Run folders are written by hand here, as a
-job would write them (tests/train/test_health.py makes real jobs raise each alert)."""
+lines (and one `stalled` webhook) and distinct from a quiet job still loading, system-use and efficiency charts. Run
+folders are written by hand here, as a job would write them (tests/train/test_health.py makes real jobs raise each
+alert)."""
 
 from __future__ import annotations
 
@@ -94,8 +95,10 @@ def test_a_silent_running_job_is_stalled_with_its_last_lines(ui: Any, webhook_se
     assert 'data-alert="stalled"' in banner and "No new log record for 0:06:" in banner and "line 19" in banner
     second = _poll(ui, run_dir, first["train.poll_state"])
     assert 'data-state="stalled"' in second["train.progress"]
-    # A job with no training record yet is loading, not stalled, however quiet.
-    assert 'data-state="running"' in _poll(ui, loading, {})["train.progress"]
+    # A job with no training record yet is loading, not stalled, however quiet; the job's state stays "running".
+    shown = _poll(ui, loading, {})["train.progress"]
+    assert 'data-state="running"' in shown and '<span class="lb-state">Loading</span>' in shown
+    assert "Stalled" not in shown
 
     from core import notify
 
@@ -104,7 +107,8 @@ def test_a_silent_running_job_is_stalled_with_its_last_lines(ui: Any, webhook_se
     assert post["event"] == "stalled" and post["cause"].startswith("no new log record for 0:06:")
     # Activity again: no longer stalled.
     (run_dir / "job.log").write_text("line 20\n")
-    assert 'data-state="running"' in _poll(ui, run_dir, second["train.poll_state"])["train.progress"]
+    again = _poll(ui, run_dir, second["train.poll_state"])["train.progress"]
+    assert 'data-state="running"' in again and '<span class="lb-state">Running</span>' in again
 
 
 def test_system_samples_sit_on_the_loss_charts_step_axis() -> None:

@@ -199,7 +199,11 @@ class LiveView(BoardBase):
                     )
                 if toasts:
                     updates[ALERTS] = toasts
-        shown_job = {**job, "state": "stalled"} if stall and job is not None else job
+        shown_job = job
+        if job is not None and stall:
+            shown_job = {**job, "state": "stalled"}
+        elif job is not None and state == "running" and all(runfolder.is_alert(record) for record in records):
+            shown_job = {**job, "loading": True}  # no progress record yet: loading the model and data
         if key.get("log") != seen.get("log") or key["notes"] != seen.get("notes") or key["run"] != seen.get("run"):
             updates["train.output_box"] = compose_output(text, notes, end, str(run_dir))
         if key["state"] != seen.get("state") and seen.get("run") == key["run"]:

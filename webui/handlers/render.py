@@ -21,6 +21,7 @@ STATE_ALERTS = {
     "failed": "state_failed",
     "aborted": "state_aborted",
     "stalled": "state_stalled",
+    "loading": "state_loading",
 }
 """Job state -> the alert key of its name in the progress bar (anything else: "state_unknown")."""
 
@@ -54,7 +55,8 @@ def device_count_html(lang: str | None, count: int) -> str:
 
 
 def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[str, Any] | None) -> str:
-    """The progress bar: state, steps, elapsed and remaining time; a failed job's one-line error in red."""
+    """The progress bar: state, steps, elapsed and remaining time; a failed job's one-line error in red. A running
+    `job` with `loading: true` (set by the live view) is labelled "Loading"; its data-state stays "running"."""
     if job is None:
         return f'<div class="lb-progress lb-idle">{escape(alert(lang, "no_run"))}</div>'
     state = str(job.get("state") or "unknown")
@@ -72,7 +74,8 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
         elapsed=progress.get("elapsed") or "0:00:00",
         remaining=(progress.get("remaining") or "?") if state in ("queued", "running") else "-",
     )
-    shown_state = state_name(lang, state)
+    # A running job that has written no progress record yet is still loading its model and data.
+    shown_state = state_name(lang, "loading" if state == "running" and job.get("loading") else state)
     if state == "queued" and job.get("queue_position"):
         devices = ",".join(job.get("devices") or [])
         detail = alert(lang, "queue_position", position=job["queue_position"], devices=devices)
