@@ -296,6 +296,10 @@ class GracefulStopCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self.restore()
 
+    def close(self) -> None:
+        """A run that raised never reaches on_train_end: run_exp calls this so the handlers do not outlive it."""
+        self.restore()
+
 
 class PissaConvertCallback(TrainerCallback):
     """`pissa_convert`: keep the PiSSA initial adapter, and at the end also save the adapter converted to a plain

@@ -7,6 +7,7 @@ Every alert must reach the two places a user looks: an `alert` record in trainer
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -142,6 +143,8 @@ def test_a_poisoned_batch_stops_at_once_with_the_last_good_step_saved(make_args,
     events = [(p["event"], p["kind"]) for p in webhook_server.posts]
     assert events == [("alert", "nan"), ("failed", None)]
     assert webhook_server.posts[1]["cause"].startswith("training stopped: the gradients of step 3 are NaN")
+    # The stopped run hands SIGINT / SIGTERM back: a later Ctrl-C in this process interrupts as usual.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_nan_opt_out_keeps_training(make_args):
