@@ -17,7 +17,7 @@ checkpointing is not counted: MFU measures useful work, not what the hardware re
 `PEAK_TFLOPS` holds dense (no sparsity) peaks from the vendors' datasheets: bf16 / fp16 tensor-core figures, and
 plain fp32 ones for jobs that train in fp32 (where TF32 matmuls are allowed the measured MFU can exceed what the
 fp32 peak suggests). CPUs have no table: the job measures a matmul's speed on its own threads at start
-(`core.train.efficiency.measure_cpu_flops`) and uses that figure as the peak.
+(`core.train.monitor.measure_cpu_flops`) and uses that figure as the peak.
 """
 
 from __future__ import annotations
