@@ -5,7 +5,9 @@ reads it (webui.jobs, webui.handlers) cannot drift apart. Pure: standard library
 
     JOB_YAML, JOB_JSON, JOB_LOG      the board's files: the job's arguments, its state, its console log
     BOARD_FILES                      those three: they never make a folder "hold a run" or an export "non-empty"
-    TRAINER_LOG                      trainer_log.jsonl, one JSON record a log step (core.train.callbacks writes it)
+    TRAINER_LOG                      trainer_log.jsonl, one JSON record a log step (core.train.callbacks writes it);
+                                     records with an `alert` key are health alerts (core.train.health), not metrics
+    METRICS_LOG                      metrics.jsonl, the job's CPU / memory / GPU samples (core.sysmetrics)
     read_log_records(path)           every record of a trainer_log.jsonl; a torn last line is skipped
     TrainerLogReader(path).poll()    the records appended since the last poll (a poll at step 100,000 reads bytes
                                      appended since step 99,999, not the file)
@@ -34,6 +36,8 @@ BOARD_FILES = frozenset({JOB_YAML, JOB_JSON, JOB_LOG})
 """The board's own files in a run (or export) folder; everything else in it is the job's output."""
 
 TRAINER_LOG = "trainer_log.jsonl"
+METRICS_LOG = "metrics.jsonl"
+"""The job's own system metrics, one JSON sample a line (core.sysmetrics writes it; TrainerLogReader reads it too)."""
 PREDICTIONS = "generated_predictions.jsonl"
 RESULT_FILES = ("train_results.json", "all_results.json")
 """A run that wrote one of these finished (transformers' names)."""
@@ -76,6 +80,11 @@ def read_log_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     return _parse_lines(text, path)
+
+
+def is_alert(record: dict[str, Any]) -> bool:
+    """A health alert record (`{"alert": kind, "level", "message", ...progress keys}`), not a metrics record."""
+    return "alert" in record
 
 
 class TrainerLogReader:

@@ -22,3 +22,34 @@ def _restore_core_logger():
     saved = (list(core_logger.handlers), core_logger.propagate, core_logger.level)
     yield
     core_logger.handlers[:], core_logger.propagate, core_logger.level = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture
+def webhook_server():
+    """A JSON webhook on 127.0.0.1: `.url`, `.posts` (the bodies received, parsed), `.status` (the answer to
+    give, 200 unless changed). Stopped after the test."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            posts.append({"path": self.path, "content_type": self.headers.get("Content-Type"), **json.loads(body)})
+            self.send_response(server.status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.status = 200
+    server.posts = posts
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.notify import BOARD_URL_ENV, WEBHOOK_ENV
 from core.paths import ASSETS_DIR, saves_dir
 from webui import config
 from webui.manager import Manager, entry, normalize_lang
@@ -231,7 +232,7 @@ def launch(
         # gradio's banner tells a user to "set share=True in launch()", a call they never write: ours names --share.
         quiet=True,
         css=_read_asset("style.css"),
-        head=FOLLOW_LOG_JS,
+        head=FOLLOW_LOG_JS + NOTIFY_JS,
         favicon_path=str(ASSETS_DIR / "logo.svg"),
         footer_links=[],
     )
@@ -283,7 +284,17 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="serve a non-loopback address without a login: anyone who reaches the port can run jobs",
     )
+    parser.add_argument(
+        "--webhook",
+        metavar="URL",
+        help=f"POST a JSON message there when a job finishes, fails, stalls or raises an alert (or {WEBHOOK_ENV}; "
+        "the variable keeps the address out of the process list)",
+    )
     options = parser.parse_args(argv)
+    if options.webhook:
+        os.environ[WEBHOOK_ENV] = options.webhook
+    # Jobs started from here inherit both: the webhook address and the board's address for the message's link.
+    os.environ.setdefault(BOARD_URL_ENV, f"http://{options.host}:{options.port}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks, one line per request
     launch(
@@ -314,6 +325,32 @@ setInterval(() => {
   }
 }, 500);
 </script>""".replace("FOLLOWED_BOXES", FOLLOWED_BOXES)
+
+
+# Browser notifications (when the user allowed them: the browser asks at the first click on the page): a new health
+# alert or stall in the live view's banner, and the viewed run turning finished or failed. What was on the page when
+# it loaded is not announced.
+NOTIFY_JS = """<script>
+(() => {
+  if (!("Notification" in window)) return;
+  document.addEventListener("click", () => {
+    if (Notification.permission === "default") Notification.requestPermission();
+  }, { once: true, capture: true });
+  let seen = null, state = null;
+  setInterval(() => {
+    const alerts = [...document.querySelectorAll("#alert_banner .lb-alert")].map((el) => el.textContent.trim());
+    const progress = document.querySelector("#progress .lb-progress");
+    const now = progress ? progress.dataset.state : null;
+    const fresh = seen === null ? [] : alerts.filter((text) => !seen.includes(text));
+    const ended = state === "running" && (now === "finished" || now === "failed");
+    seen = alerts;
+    state = now;
+    if (Notification.permission !== "granted") return;
+    for (const text of fresh) new Notification("LlamaBoard", { body: text.slice(0, 300) });
+    if (ended) new Notification("LlamaBoard", { body: progress.textContent.trim().slice(0, 300) });
+  }, 2000);
+})();
+</script>"""
 
 
 def _header() -> str:

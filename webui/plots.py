@@ -1,4 +1,6 @@
-"""Plotly figures from trainer_log.jsonl records: loss (raw, smoothed, eval), learning rate, preference rewards.
+"""Plotly figures from trainer_log.jsonl records: loss (raw, smoothed, eval), learning rate, preference rewards,
+efficiency (real tokens/s, MFU); and from metrics.jsonl samples: the job's CPU, memory and GPU use, placed on the
+same step axis as the loss.
 
 The board polls every 2 s with the reader's growing `records` list. Series are extracted incrementally from
 the records not yet seen (a small cache keyed by the list object), and each trace is thinned to at most
@@ -15,7 +17,7 @@ MAX_POINTS = 1000
 """Points per trace sent to the browser; longer series are thinned evenly (the last point always kept)."""
 
 ACCURACY_KEYS = ("rewards/accuracies", "accuracy")
-_SERIES_KEYS = ("loss", "eval_loss", "lr", "rewards/margins", "reward")
+_SERIES_KEYS = ("loss", "eval_loss", "lr", "rewards/margins", "reward", "throughput", "mfu")
 
 _COLORS = {"raw": "rgba(31, 119, 180, 0.35)", "smooth": "#1f77b4", "eval": "#ff7f0e", "lr": "#2ca02c"}
 
@@ -226,4 +228,120 @@ def reward_figure(
         }
     elif not accuracies:
         layout["yaxis"]["title"] = {"text": "margin / reward"}
+    return _figure(traces, layout, hint)
+
+
+def _step_axis(records: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """(elapsed_s, current_steps) of the training records, for placing samples timed in seconds on the step axis."""
+    times, steps = [], []
+    for record in records:
+        elapsed, step = record.get("elapsed_s"), record.get("current_steps")
+        if "alert" in record or "phase" in record or not isinstance(elapsed, (int, float)) or step is None:
+            continue
+        if times and elapsed < times[-1]:
+            continue
+        times.append(float(elapsed))
+        steps.append(float(step))
+    return times, steps
+
+
+def sample_steps(samples: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[float | None]:
+    """Each metrics.jsonl sample's place on the loss chart's step axis: its training time interpolated between the
+    training records around it (never below the step it reports); None before training started."""
+    import numpy as np
+
+    times, steps = _step_axis(records)
+    out: list[float | None] = []
+    for sample in samples:
+        elapsed = sample.get("elapsed_s")
+        if not isinstance(elapsed, (int, float)):
+            out.append(None)
+            continue
+        step = float(sample.get("current_steps") or 0)
+        if times:
+            # Before the first record the line runs from (0 s, step 0).
+            step = max(step, float(np.interp(elapsed, [0.0, *times], [0.0, *steps])))
+        out.append(round(step, 3))
+    return out
+
+
+def system_figure(
+    samples: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    title: str = "System",
+    hint: str = "No system metrics yet: the job samples them every metrics_interval seconds.",
+):
+    """The job's own use, on the loss chart's step axis: process-tree CPU % and GPU utilisation % (left axis),
+    resident memory and GPU memory used in GiB (right axis)."""
+    xs = sample_steps(samples, records)
+    rows = [(x, s) for x, s in zip(xs, samples, strict=True) if x is not None]
+    layout = _layout(title, "%")
+    traces = []
+
+    def add(name: str, values: list[tuple[float, Any]], color: str, axis: str, dash: str | None = None) -> None:
+        points = [(x, v) for x, v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        if points:
+            extra = {"yaxis": axis}
+            trace = _line([p[0] for p in points], [p[1] for p in points], name, color, **extra)
+            if dash:
+                trace["line"]["dash"] = dash
+            traces.append(trace)
+
+    add("CPU %", [(x, s.get("cpu_percent")) for x, s in rows], "#1f77b4", "y")
+    add("RSS GiB", [(x, (s.get("rss_mb") or 0) / 1024 or None) for x, s in rows], "#1f77b4", "y2", "dot")
+    palette = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    devices = sorted({g.get("index", 0) for _, s in rows for g in s.get("gpus") or []})
+    for index in devices:
+        color = palette[index % len(palette)]
+        util = [
+            (x, next((g.get("util") for g in s.get("gpus") or [] if g.get("index") == index), None)) for x, s in rows
+        ]
+        memory = [
+            (
+                x,
+                next(
+                    ((g.get("mem_used_mb") or 0) / 1024 for g in s.get("gpus") or [] if g.get("index") == index), None
+                ),
+            )
+            for x, s in rows
+        ]
+        add(f"GPU{index} %", util, color, "y")
+        add(f"GPU{index} GiB", memory, color, "y2", "dot")
+    if traces:
+        layout["yaxis2"] = {
+            "title": {"text": "GiB"},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "zeroline": False,
+            "rangemode": "tozero",
+        }
+        layout["yaxis"]["rangemode"] = "tozero"
+    return _figure(traces, layout, hint)
+
+
+def efficiency_figure(
+    records: list[dict[str, Any]],
+    title: str = "Efficiency",
+    hint: str = "No throughput logged yet.",
+):
+    """Real (non-padding) tokens per second on the left axis and model FLOPs utilisation (%) on the right."""
+    series = _series(records)
+    steps, speed = series.points["throughput"]
+    mfu_steps, mfu = series.points["mfu"]
+    layout = _layout(title, "tokens/s")
+    traces = []
+    if speed:
+        traces.append(_line(steps, speed, "tokens/s", "#17becf"))
+    if mfu:
+        traces.append(_line(mfu_steps, mfu, "MFU %", "#bcbd22", yaxis="y2" if speed else "y"))
+        if speed:
+            layout["yaxis2"] = {
+                "title": {"text": "MFU %"},
+                "overlaying": "y",
+                "side": "right",
+                "showgrid": False,
+                "zeroline": False,
+                "rangemode": "tozero",
+            }
     return _figure(traces, layout, hint)

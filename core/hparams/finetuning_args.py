@@ -236,6 +236,49 @@ class FinetuningArguments:
     include_effective_tokens_per_second: bool = field(
         default=False, metadata=_help("Report effective (non-padding) tokens per second in the training results.")
     )
+    health_checks: bool = field(
+        default=True,
+        metadata=_help(
+            "Watch the run and raise alerts (trainer_log.jsonl, job.log, webhook): NaN / Inf loss or grad norm, "
+            "divergence, overfitting, ppo reward hacking signs, low disk before a checkpoint, settings that cannot "
+            "learn. false = no checks at all."
+        ),
+    )
+    health_stop_on_nan: bool = field(
+        default=True,
+        metadata=_help(
+            "A NaN / Inf loss or gradient norm stops the run at once (failed), after saving the last good step as "
+            "checkpoint-N; false = alert and keep training."
+        ),
+    )
+    health_divergence_factor: float = field(
+        default=3.0,
+        metadata=_help(
+            "Divergence alert when the smoothed training loss stays above this multiple of its lowest value for "
+            "health_patience logging steps (and at least 0.1 above it)."
+        ),
+    )
+    health_patience: int = field(
+        default=3,
+        metadata=_help(
+            "Logging steps in a row a sign must last before it is an alert (divergence, ppo KL and response length)."
+        ),
+    )
+    health_overfit_evals: int = field(
+        default=3,
+        metadata=_help("Overfitting alert when eval_loss rises this many evaluations in a row while the loss falls."),
+    )
+    health_max_kl: float = field(
+        default=20.0,
+        metadata=_help("ppo: alert when the logged KL to the reference (nats per response) stays above this."),
+    )
+    metrics_interval: float = field(
+        default=5.0,
+        metadata=_help(
+            "Seconds between samples of the job's CPU, memory and GPU use in metrics.jsonl of the run folder; "
+            "0 = no sampling."
+        ),
+    )
 
     # Set by get_train_args from push_to_hub: the workflow pushes once when training has ended.
     push_at_end: bool = field(

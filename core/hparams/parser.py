@@ -616,6 +616,15 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
     for key, low in (("cutoff_len", 1), ("lora_rank", 1), ("max_samples", 1), ("buffer_size", 1)):
         if eff[key] is not None and eff[key] < low:
             add(key, f"it must be at least {low}", f"for example {key}: {_show(_DEFAULTS[key] or 1000)}")
+    for key, low in (("health_patience", 1), ("health_overfit_evals", 1), ("metrics_interval", 0)):
+        if eff[key] < low:
+            add(key, f"it must be at least {low}", f"for example {key}: {_show(_DEFAULTS[key])}")
+    if eff["health_divergence_factor"] <= 1:
+        add(
+            "health_divergence_factor",
+            "it must be above 1: it multiplies the lowest smoothed loss",
+            "for example health_divergence_factor: 3.0",
+        )
     if not 0 <= eff["lora_dropout"] < 1:
         add("lora_dropout", "a dropout probability is from 0 to below 1", "for example lora_dropout: 0.05")
     if eff["freeze_trainable_layers"] == 0:

@@ -8,6 +8,9 @@ the main process only. It works with any loop that calls `on_train_begin`, `on_l
     loss, eval_loss, lr, grad_norm, throughput (real tokens/s since this process started training), total_tokens,
     and every other number in the log dict (accuracy, eval_accuracy, rewards/*, reward, kl, ...).
 
+Alert records (`{"alert": kind, "level", "message"}` plus the progress keys) come from `write_alert`, which
+`core.train.health.HealthCallback` calls; `mfu` comes from `core.train.monitor.EfficiencyCallback`.
+
 `rewards/accuracies` is also written as `accuracy` (and `eval_rewards/accuracies` as `eval_accuracy`). A key with
 no value is left out. On resume the file keeps the records up to the checkpoint's step and continues after them.
 
@@ -106,9 +109,7 @@ class LogCallback(TrainerCallback):
                 return
             self._last_eval = key
         record = self._record(state, logs)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
+        self._append(record)
         logger.info(self._progress_line(record))
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
@@ -146,9 +147,7 @@ class LogCallback(TrainerCallback):
             "elapsed_s": round(elapsed, 3),
             "remaining_s": round(remaining, 3),
         }
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
+        self._append(record)
         logger.info(self._progress_line(record))
 
     def _end_pass(self) -> None:
@@ -162,13 +161,19 @@ class LogCallback(TrainerCallback):
     def on_predict(self, args, state, control, **kwargs):
         self._end_pass()
 
-    def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
+    def elapsed_s(self, now: float | None = None) -> float | None:
+        """Seconds of training so far on the clock of the records' `elapsed_s` (None before training starts)."""
+        if self.start_time is None:
+            return None
+        return self.elapsed_before + (now or time.time()) - self.start_time
+
+    def _progress(self, state) -> dict[str, Any]:
         now = time.time()
         session = now - (self.start_time or now)
         done = state.global_step - self.start_step
         total = state.max_steps or 0
         remaining = session / done * (total - state.global_step) if done > 0 and total else 0.0
-        record: dict[str, Any] = {
+        return {
             "current_steps": state.global_step,
             "total_steps": total,
             "percentage": round(100 * state.global_step / total, 2) if total else 0.0,
@@ -178,6 +183,27 @@ class LogCallback(TrainerCallback):
             "elapsed_s": round(self.elapsed_before + session, 3),
             "remaining_s": round(remaining, 3),
         }
+
+    def write_alert(self, state, kind: str, message: str, level: str = "warning") -> dict[str, Any] | None:
+        """Append an alert record (`alert`, `level`, `message` and the progress keys); main process only.
+
+        The progress keys are there so a reader that takes the last record for the progress bar stays right."""
+        if not state.is_world_process_zero or self.path is None:
+            return None
+        record = {"alert": kind, "level": level, "message": message, **self._progress(state)}
+        record = {key: value for key, value in record.items() if value is not None}
+        self._append(record)
+        return record
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+
+    def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        session = now - (self.start_time or now)
+        record: dict[str, Any] = self._progress(state)
         for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
             if logs.get(key) is not None:
                 record[_RENAMED.get(key, key)] = logs[key]
@@ -268,6 +294,10 @@ class GracefulStopCallback(TrainerCallback):
             )
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+    def close(self) -> None:
+        """A run that raised never reaches on_train_end: run_exp calls this so the handlers do not outlive it."""
         self.restore()
 
 

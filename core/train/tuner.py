@@ -10,6 +10,7 @@ Every workflow has the signature
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from core import notify
 from core.errors import ConfigError
 from core.runfolder import JOB_YAML, TRAINER_LOG, read_log_records
 from core.secrets import without_secrets
@@ -94,14 +96,53 @@ def write_job_yaml(output_dir: str | os.PathLike, args: dict[str, Any]) -> Path:
     return path
 
 
-def default_callbacks(training_args: Any, finetuning_args: Any) -> list:
-    """The callbacks every run gets: the jsonl log, graceful stop, and PiSSA conversion when asked."""
+def default_callbacks(
+    training_args: Any, finetuning_args: Any, generating_args: Any = None, data_args: Any = None
+) -> list:
+    """The callbacks every run gets: the `mfu` figure (before the log writes it), the jsonl log, graceful stop,
+    health checks (`health_checks`), system metrics (`metrics_interval`), and PiSSA conversion when asked."""
     from core.train.callbacks import GracefulStopCallback, LogCallback, PissaConvertCallback
+    from core.train.health import HealthCallback
+    from core.train.monitor import EfficiencyCallback, SystemMetricsCallback
 
-    callbacks = [LogCallback(training_args.output_dir), GracefulStopCallback()]
+    log = LogCallback(training_args.output_dir)
+    efficiency = EfficiencyCallback(
+        finetuning_args.stage, bool(getattr(data_args, "packing", False)), getattr(data_args, "cutoff_len", None)
+    )
+    callbacks = [efficiency, log, GracefulStopCallback()]
+    if getattr(finetuning_args, "health_checks", True):
+        callbacks.append(HealthCallback(log, finetuning_args, generating_args))
+    interval = float(getattr(finetuning_args, "metrics_interval", 5.0) or 0)
+    if interval > 0:
+        callbacks.append(SystemMetricsCallback(log, interval))
     if getattr(finetuning_args, "pissa_init", False) and getattr(finetuning_args, "pissa_convert", False):
         callbacks.append(PissaConvertCallback(training_args.output_dir))
     return callbacks
+
+
+def add_results(output_dir: str | os.PathLike, callbacks: list) -> dict[str, Any]:
+    """Add the callbacks' figures (`results()`: peak memory, real tokens/s, MFU) to train_results.json and
+    all_results.json, when training wrote them. Returns the train results as they stand."""
+    figures: dict[str, Any] = {}
+    for callback in callbacks:
+        if hasattr(callback, "results"):
+            figures.update(callback.results())
+    results: dict[str, Any] = {}
+    for name in ("train_results.json", "all_results.json"):
+        path = Path(output_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        data.update(figures)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        if name == "train_results.json":
+            results = data
+    return results
 
 
 def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: list | None = None) -> None:
@@ -146,10 +187,27 @@ def _run_stage(model_args, data_args, training_args, finetuning_args, generating
         logger.info("Stage %s, %s, output in %s", stage, method, output_dir)
     else:  # the log's first line says what the run is: an evaluation, not an sft training run
         logger.info("Evaluation, no training (stage %s, %s), results in %s", stage, method, output_dir)
-    all_callbacks = default_callbacks(training_args, finetuning_args) + list(callbacks or [])
-    STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
-    if _is_main_process() and (line := summary(read_log_records(Path(training_args.output_dir) / TRAINER_LOG))):
-        logger.info("%s; output in %s", line, training_args.output_dir)
+    all_callbacks = default_callbacks(training_args, finetuning_args, generating_args, data_args)
+    all_callbacks += list(callbacks or [])
+    try:
+        STAGES[stage](model_args, data_args, training_args, finetuning_args, generating_args, all_callbacks)
+    except BaseException as err:
+        for callback in all_callbacks:
+            if hasattr(callback, "close"):
+                callback.close()
+        if _is_main_process() and not isinstance(err, KeyboardInterrupt):
+            cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+            notify.notify(notify.build_payload("failed", output_dir, "failed", cause=cause))
+            notify.flush()
+        raise
+    if _is_main_process():
+        results = add_results(output_dir, all_callbacks)
+        # A run stopped by SIGTERM / SIGINT was aborted by someone who knows: no notification.
+        if not any(getattr(callback, "stop_requested", False) for callback in all_callbacks):
+            notify.notify(notify.build_payload("finished", output_dir, "finished", metrics=results))
+            notify.flush()
+        if line := summary(read_log_records(Path(output_dir) / TRAINER_LOG)):
+            logger.info("%s; output in %s", line, output_dir)
 
     import torch.distributed as dist
 

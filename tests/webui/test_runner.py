@@ -312,6 +312,35 @@ def test_a_real_demo_sft_job_runs_through_the_runner(saves):
     assert jobs.list_checkpoints(saves, "demo", "lora") == ["real", "real/checkpoint-3"]
 
 
+@pytest.mark.slow
+def test_a_real_job_whose_loss_overflows_ends_failed_with_the_health_cause(saves):
+    """Full fine-tuning at learning rate 1e30: the first update makes every weight huge and step 2's gradients are
+    NaN. The job stops itself with the last good step saved, and the board's record names the cause."""
+    from webui.args import FORM_DEFAULTS, build_args
+
+    form = {
+        **FORM_DEFAULTS,
+        "dataset": ["demo_sft"],
+        "run_name": "overflow",
+        "logging_steps": 1,
+        "cutoff_len": 64,
+        "extra_args": '{"max_steps": 6, "finetuning_type": "full", "learning_rate": 1e30}',
+    }
+    args = build_args(form, saves)
+    runner = Runner(saves_root=saves)
+    run_dir = Path(args["output_dir"])
+    runner.start(args, run_dir)
+    job = runner.wait(run_dir, timeout=300)
+    log = (run_dir / "job.log").read_text()
+    assert job["state"] == "failed", log[-3000:]
+    assert "training stopped: the gradients of step 2 are NaN or Inf" in job["error"]
+    assert "saved checkpoint-1, the last good step" in job["error"]
+    assert "alert nan at step 1:" in log
+    assert (run_dir / "checkpoint-1" / "trainer_state.json").is_file() and not (run_dir / "checkpoint-2").exists()
+    alerts = [r for r in jobs.TrainerLogReader(run_dir / "trainer_log.jsonl").poll() if "alert" in r]
+    assert [a["alert"] for a in alerts] == ["nan"]
+
+
 def test_the_engine_never_imports_the_training_stack(tmp_path):
     script = textwrap.dedent(
         f"""

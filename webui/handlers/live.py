@@ -14,20 +14,29 @@ from typing import Any
 
 import gradio as gr
 
-from core import runfolder
+from core import notify, runfolder
+from core.runfolder import format_hms
+from core.stall import last_activity, stall_check
 from webui import jobs
 from webui.handlers.base import BoardBase, resolved
 from webui.handlers.events import ALERTS, MAX_NOTES, Updates, Values, compose_output, note_text
-from webui.handlers.render import figures, progress_html, run_what, state_name
+from webui.handlers.render import alerts_html, figures, health_title, progress_html, run_what, state_name
+from webui.manager import alert
 
 logger = logging.getLogger(__name__)
+
+STALL_LINES = 8
+"""Last lines of the job's log shown with a stall."""
 
 LIVE_VIEW = (
     "train.poll_state",
     "train.progress",
+    "train.alert_banner",
     "train.loss_viewer",
     "train.lr_viewer",
     "train.reward_viewer",
+    "train.system_viewer",
+    "train.efficiency_viewer",
     "train.view_run",
 )
 """What a poll of the viewed run may update (the log box is always a possible output)."""
@@ -42,6 +51,8 @@ class Watcher:
     reader: Any
     tail: Any
     stage: str | None
+    metrics: Any = None  # reader of metrics.jsonl
+    stalled: bool = False  # a `stalled` webhook was sent for the stall in progress
     text: str = ""
     end: int = 0  # the log file's size where `text` ends
     text_version: int = 0
@@ -50,6 +61,8 @@ class Watcher:
     def poll(self) -> tuple[list[dict[str, Any]], str, int, int]:
         with self.lock:
             self.reader.poll()
+            if self.metrics is not None:
+                self.metrics.poll()
             text = self.tail.poll()
             if text != self.text:
                 self.text, self.text_version = text, self.text_version + 1
@@ -99,6 +112,7 @@ class LiveView(BoardBase):
                     reader=runfolder.TrainerLogReader(run_dir / runfolder.TRAINER_LOG),
                     tail=jobs.LogTail(runfolder.log_file(run_dir)),
                     stage=runfolder.run_stage(runfolder.read_args(run_dir)) or None,
+                    metrics=runfolder.TrainerLogReader(run_dir / runfolder.METRICS_LOG),
                 )
                 self._watchers[key] = watcher
             return watcher
@@ -134,6 +148,7 @@ class LiveView(BoardBase):
             return {
                 "train.poll_state": key,
                 "train.progress": progress_html(lang, None, None),
+                "train.alert_banner": "",
                 "train.output_box": "\n".join(note_text(note) for note in notes),
                 **figures(lang, [], None, log_y=False),
             }
@@ -143,9 +158,16 @@ class LiveView(BoardBase):
         records, text, version, end = watcher.poll()
         job = jobs.read_job(run_dir)
         state = (job or {}).get("state")
+        samples = watcher.metrics.records if watcher.metrics is not None else []
+        alerts = [record for record in records if runfolder.is_alert(record)]
+        stall = stall_check(state, records, last_activity(run_dir)) if state == "running" else None
+        self._notify_stall(watcher, stall, state)
         key = {
             "run": str(run_dir),
             "records": len(records),
+            "samples": len(samples),
+            "alerts": len(alerts),
+            "stalled": bool(stall),
             "log": version,
             "state": state,
             "notes": len(notes),
@@ -155,14 +177,55 @@ class LiveView(BoardBase):
         if key == seen and state != "running":
             return {}
         updates: Updates = {"train.poll_state": key}
+        if any(key[name] != seen.get(name) for name in ("alerts", "stalled", "run", "lang")):
+            last_lines = "\n".join(text.splitlines()[-STALL_LINES:]) if stall else ""
+            updates["train.alert_banner"] = alerts_html(lang, alerts, stall, last_lines)
+            if seen.get("run") == key["run"]:
+                # Toasts for what is new to this browser tab; a run opened with old alerts shows them in the banner.
+                toasts = [
+                    ("warning", f"{health_title(lang, a)}: {a.get('message', '')}")
+                    for a in alerts[seen.get("alerts", 0) :]
+                ]
+                if stall and not seen.get("stalled"):
+                    toasts.append(
+                        (
+                            "warning",
+                            alert(
+                                lang,
+                                "stalled",
+                                silent=format_hms(stall["silent_s"]),
+                                typical=format_hms(max(1.0, stall["typical_s"])),
+                            ),
+                        )
+                    )
+                if toasts:
+                    updates[ALERTS] = toasts
+        shown_job = job
+        if job is not None and stall:
+            shown_job = {**job, "state": "stalled"}
+        elif job is not None and state == "running" and all(runfolder.is_alert(record) for record in records):
+            shown_job = {**job, "loading": True}  # no progress record yet: loading the model and data
         if key.get("log") != seen.get("log") or key["notes"] != seen.get("notes") or key["run"] != seen.get("run"):
             updates["train.output_box"] = compose_output(text, notes, end, str(run_dir))
         if key["state"] != seen.get("state") and seen.get("run") == key["run"]:
             # The run list shows each run's state; refresh it when the viewed run's state changes.
             updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
         progress = jobs.progress(records, job) if job is not None else None
-        updates["train.progress"] = progress_html(lang, progress, job)
-        if any(key[name] != seen.get(name) for name in ("records", "run", "lang", "log_y")):
+        updates["train.progress"] = progress_html(lang, progress, shown_job)
+        if any(key[name] != seen.get(name) for name in ("records", "samples", "run", "lang", "log_y")):
             stage = watcher.stage or (job or {}).get("stage")
-            updates.update(figures(lang, records, stage, log_y=key["log_y"]))
+            updates.update(figures(lang, records, stage, log_y=key["log_y"], samples=samples))
         return updates
+
+    @staticmethod
+    def _notify_stall(watcher: Watcher, stall: dict[str, Any] | None, state: Any) -> None:
+        """One `stalled` webhook per stall of a run, whichever browser tabs watch it (core.notify; needs
+        LLAMABOARD_WEBHOOK_URL)."""
+        if not stall:
+            watcher.stalled = False
+            return
+        if watcher.stalled:
+            return
+        watcher.stalled = True
+        cause = f"no new log record for {format_hms(stall['silent_s'])} (typical interval {stall['typical_s']} s)"
+        notify.notify(notify.build_payload("stalled", watcher.run_dir, str(state), cause=cause))

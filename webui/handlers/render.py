@@ -21,11 +21,27 @@ STATE_ALERTS = {
     "finished": "state_finished",
     "failed": "state_failed",
     "aborted": "state_aborted",
+    "stalled": "state_stalled",
+    "loading": "state_loading",
 }
 """Job state -> the alert key of its name in the progress bar (anything else: "state_unknown")."""
 
 KIND_ALERTS = {"eval": "kind_eval", "export": "kind_export"}
 """Run kinds (core.runfolder.run_kind) other than training -> the alert key of their name."""
+HEALTH_TITLES = {
+    "nan": "health_nan",
+    "divergence": "health_divergence",
+    "overfitting": "health_overfitting",
+    "kl": "health_kl",
+    "response_length": "health_response_length",
+    "disk": "health_disk",
+    "lr_zero": "health_lr_zero",
+    "masked_labels": "health_masked_labels",
+}
+"""Alert kind of core.train.health -> the alert key of its title (an unknown kind shows as it is)."""
+
+BANNER_ALERTS = 3
+"""The live view's banner shows the newest this many health alerts."""
 
 REWARD_STAGES = ("rm", "dpo", "kto")
 """Stages that log reward accuracy and margins: the live view shows the reward chart for them."""
@@ -71,7 +87,8 @@ def device_count_html(lang: str | None, count: int) -> str:
 
 
 def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[str, Any] | None) -> str:
-    """The progress bar: state, steps, elapsed and remaining time; a failed job's one-line error in red."""
+    """The progress bar: state, steps, elapsed and remaining time; a failed job's one-line error in red. A running
+    `job` with `loading: true` (set by the live view) is labelled "Loading"; its data-state stays "running"."""
     if job is None:
         return f'<div class="lb-progress lb-idle">{escape(alert(lang, "no_run"))}</div>'
     state = str(job.get("state") or "unknown")
@@ -89,7 +106,8 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
         elapsed=progress.get("elapsed") or "0:00:00",
         remaining=(progress.get("remaining") or "?") if state in ("queued", "running") else "-",
     )
-    shown_state = state_name(lang, state)
+    # A running job that has written no progress record yet is still loading its model and data.
+    shown_state = state_name(lang, "loading" if state == "running" and job.get("loading") else state)
     if state == "queued" and job.get("queue_position"):
         devices = ",".join(job.get("devices") or [])
         detail = alert(lang, "queue_position", position=job["queue_position"], devices=devices)
@@ -106,9 +124,46 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
     )
 
 
-def figures(lang: str | None, records: list[dict[str, Any]], stage: str | None, log_y: bool) -> dict[str, Any]:
+def health_title(lang: str | None, record: dict[str, Any]) -> str:
+    """ "Alert at step N · Diverging" for an alert record of trainer_log.jsonl."""
+    kind = str(record.get("alert"))
+    name = alert(lang, HEALTH_TITLES[kind]) if kind in HEALTH_TITLES else kind
+    return alert(lang, "health_title", step=record.get("current_steps", "?"), kind=name)
+
+
+def alerts_html(
+    lang: str | None, alerts: list[dict[str, Any]], stall: dict[str, Any] | None, last_lines: str = ""
+) -> str:
+    """The banner above the live view's charts: a stall (with the job's last log lines) and the newest health
+    alerts; empty when there is nothing to say."""
+    parts = []
+    if stall:
+        text = alert(
+            lang, "stalled", silent=format_hms(stall["silent_s"]), typical=format_hms(max(1.0, stall["typical_s"]))
+        )
+        lines = f"<pre>{escape(last_lines)}</pre>" if last_lines else ""
+        parts.append(f'<div class="lb-alert lb-alert-error" data-alert="stalled">{escape(text)}{lines}</div>')
+    for record in alerts[-BANNER_ALERTS:][::-1]:
+        level = "error" if record.get("level") == "error" else "warning"
+        parts.append(
+            f'<div class="lb-alert lb-alert-{level}" data-alert="{escape(str(record.get("alert")))}">'
+            f"<b>{escape(health_title(lang, record))}</b>: {escape(str(record.get('message', '')))}</div>"
+        )
+    if not parts:
+        return ""
+    return f'<div class="lb-alerts" role="alert">{"".join(parts)}</div>'
+
+
+def figures(
+    lang: str | None,
+    records: list[dict[str, Any]],
+    stage: str | None,
+    log_y: bool,
+    samples: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The live view's charts in `lang`: loss (raw, smoothed, eval; log scale on request), learning rate, and for
-    reward-logging stages (rm, dpo, kto) reward accuracy and margins."""
+    reward-logging stages (rm, dpo, kto) reward accuracy and margins; the job's system use (metrics.jsonl samples)
+    and its efficiency (real tokens/s, MFU) on the same step axis."""
 
     def title(key: str) -> str:
         return str(entry(lang, key).get("label") or "")
@@ -119,6 +174,12 @@ def figures(lang: str | None, records: list[dict[str, Any]], stage: str | None, 
         ),
         "train.lr_viewer": plots.lr_figure(records, title=title("train.lr_viewer"), hint=alert(lang, "lr_hint")),
     }
+    updates["train.system_viewer"] = plots.system_figure(
+        samples or [], records, title=title("train.system_viewer"), hint=alert(lang, "system_hint")
+    )
+    updates["train.efficiency_viewer"] = plots.efficiency_figure(
+        records, title=title("train.efficiency_viewer"), hint=alert(lang, "efficiency_hint")
+    )
     if stage in REWARD_STAGES:
         reward = plots.reward_figure(records, title=title("train.reward_viewer"), hint=alert(lang, "reward_hint"))
         updates["train.reward_viewer"] = gr.update(value=reward, visible=True)

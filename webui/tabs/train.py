@@ -1,5 +1,6 @@
 """The Train tab's layout: stage and data, hyper-parameters, the extra / freeze / LoRA / RLHF sections, the buttons,
-and the live view of a run (progress bar, log box, loss / learning-rate / reward charts).
+and the live view of a run (progress bar, alert banner, log box, loss / learning-rate / reward charts, system use
+and efficiency).
 
 The argument controls are declared in webui/controls.py and built by webui.tabs.factory; what they do when changed
 or pressed is webui/handlers/train.py (and preview.py, live.py beside it). Sections that do not apply to the chosen
@@ -147,6 +148,7 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         )
         add("loss_log_y", gr.Checkbox(value=False, scale=1, elem_id="loss_log_y", **_text(lang, "loss_log_y")))
     add("progress", gr.HTML(progress_html(lang, None, None), elem_id="progress"))
+    add("alert_banner", gr.HTML("", elem_id="alert_banner"))
     add("poll_state", gr.State({}))
     add("notes", gr.State([]))
     add("timer", gr.Timer(2.0))
@@ -167,6 +169,9 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         add("loss_viewer", gr.Plot(elem_id="loss_viewer", **_text(lang, "loss_viewer")))
         add("lr_viewer", gr.Plot(elem_id="lr_viewer", **_text(lang, "lr_viewer")))
         add("reward_viewer", gr.Plot(visible=False, elem_id="reward_viewer", **_text(lang, "reward_viewer")))
+    with gr.Row():
+        add("system_viewer", gr.Plot(elem_id="system_viewer", **_text(lang, "system_viewer")))
+        add("efficiency_viewer", gr.Plot(elem_id="efficiency_viewer", **_text(lang, "efficiency_viewer")))
     return elems
 
 
