@@ -18,7 +18,7 @@ from typing import Any
 
 from core.data.registry import DataError, list_datasets
 
-STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
 
 
 def _parser() -> argparse.ArgumentParser:
