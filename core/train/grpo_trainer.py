@@ -464,7 +464,8 @@ class GRPOTrainer:
             for key, value in self._step_stats(stats, scored).items():
                 pending.setdefault(key, []).append(value)
             last_samples = self._samples(rollout, scored)
-            state.num_input_tokens_seen += int(rollout.attention_mask.sum()) * self.accelerator.num_processes
+            tokens = self.accelerator.reduce(rollout.attention_mask.sum(), "sum")
+            state.num_input_tokens_seen += int(tokens)
             state.global_step += 1
             state.epoch = state.global_step / self.steps_per_epoch
 
