@@ -1,8 +1,8 @@
 """Every examples/*.yaml parses cleanly and runs for two steps on the demo model; STAGES matches the board.
 
 Examples that use another example's output (a predict run on an adapter, ppo on a reward model, grpo on an sft
-model) name that example's output_dir; here each output_dir is redirected into tmp_path and such references follow, so examples run in
-dependency order: stages in STAGE_ORDER, training before prediction.
+model) name that example's output_dir; here each output_dir is redirected into tmp_path and such references follow,
+so examples run in dependency order: stages in STAGE_ORDER, training before prediction.
 """
 
 from __future__ import annotations
