@@ -6,6 +6,8 @@ reads it (webui.jobs, webui.handlers) cannot drift apart. Pure: standard library
     JOB_YAML, JOB_JSON, JOB_LOG      the board's files: the job's arguments, its state, its console log
     BOARD_FILES                      those three: they never make a folder "hold a run" or an export "non-empty"
     TRAINER_LOG                      trainer_log.jsonl, one JSON record a log step (core.train.callbacks writes it)
+    SAMPLES                          samples.jsonl, grpo's sampled completions with their rewards, one line each
+                                     (read it with read_log_records / TrainerLogReader, as the log)
     read_log_records(path)           every record of a trainer_log.jsonl; a torn last line is skipped
     TrainerLogReader(path).poll()    the records appended since the last poll (a poll at step 100,000 reads bytes
                                      appended since step 99,999, not the file)
@@ -34,6 +36,7 @@ BOARD_FILES = frozenset({JOB_YAML, JOB_JSON, JOB_LOG})
 """The board's own files in a run (or export) folder; everything else in it is the job's output."""
 
 TRAINER_LOG = "trainer_log.jsonl"
+SAMPLES = "samples.jsonl"
 PREDICTIONS = "generated_predictions.jsonl"
 RESULT_FILES = ("train_results.json", "all_results.json")
 """A run that wrote one of these finished (transformers' names)."""

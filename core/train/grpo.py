@@ -12,9 +12,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 from core.data.loader import get_dataset
 from core.data.template import get_template_and_fix_tokenizer
-from core.hparams import split_arg
+from core.hparams import (
+    DataArguments,
+    FinetuningArguments,
+    GeneratingArguments,
+    ModelArguments,
+    TrainingArguments,
+    split_arg,
+)
 from core.model import load_model, load_tokenizer
 from core.train.grpo_trainer import GRPOTrainer
 from core.train.ppo import stop_token_ids, write_metrics
@@ -27,7 +36,14 @@ logger = logging.getLogger(__name__)
 PLOT_KEYS = ("loss", "reward", "kl", "completion_length")
 
 
-def run_grpo(model_args, data_args, training_args, finetuning_args, generating_args=None, callbacks=None) -> None:
+def run_grpo(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+    generating_args: GeneratingArguments | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> None:
     # Tokenizer
     tokenizer = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)

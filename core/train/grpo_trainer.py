@@ -44,13 +44,14 @@ from transformers import GenerationConfig, Trainer, TrainerControl, TrainerState
 from transformers.optimization import get_scheduler
 from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
 
+from core import runfolder
 from core.train.ppo_trainer import Rollout, cut_after_stop, masked_mean
 from core.train.pref_losses import token_logps
 from core.train.rewards import Rewards
 
 logger = logging.getLogger(__name__)
 
-SAMPLES_FILE = "samples.jsonl"
+SAMPLES_FILE = runfolder.SAMPLES
 SAMPLE_GROUPS = 2  # prompts written to samples.jsonl per logging step
 SAMPLE_COMPLETIONS = 4  # completions per prompt written
 OPTIMIZER_FILE = "optimizer.pt"
