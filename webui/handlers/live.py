@@ -1,4 +1,5 @@
-"""The Train tab's live view of a run: progress bar, log box and charts, redrawn by a 2-second timer (`poll`).
+"""The Train tab's live view of a run: progress bar, log box and charts (and grpo's sampled completions), redrawn by
+a 2-second timer (`poll`).
 
 Readers are shared by every browser tab that shows a run (one `Watcher` a run folder), and read only the bytes
 appended since the last poll, so a poll costs the same at step 10 and at step 100,000.
@@ -18,7 +19,7 @@ from core import runfolder
 from webui import jobs
 from webui.handlers.base import BoardBase, resolved
 from webui.handlers.events import ALERTS, MAX_NOTES, Updates, Values, compose_output, note_text
-from webui.handlers.render import figures, progress_html, state_name
+from webui.handlers.render import figures, progress_html, samples_table, state_name
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ LIVE_VIEW = (
     "train.loss_viewer",
     "train.lr_viewer",
     "train.reward_viewer",
+    "train.rollout_viewer",
+    "train.samples_view",
     "train.view_run",
 )
 """What a poll of the viewed run may update (the log box is always a possible output)."""
@@ -42,6 +45,7 @@ class Watcher:
     reader: Any
     tail: Any
     stage: str | None
+    samples: Any = None  # grpo: samples.jsonl's reader
     text: str = ""
     end: int = 0  # the log file's size where `text` ends
     text_version: int = 0
@@ -50,6 +54,8 @@ class Watcher:
     def poll(self) -> tuple[list[dict[str, Any]], str, int, int]:
         with self.lock:
             self.reader.poll()
+            if self.samples is not None:
+                self.samples.poll()
             text = self.tail.poll()
             if text != self.text:
                 self.text, self.text_version = text, self.text_version + 1
@@ -93,11 +99,13 @@ class LiveView(BoardBase):
         with self._lock:
             watcher = self._watchers.get(key)
             if watcher is None:
+                stage = runfolder.run_stage(runfolder.read_args(run_dir)) or None
                 watcher = Watcher(
                     run_dir=run_dir,
                     reader=runfolder.TrainerLogReader(run_dir / runfolder.TRAINER_LOG),
                     tail=jobs.LogTail(runfolder.log_file(run_dir)),
-                    stage=runfolder.run_stage(runfolder.read_args(run_dir)) or None,
+                    stage=stage,
+                    samples=runfolder.TrainerLogReader(run_dir / runfolder.SAMPLES) if stage == "grpo" else None,
                 )
                 self._watchers[key] = watcher
             return watcher
@@ -135,6 +143,7 @@ class LiveView(BoardBase):
                 "train.progress": progress_html(lang, None, None),
                 "train.output_box": "\n".join(note_text(note) for note in notes),
                 **figures(lang, [], None, log_y=False),
+                "train.samples_view": samples_table(lang, [], None),
             }
 
         run_dir = Path(target)
@@ -142,9 +151,11 @@ class LiveView(BoardBase):
         records, text, version, end = watcher.poll()
         job = jobs.read_job(run_dir)
         state = (job or {}).get("state")
+        samples = watcher.samples.records if watcher.samples is not None else []
         key = {
             "run": str(run_dir),
             "records": len(records),
+            "samples": len(samples),
             "log": version,
             "state": state,
             "notes": len(notes),
@@ -161,7 +172,9 @@ class LiveView(BoardBase):
             updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
         progress = jobs.progress(records, job) if job is not None else None
         updates["train.progress"] = progress_html(lang, progress, job)
+        stage = watcher.stage or (job or {}).get("stage")
         if any(key[name] != seen.get(name) for name in ("records", "run", "lang", "log_y")):
-            stage = watcher.stage or (job or {}).get("stage")
             updates.update(figures(lang, records, stage, log_y=key["log_y"]))
+        if any(key[name] != seen.get(name) for name in ("samples", "run", "lang")):
+            updates["train.samples_view"] = samples_table(lang, samples, stage)
         return updates
