@@ -307,4 +307,5 @@ def rollout_figure(
             "showgrid": False,
             "zeroline": False,
         }
+        layout["margin"]["r"] = 55  # room for the right axis' ticks and title
     return _figure(traces + right, layout, hint)
