@@ -335,3 +335,34 @@ def test_full_grpo_scored_by_an_rm_run_and_a_failing_reward_function(make_args, 
     )
     with pytest.raises(RewardError, match=r"grpo_rewards.py, line \d+, in broken: ZeroDivisionError"):
         run_exp(failing)
+
+
+@pytest.mark.slow
+def test_freeze_grpo_with_kl_trains_only_the_last_layer(make_args, demo_model):
+    """freeze: the last layer learns, the rest stays the starting model's, and the KL to a frozen copy is logged."""
+    from safetensors.torch import load_file
+
+    from core.train.tuner import run_exp
+
+    args = make_args(
+        "grpo",
+        finetuning_type="freeze",
+        freeze_trainable_layers=1,
+        grpo_beta=0.04,
+        reward_funcs="uppercase",  # varies within a group from the first step (exact match is 0 for all of them)
+        reward_file=str(REWARD_FILE),
+        trust_reward_file=True,
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_new_tokens=4,
+        learning_rate=1e-2,
+        max_steps=2,
+        logging_steps=1,
+    )
+    run_exp(args)
+    records = _log(args["output_dir"])
+    assert [r["current_steps"] for r in records] == [1, 2] and all("kl" in r for r in records)
+    base = load_file(str(demo_model / "model.safetensors"))
+    trained = load_file(str(Path(args["output_dir"]) / "model.safetensors"))
+    changed = {name for name, tensor in base.items() if not torch.equal(tensor, trained[name])}
+    assert changed and all(name.startswith("model.layers.1.") for name in changed), changed
