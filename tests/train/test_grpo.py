@@ -338,15 +338,18 @@ def test_full_grpo_scored_by_an_rm_run_and_a_failing_reward_function(make_args, 
 
 
 @pytest.mark.slow
-def test_freeze_grpo_with_kl_trains_only_the_last_layer(make_args, demo_model):
-    """freeze: the last layer learns, the rest stays the starting model's, and the KL to a frozen copy is logged."""
+@pytest.mark.parametrize("method", ["freeze", "oft"])
+def test_freeze_and_oft_grpo_with_kl_train_their_parameters_only(make_args, demo_model, tmp_path, method):
+    """freeze: the last layer learns, the rest stays the starting model's; oft: an adapter, the base untouched.
+    Both measure the KL to a frozen copy of the starting model."""
     from safetensors.torch import load_file
 
     from core.train.tuner import run_exp
 
     args = make_args(
         "grpo",
-        finetuning_type="freeze",
+        output_dir=tmp_path / f"grpo-{method}",
+        finetuning_type=method,
         freeze_trainable_layers=1,
         grpo_beta=0.04,
         reward_funcs="uppercase",  # varies within a group from the first step (exact match is 0 for all of them)
@@ -362,7 +365,13 @@ def test_freeze_grpo_with_kl_trains_only_the_last_layer(make_args, demo_model):
     run_exp(args)
     records = _log(args["output_dir"])
     assert [r["current_steps"] for r in records] == [1, 2] and all("kl" in r for r in records)
+    assert records[-1]["kl"] > 0  # the policy moved away from the frozen copy after its first update
+    output_dir = Path(args["output_dir"])
+    if method == "oft":
+        adapter = load_file(str(output_dir / "adapter_model.safetensors"))
+        assert adapter and not (output_dir / "model.safetensors").exists()
+        return
     base = load_file(str(demo_model / "model.safetensors"))
-    trained = load_file(str(Path(args["output_dir"]) / "model.safetensors"))
+    trained = load_file(str(output_dir / "model.safetensors"))
     changed = {name for name, tensor in base.items() if not torch.equal(tensor, trained[name])}
     assert changed and all(name.startswith("model.layers.1.") for name in changed), changed
