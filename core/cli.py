@@ -50,7 +50,7 @@ def _help_status(parser: argparse.ArgumentParser, argv: list[str]) -> int | None
 def _train(argv: list[str]) -> int:
     parser = _config_parser(
         "train",
-        "Run one training job (pt, sft, rm, ppo, dpo, kto) from a YAML file of arguments.",
+        "Run one training job (pt, sft, rm, ppo, dpo, kto, grpo) from a YAML file of arguments.",
         "Overrides: key=value, --key value or --key=value (values are read as YAML: lora_rank=16 is a number). "
         "Keys are LLaMA-Factory's plus transformers' Seq2SeqTrainingArguments; `llamafactory-cli train --keys` "
         "lists ours with their help. Example: llamafactory-cli train examples/sft_lora.yaml learning_rate=1e-4",

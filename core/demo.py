@@ -271,6 +271,15 @@ def build_demo_datasets(seed: int = DATA_SEED) -> dict[str, list[dict[str, Any]]
     return files
 
 
+def build_grpo_dataset(seed: int = DATA_SEED) -> list[dict[str, str]]:
+    """Prompts with their reference answer for grpo (`reward_funcs: exact_match`): the same four tasks, drawn
+    from a generator of their own and kept out of `demo_corpus`, so adding them changed neither the other files nor
+    the tokenizer. None of the held-out eval prompts appears."""
+    exclude = {e.prompt for e in _held_out(random.Random(seed), 48)}
+    rng = random.Random(seed + 1)
+    return [{"instruction": e.instruction, "input": e.input, "output": e.answer} for e in _examples(rng, 400, exclude)]
+
+
 DATASET_INFO: dict[str, dict[str, Any]] = {
     "demo_sft": {"file_name": "demo_sft.json"},
     "demo_sft_eval": {"file_name": "demo_sft_eval.json"},
@@ -309,6 +318,7 @@ DATASET_INFO: dict[str, dict[str, Any]] = {
         "columns": {"messages": "conversations", "kto_tag": "kto_tag"},
     },
     "demo_ppo": {"file_name": "demo_ppo.json"},
+    "demo_grpo": {"file_name": "demo_grpo.json"},
 }
 
 
@@ -323,6 +333,7 @@ def _dump(name: str, rows: list[dict[str, Any]]) -> str:
 def demo_data_files(seed: int = DATA_SEED) -> dict[str, str]:
     """The text of every file in assets/data, dataset_info.json included, keyed by file name."""
     files = {name: _dump(name, rows) for name, rows in build_demo_datasets(seed).items()}
+    files["demo_grpo.json"] = _dump("demo_grpo.json", build_grpo_dataset(seed))
     files["dataset_info.json"] = json.dumps(DATASET_INFO, indent=2) + "\n"
     return files
 

@@ -8,6 +8,8 @@ reads it (webui.jobs, webui.handlers) cannot drift apart. Pure: standard library
     TRAINER_LOG                      trainer_log.jsonl, one JSON record a log step (core.train.callbacks writes it);
                                      records with an `alert` key are health alerts (core.train.health), not metrics
     METRICS_LOG                      metrics.jsonl, the job's CPU / memory / GPU samples (core.sysmetrics)
+    SAMPLES                          samples.jsonl, grpo's sampled completions with their rewards, one line each
+                                     (read it with read_log_records / TrainerLogReader, as the log)
     read_log_records(path)           every record of a trainer_log.jsonl; a torn last line is skipped
     TrainerLogReader(path).poll()    the records appended since the last poll (a poll at step 100,000 reads bytes
                                      appended since step 99,999, not the file)
@@ -38,6 +40,7 @@ BOARD_FILES = frozenset({JOB_YAML, JOB_JSON, JOB_LOG})
 TRAINER_LOG = "trainer_log.jsonl"
 METRICS_LOG = "metrics.jsonl"
 """The job's own system metrics, one JSON sample a line (core.sysmetrics writes it; TrainerLogReader reads it too)."""
+SAMPLES = "samples.jsonl"
 PREDICTIONS = "generated_predictions.jsonl"
 RESULT_FILES = ("train_results.json", "all_results.json")
 """A run that wrote one of these finished (transformers' names)."""

@@ -224,6 +224,17 @@ def test_train_keys_lists_fields_with_help(capsys):
     assert "  lora_rank (default 8): lora: rank of the adapter matrices." in out
     assert "  trust_remote_code (default false): " in out
     assert "learning_rate" in out and out.startswith("model:\n")
+    # grpo's keys, found by someone reading the help for "reward".
+    assert "  reward_funcs (default exact_match): grpo: comma list of reward functions" in out
+    assert "  trust_reward_file (default false): " in out and "  num_generations (default 8): " in out
+
+
+def test_train_help_names_every_stage(capsys):
+    from core.train.tuner import STAGES
+
+    assert main(["train", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"({', '.join(STAGES)})" in out
 
 
 def test_demo_builds_the_demo_model(tmp_path, monkeypatch, capsys):

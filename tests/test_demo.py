@@ -268,6 +268,7 @@ def test_dataset_info_lists_every_demo_dataset() -> None:
         "demo_pref_sharegpt": 200,
         "demo_kto": 600,
         "demo_ppo": 300,
+        "demo_grpo": 400,
     }
     assert set(INFO) == set(expected)
     for name, count in expected.items():
@@ -302,7 +303,12 @@ def test_declared_columns_and_tags_exist_in_every_row(name: str) -> None:
 
 
 def test_answers_are_right_and_rejected_answers_plausibly_wrong() -> None:
-    for row in _load(DEMO_DATA_DIR / "demo_sft.json") + _load(DEMO_DATA_DIR / "demo_ppo.json"):
+    # demo_grpo's references are what grpo's exact_match rewards: a wrong one would teach wrong answers.
+    for row in (
+        _load(DEMO_DATA_DIR / "demo_sft.json")
+        + _load(DEMO_DATA_DIR / "demo_ppo.json")
+        + _load(DEMO_DATA_DIR / "demo_grpo.json")
+    ):
         assert row["output"] == _solve(_alpaca_prompt(row)), row
 
     pref = _load(DEMO_DATA_DIR / "demo_pref.json")
@@ -340,7 +346,7 @@ def test_eval_prompts_are_held_out_of_every_training_set() -> None:
     assert {_solve(p) for p in held_out}, "eval set is empty"
     seen = {
         _alpaca_prompt(r)
-        for name in ("demo_sft.json", "demo_pref.json", "demo_ppo.json")
+        for name in ("demo_sft.json", "demo_pref.json", "demo_ppo.json", "demo_grpo.json")
         for r in _load(DEMO_DATA_DIR / name)
     }
     for name in ("demo_sharegpt.jsonl", "demo_pref_sharegpt.json", "demo_kto.jsonl"):

@@ -314,7 +314,11 @@ def test_values_are_coerced_to_field_types():
         ("learning_rate", "fast", "expected a number — write a number such as 0.1 or 1e-4"),
         ("per_device_train_batch_size", "x", "expected a whole number"),
         ("do_train", "maybe", "expected true or false"),
-        ("stage", "grpo", "expected one of pt, sft, rm, ppo, dpo, kto — write one of: pt, sft, rm, ppo, dpo, kto"),
+        (
+            "stage",
+            "orpo",
+            "expected one of pt, sft, rm, ppo, dpo, kto, grpo — write one of: pt, sft, rm, ppo, dpo, kto, grpo",
+        ),
         ("template", {"a": 1}, "expected text"),
         ("model_revision", None, "expected text, not null — write text"),
         ("rope_scaling", False, 'quote it, "no"'),

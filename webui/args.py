@@ -6,11 +6,13 @@ exceptions, all here:
   quantization_bit / rope_scaling "none" -> omitted     model_name_or_path (freeze / full)
   booster -> flash_attn / use_unsloth / enable_liger_kernel     compute_type -> bf16 / fp16 / pure_bf16
   dataset (list) -> "a,b"     report_to (list) -> list or "none"     run_name -> output_dir under saves
-  reward_model (saved runs) -> paths + reward_model_type     val_size > 0 -> eval every save_steps
+  reward_model (saved runs) -> paths + reward_model_type (ppo; grpo when reward_funcs has rm)
+  reward_funcs (list) -> "a,b"     val_size > 0 -> eval every save_steps (not ppo / grpo: they run no eval)
   extra_args (JSON object) merged last, so it can set or override anything.
 Sections that do not apply are left out: lora_* unless lora, freeze_* unless freeze, preference keys unless
-dpo / kto, PPO keys unless ppo. Empty values (None, "") and zeros that mean "off" (neftune, LoRA+) are left out;
-every other value is written even when it equals the core's default, so the YAML says exactly what runs.
+dpo / kto, PPO keys unless ppo, GRPO keys (sampling settings included) unless grpo. Empty values (None, "") and
+zeros that mean "off" (neftune, LoRA+) are left out; every other value is written even when it equals the core's
+default, so the YAML says exactly what runs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import yaml
 
 from core.paths import saves_dir
 from webui import models
-from webui.controls import FREEZE_KEYS, LORA_KEYS, OFT_KEYS, PPO_KEYS, PREF_KEYS
+from webui.controls import FREEZE_KEYS, GRPO_KEYS, LORA_KEYS, OFT_KEYS, PPO_KEYS, PREF_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,15 @@ FORM_DEFAULTS: dict[str, Any] = {
     "reward_model": None,
     "ppo_score_norm": False,
     "ppo_whiten_rewards": False,
+    # grpo (the core's defaults, except sampling: temperature 1 and no top-p cut, as GRPO samples)
+    "num_generations": 8,
+    "grpo_beta": 0.04,
+    "reward_funcs": ["exact_match"],
+    "reward_weights": "",
+    "max_new_tokens": 256,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "reward_file": "",
     "run_name": "",
 }
 """Every form control (by argument name) and the value it starts with; `args_to_form` fills missing keys from
@@ -146,6 +157,7 @@ _SPECIAL = {
     "dataset",
     "report_to",
     "reward_model",
+    "reward_funcs",
     "extra_args",
     "run_name",
     "output_dir",
@@ -188,6 +200,7 @@ _ORDER = (
     "reward_model_type",
     "ppo_score_norm",
     "ppo_whiten_rewards",
+    *GRPO_KEYS,
     # Dataset
     "dataset_dir",
     "dataset",
@@ -349,10 +362,15 @@ def build_args(form: dict[str, Any], saves_root: str | os.PathLike | None = None
             continue
         if (key in PREF_KEYS and stage not in PREF_STAGES) or (key in PPO_KEYS and stage != "ppo"):
             continue
+        if key in GRPO_KEYS and stage != "grpo":
+            continue
         if key in OFF_WHEN_ZERO and not value:
             continue
         args[key] = _number(key, value)
-    if stage == "ppo" and not _empty(form.get("reward_model")):
+    reward_funcs = _as_list(form.get("reward_funcs"))
+    if stage == "grpo" and reward_funcs:
+        args["reward_funcs"] = ",".join(reward_funcs)
+    if (stage == "ppo" or (stage == "grpo" and "rm" in reward_funcs)) and not _empty(form.get("reward_model")):
         args["reward_model"] = ",".join(_saved_path(entry, folder) for entry in _as_list(form["reward_model"]))
         args["reward_model_type"] = "lora" if method == "lora" else "full"
 
@@ -374,7 +392,7 @@ def build_args(form: dict[str, Any], saves_root: str | os.PathLike | None = None
     args.update(COMPUTE_TYPES[compute_type])
 
     # Eval: a validation split is scored at every save, so the loss chart gets its eval curve.
-    if val_size and stage != "ppo":
+    if val_size and stage not in ("ppo", "grpo"):
         args["eval_strategy"] = "steps"
         args["eval_steps"] = args.get("save_steps", FORM_DEFAULTS["save_steps"])
         args["per_device_eval_batch_size"] = args.get("per_device_train_batch_size", 1)
@@ -458,6 +476,8 @@ def args_to_form(args: dict[str, Any], saves_root: str | os.PathLike | None = No
     form["report_to"] = _as_list(report_to) or ["none"]
     if args.get("val_size") is not None:
         form["val_size"] = args["val_size"]
+    if "reward_funcs" in args:
+        form["reward_funcs"] = _as_list(args["reward_funcs"])
     if args.get("reward_model"):
         form["reward_model"] = [_relative_to(path, folder) for path in _as_list(args["reward_model"])]
     output_dir = str(args.get("output_dir") or "")

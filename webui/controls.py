@@ -4,7 +4,8 @@ A control is named after the argument it sets; webui/tabs/train.py lays the Trai
 `TRAIN_SECTIONS` through one factory (webui.tabs.factory.make), which fills in the value (webui.args.FORM_DEFAULTS),
 the element id and the labels (locales) from the name. Everything that needs to know which controls exist derives
 it from here: the form argument lists (TOP_ARGUMENTS, TRAIN_ARGUMENTS), the section key sets webui.args leaves out
-when they do not apply (FREEZE_KEYS, LORA_KEYS, OFT_KEYS, PREF_KEYS, PPO_KEYS), and the handlers' input lists.
+when they do not apply (FREEZE_KEYS, LORA_KEYS, OFT_KEYS, PREF_KEYS, PPO_KEYS, GRPO_KEYS), and the handlers' input
+lists.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.hparams.keys import REWARD_FUNCS
 from core.hparams.trackers import installed_trackers
 
 
@@ -54,7 +56,7 @@ def names(rows: tuple[Row, ...]) -> tuple[str, ...]:
 
 
 # Choices (tests keep these equal to the core's Literal types)
-STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
 COMPUTE_TYPES = ("fp32", "fp16", "bf16", "pure_bf16")
 LR_SCHEDULERS = (
     "linear",
@@ -167,7 +169,22 @@ PPO: Row = (
     checkbox("ppo_score_norm"),
     checkbox("ppo_whiten_rewards"),
 )
-RLHF: tuple[Row, ...] = (PREF + PPO,)
+GRPO: tuple[Row, ...] = (
+    (
+        slider("num_generations", 2, 64, 1),
+        slider("grpo_beta", 0, 1, 0.01),
+        # Built-in names offered; a function of the reward file is typed in (allow_custom_value).
+        dropdown("reward_funcs", REWARD_FUNCS, multiselect=True, allow_custom_value=True, scale=2),
+        textbox("reward_weights"),
+    ),
+    (
+        slider("max_new_tokens", 1, 8192, 1),
+        slider("temperature", 0.01, 2, 0.01),
+        slider("top_p", 0.01, 1, 0.01),
+        textbox("reward_file", scale=2),
+    ),
+)
+RLHF: tuple[Row, ...] = (PREF + PPO, *GRPO)
 OUTPUT: tuple[Row, ...] = ((textbox("output_dir", scale=2),),)
 
 TRAIN_SECTIONS: dict[str, tuple[Row, ...]] = {
@@ -191,8 +208,10 @@ LORA_KEYS = names(LORA)
 OFT_KEYS = names(OFT)
 PREF_KEYS = names((PREF,))
 PPO_KEYS = names((PPO,))
-"""Keys left out of the arguments when the method (freeze, lora, oft) or the stage (dpo / kto, ppo) does not
-use them."""
+GRPO_KEYS = names(GRPO)
+"""Keys left out of the arguments when the method (freeze, lora, oft) or the stage (dpo / kto, ppo, grpo) does
+not use them."""
 
-JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code")
-"""Controls the runner and Board.guard read at start (devices, DeepSpeed config, remote code), not build_args."""
+JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code", "train.trust_reward_file")
+"""Controls the runner and Board.guard read at start (devices, DeepSpeed config, remote code, the reward file's
+code), not build_args: a loaded YAML never sets them, so running someone else's code is a tick for this job."""

@@ -36,6 +36,7 @@ PATH_KEYS = (
     "ref_model",
     "ref_model_adapters",
     "reward_model_adapters",
+    "reward_file",
     "dataset_dir",
     "media_dir",
     "tokenized_path",

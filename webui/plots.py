@@ -1,6 +1,6 @@
 """Plotly figures from trainer_log.jsonl records: loss (raw, smoothed, eval), learning rate, preference rewards,
-efficiency (real tokens/s, MFU); and from metrics.jsonl samples: the job's CPU, memory and GPU use, placed on the
-same step axis as the loss.
+grpo's rewards (total and per function) and its rollouts (KL, completion length), efficiency (real tokens/s, MFU);
+and from metrics.jsonl samples: the job's CPU, memory and GPU use, placed on the same step axis as the loss.
 
 The board polls every 2 s with the reader's growing `records` list. Series are extracted incrementally from
 the records not yet seen (a small cache keyed by the list object), and each trace is thinned to at most
@@ -17,7 +17,23 @@ MAX_POINTS = 1000
 """Points per trace sent to the browser; longer series are thinned evenly (the last point always kept)."""
 
 ACCURACY_KEYS = ("rewards/accuracies", "accuracy")
-_SERIES_KEYS = ("loss", "eval_loss", "lr", "rewards/margins", "reward", "throughput", "mfu")
+_SERIES_KEYS = (
+    "loss",
+    "eval_loss",
+    "lr",
+    "rewards/margins",
+    "reward",
+    "throughput",
+    "mfu",
+    "reward_std",
+    "kl",
+    "completion_length",
+    "completion_length_max",
+    "completion_cut",
+)
+FUNC_PREFIX = "reward/"
+"""grpo logs each reward function's mean as reward/<function>; the names are the user's, so collected as found."""
+_FUNC_COLORS = ("#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#7f7f7f")
 
 _COLORS = {"raw": "rgba(31, 119, 180, 0.35)", "smooth": "#1f77b4", "eval": "#ff7f0e", "lr": "#2ca02c"}
 
@@ -46,6 +62,9 @@ class _Series:
                 _append(self.points[key], step, record.get(key))
             accuracy = next((record[key] for key in ACCURACY_KEYS if key in record), None)
             _append(self.points["acc"], step, accuracy)
+            for key, value in record.items():
+                if key.startswith(FUNC_PREFIX):
+                    _append(self.points.setdefault(key, ([], [])), step, value)
         self.seen = len(self.records)
         self.last = self.records[-1] if self.records else None
 
@@ -146,7 +165,9 @@ def _figure(traces: list[dict[str, Any]], layout: dict[str, Any], hint: str):
     return go.Figure(data=traces, layout=layout)
 
 
-def _line(xs, ys, name: str, color: str, width: float = 2.0, markers: bool = False, **extra: Any) -> dict[str, Any]:
+def _line(
+    xs, ys, name: str, color: str, width: float = 2.0, markers: bool = False, dash: str = "solid", **extra: Any
+) -> dict[str, Any]:
     import numpy as np
 
     xs, ys = _thin(xs, ys)
@@ -158,7 +179,7 @@ def _line(xs, ys, name: str, color: str, width: float = 2.0, markers: bool = Fal
         "y": np.asarray(ys),
         "name": name,
         "mode": mode,
-        "line": {"color": color, "width": width},
+        "line": {"color": color, "width": width, "dash": dash},
         **extra,
     }
 
@@ -345,3 +366,75 @@ def efficiency_figure(
                 "rangemode": "tozero",
             }
     return _figure(traces, layout, hint)
+
+
+def grpo_reward_figure(
+    records: list[dict[str, Any]],
+    title: str = "Rewards",
+    hint: str = "No reward logged yet: the chart fills in every logging_steps.",
+):
+    """grpo's mean total reward with a band of one standard deviation (across the step's completions), and each
+    reward function's mean (unweighted, as the function returned it)."""
+    series = _series(records)
+    steps, rewards = series.points["reward"]
+    traces = []
+    if rewards:
+        stds = series.points["reward_std"][1]
+        if len(stds) == len(rewards):  # both in every grpo record
+            upper = [value + std for value, std in zip(rewards, stds, strict=True)]
+            lower = [value - std for value, std in zip(rewards, stds, strict=True)]
+            band = {"line": {"width": 0}, "showlegend": False, "hoverinfo": "skip"}
+            traces.append(_line(steps, upper, "+1 std", "rgba(140, 86, 75, 0.15)", **band))
+            traces.append(
+                _line(
+                    steps,
+                    lower,
+                    "-1 std",
+                    "rgba(140, 86, 75, 0.15)",
+                    fill="tonexty",
+                    fillcolor="rgba(140, 86, 75, 0.15)",
+                    **band,
+                )
+            )
+        traces.append(_line(steps, rewards, "reward", "#8c564b"))
+    funcs = sorted(key for key in series.points if key.startswith(FUNC_PREFIX))
+    for index, key in enumerate(funcs):
+        func_steps, values = series.points[key]
+        if values:
+            color = _FUNC_COLORS[index % len(_FUNC_COLORS)]
+            traces.append(_line(func_steps, values, key[len(FUNC_PREFIX) :], color, width=1.5, dash="dot"))
+    return _figure(traces, _layout(title, "reward"), hint)
+
+
+def rollout_figure(
+    records: list[dict[str, Any]],
+    title: str = "KL and completion length",
+    hint: str = "No rollout logged yet: the chart fills in every logging_steps.",
+):
+    """grpo's completions: mean and max length in tokens on the left axis; the KL to the reference (when
+    grpo_beta > 0) and the share of completions cut at max_new_tokens on the right axis."""
+    series = _series(records)
+    traces = []
+    for key, name, color in (
+        ("completion_length", "length", "#1f77b4"),
+        ("completion_length_max", "max length", "rgba(31, 119, 180, 0.4)"),
+    ):
+        steps, values = series.points[key]
+        if values:
+            traces.append(_line(steps, values, name, color))
+    right = []
+    for key, name, color in (("kl", "KL", "#d62728"), ("completion_cut", "cut share", "#7f7f7f")):
+        steps, values = series.points[key]
+        if values:
+            right.append(_line(steps, values, name, color, yaxis="y2" if traces else "y", dash="dash"))
+    layout = _layout(title, "tokens" if traces else "KL / cut share")
+    if traces and right:
+        layout["yaxis2"] = {
+            "title": {"text": "KL / cut share"},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "zeroline": False,
+        }
+        layout["margin"]["r"] = 55  # room for the right axis' ticks and title
+    return _figure(traces + right, layout, hint)

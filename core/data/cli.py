@@ -20,7 +20,7 @@ from core.data.registry import DATASET_INFO, DataError, list_datasets
 from core.errors import option_spelling
 from core.paths import DEMO_DATA_DIR, resolve_dataset_dir
 
-STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,7 +23,10 @@ USER_LIKE = (USER, OBSERVATION)
 ASSISTANT_LIKE = (ASSISTANT, FUNCTION)
 
 # What a stage needs from every row: an answer to learn from, a chosen/rejected pair, or a kto label.
-NEEDS = {"pt": None, "sft": "response", "rm": "pair", "dpo": "pair", "kto": "kto", "ppo": None, "predict": None}
+NEEDS = {
+    "pt": None, "sft": "response", "rm": "pair", "dpo": "pair", "kto": "kto", "ppo": None, "grpo": None,
+    "predict": None,
+}  # fmt: skip
 
 
 def _text(value: Any, column: str, fail) -> str:

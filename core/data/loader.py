@@ -10,7 +10,7 @@ the template, the tokenizer and this package's code (`overwrite_cache: true` rec
 `preprocessing_num_workers` processes.
 
 Which processor: pt -> pretrain, sft -> supervised, rm/dpo/orpo/simpo -> pairwise, kto -> feedback,
-ppo -> unsupervised. The eval set is processed as unsupervised (prompt -> reference answer) when generating
+ppo, grpo -> unsupervised. The eval set is processed as unsupervised (prompt -> reference answer) when generating
 (`predict_with_generate`, or `do_predict` without `do_train`). Without `do_train`, `dataset` is the eval set
 unless `eval_dataset` names one.
 """
@@ -56,6 +56,7 @@ STAGE_PROCESSOR = {
     "simpo": "pairwise",
     "kto": "feedback",
     "ppo": "unsupervised",
+    "grpo": "unsupervised",
 }
 _CODE_FILES = ["converter.py", "templates.py", "processor/common.py"] + [f"processor/{name}.py" for name in PROCESSORS]
 
@@ -74,7 +75,7 @@ def _check_stage(attr: DatasetAttr, stage: str) -> None:
             f"{attr.info_file}: dataset '{attr.name}' has no kto_tag column, and stage kto needs each answer tagged "
             "desirable (true) or not (false). Add columns.kto_tag or pick another dataset."
         )
-    if stage in ("pt", "sft", "ppo", "predict") and attr.ranking:
+    if stage in ("pt", "sft", "ppo", "grpo", "predict") and attr.ranking:
         raise DataError(
             f"{attr.info_file}: dataset '{attr.name}' is preference data (\"ranking\": true), and stage {stage} "
             "needs plain prompts and answers. Pick a non-ranking dataset, or stage rm / dpo."
@@ -317,7 +318,7 @@ def get_dataset(
     train_kind = STAGE_PROCESSOR[stage]
     eval_kind = "unsupervised" if generate else train_kind
     eval_need = NEEDS.get(stage) if eval_kind == train_kind else None
-    eval_stage = "predict" if eval_kind == "unsupervised" and stage != "ppo" else stage
+    eval_stage = "predict" if eval_kind == "unsupervised" and stage not in ("ppo", "grpo") else stage
 
     first = getattr(training_args, "main_process_first", None)
     guard = first(desc="preprocessing the dataset") if callable(first) else contextlib.nullcontext()

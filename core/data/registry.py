@@ -167,7 +167,7 @@ def load_dataset_info(dataset_dir: str | os.PathLike) -> dict[str, dict[str, Any
 
 def list_datasets(dataset_dir: str | os.PathLike, stage: str | None = None) -> list[str]:
     """Names the board offers for a stage: ranking data for rm/dpo/orpo/simpo, kto_tag data for kto,
-    the rest for pt/sft/ppo/predict. `stage=None` lists every dataset. Raises DataError on a malformed file.
+    the rest for pt/sft/ppo/grpo/predict. `stage=None` lists every dataset. Raises DataError on a malformed file.
     """
     names = []
     for name, entry in load_dataset_info(dataset_dir).items():

@@ -17,10 +17,11 @@ class FinetuningArguments:
     Defaults are LLaMA-Factory's. `lora_alpha: null` becomes 2 * lora_rank after parsing, as there.
     """
 
-    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto"] = field(
+    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = field(
         default="sft",
         metadata=_help(
-            "Training stage: pt (pretraining on text), sft (supervised fine-tuning), rm (reward model), ppo, dpo, kto."
+            "Training stage: pt (pretraining on text), sft (supervised fine-tuning), rm (reward model), ppo, dpo, "
+            "kto, grpo (reinforcement learning with rewards computed from each answer)."
         ),
     )
     finetuning_type: Literal["lora", "freeze", "full", "oft"] = field(
@@ -200,25 +201,97 @@ class FinetuningArguments:
     ppo_score_norm: bool = field(default=False, metadata=_help("ppo: normalize reward scores."))
     ppo_target: float = field(default=6.0, metadata=_help("ppo: target KL for the adaptive KL controller."))
     ppo_whiten_rewards: bool = field(default=False, metadata=_help("ppo: whiten rewards before advantages."))
+    num_generations: int = field(
+        default=8,
+        metadata=_help(
+            "grpo: completions sampled per prompt (the group whose rewards are compared); at least 2. "
+            "per_device_train_batch_size * gradient_accumulation_steps must be a multiple of it."
+        ),
+    )
+    grpo_beta: float = field(
+        default=0.04,
+        metadata=_help(
+            "grpo: weight of the KL penalty towards the reference model (the starting weights). "
+            "0 = no penalty and no reference model loaded (saves a copy of the weights for full / freeze)."
+        ),
+    )
+    grpo_epsilon: float = field(
+        default=0.2, metadata=_help("grpo: clip range of the policy ratio (1 - epsilon, 1 + epsilon).")
+    )
+    grpo_epochs: int = field(
+        default=1,
+        metadata=_help(
+            "grpo: optimisation passes over each step's completions before sampling new ones "
+            "(1 = on-policy, as trl and the paper; more reuses the samples and makes clipping matter)."
+        ),
+    )
+    grpo_scale_rewards: bool = field(
+        default=True,
+        metadata=_help(
+            "grpo: divide each group's centred rewards by the group's standard deviation (the paper's advantage); "
+            "false = only subtract the group mean (Dr. GRPO)."
+        ),
+    )
+    reward_funcs: str = field(
+        default="exact_match",
+        metadata=_help(
+            "grpo: comma list of reward functions: exact_match (the dataset's reference answer, normalised), "
+            "numeric (the same number), math (equivalent by math-verify), format (answer inside reward_format_tag, "
+            "or matching reward_format_regex), length (minus the share of max_new_tokens used), rm (a reward model "
+            "from an rm run: reward_model, reward_model_type), or names of functions in reward_file."
+        ),
+    )
+    reward_weights: str | None = field(
+        default=None,
+        metadata=_help("grpo: comma list of weights, one per reward function, e.g. 1.0,0.2. None: 1 each."),
+    )
+    reward_file: str | None = field(
+        default=None,
+        metadata=_help(
+            "grpo: a Python file defining your own reward functions `fn(prompts, completions, **kwargs) -> list of "
+            "floats`, named in reward_funcs. It runs code: needs trust_reward_file: true."
+        ),
+    )
+    trust_reward_file: bool = field(
+        default=False,
+        metadata=_help("grpo: allow running the Python code in reward_file (like trust_remote_code for models)."),
+    )
+    reward_format_tag: str = field(
+        default="answer",
+        metadata=_help(
+            "grpo: the tag the answer goes in: format rewards <tag>...</tag>, and exact_match / numeric / math "
+            "compare the text inside it when the completion has one."
+        ),
+    )
+    reward_format_regex: str | None = field(
+        default=None,
+        metadata=_help("grpo: format rewards completions this regular expression matches in full (replaces the tag)."),
+    )
     ref_model: str | None = field(
         default=None,
-        metadata=_help("dpo / kto / ppo: reference model path. None: the base model (with adapters off for lora)."),
+        metadata=_help(
+            "dpo / kto / ppo / grpo: reference model path. None: the base model (with adapters off for lora)."
+        ),
     )
     ref_model_adapters: str | None = field(
-        default=None, metadata=_help("dpo / kto / ppo: comma list of adapters applied to ref_model.")
+        default=None, metadata=_help("dpo / kto / ppo / grpo: comma list of adapters applied to ref_model.")
     )
     reward_model: str | None = field(
         default=None,
-        metadata=_help("ppo: reward model path (an rm run's output_dir for reward_model_type lora). Required by ppo."),
+        metadata=_help(
+            "ppo (and grpo's rm reward): reward model path (an rm run's output_dir for reward_model_type lora). "
+            "Required by ppo."
+        ),
     )
     reward_model_adapters: str | None = field(
-        default=None, metadata=_help("ppo: comma list of adapters applied to reward_model (full type).")
+        default=None, metadata=_help("ppo / grpo: comma list of adapters applied to reward_model (full type).")
     )
     reward_model_type: Literal["lora", "full", "rule"] = field(
         default="lora",
         metadata=_help(
-            "ppo: lora = reward_model is a LoRA rm adapter on the policy's base model; full = a complete model; "
-            "rule = reward_model names a built-in rule (reference_f1, uppercase) that scores answers without a model."
+            "ppo / grpo: lora = reward_model is a LoRA rm adapter on the policy's base model; full = a complete "
+            "model; rule (ppo) = reward_model names a built-in rule (reference_f1, uppercase) that scores answers "
+            "without a model."
         ),
     )
     pure_bf16: bool = field(

@@ -15,6 +15,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
     "IGNORED_KEYS",
+    "REWARD_FUNCS",
     "TRAINING_SPECS",
     "UNSUPPORTED_KEYS",
     "UNSUPPORTED_VALUES",
@@ -24,6 +25,9 @@ __all__ = [
     "spec_of",
     "split_arg",
 ]
+
+# grpo's built-in reward functions (core/train/rewards.py implements them; a test keeps the two in step).
+REWARD_FUNCS = ("exact_match", "numeric", "math", "format", "length", "rm")
 
 _SCALARS = {bool: "bool", int: "int", float: "float", str: "str"}
 _TRUE = {"true", "yes", "on", "1", "y"}

@@ -23,6 +23,7 @@ from core.hparams.generating_args import GeneratingArguments
 from core.hparams.hub import push_problems
 from core.hparams.keys import (
     IGNORED_KEYS,
+    REWARD_FUNCS,
     TRAINING_SPECS,
     UNSUPPORTED_KEYS,
     UNSUPPORTED_VALUES,
@@ -79,21 +80,26 @@ _DEFAULTS.update(
     max_steps=-1,
     output_dir=None,
     load_best_model_at_end=False,
+    per_device_train_batch_size=8,
+    gradient_accumulation_steps=1,
 )
-_SFT_LIKE = ("sft", "rm", "ppo", "dpo", "kto")
+_SFT_LIKE = ("sft", "rm", "ppo", "dpo", "kto", "grpo")
 _LORA_KEYS = (
     "lora_rank", "lora_alpha", "lora_dropout", "lora_target", "loraplus_lr_ratio", "use_rslora", "use_dora",
     "pissa_init", "pissa_convert", "create_new_adapter", "additional_target",
 )  # fmt: skip
 _FREEZE_KEYS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
 _STAGE_KEYS = {
-    ("ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards", "reward_model_type"): (
-        "ppo",
-    ),
+    ("ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards"): ("ppo",),
+    ("reward_model_type",): ("ppo", "grpo"),
     ("kto_chosen_weight", "kto_rejected_weight"): ("kto",),
     ("dpo_label_smoothing",): ("dpo",),
-    ("ref_model", "ref_model_adapters"): ("dpo", "kto", "ppo"),
-}
+    ("ref_model", "ref_model_adapters"): ("dpo", "kto", "ppo", "grpo"),
+    (
+        "num_generations", "grpo_beta", "grpo_epsilon", "grpo_epochs", "grpo_scale_rewards", "reward_funcs",
+        "reward_weights", "reward_file", "trust_reward_file", "reward_format_tag", "reward_format_regex",
+    ): ("grpo",),
+}  # fmt: skip
 _MISSING = object()
 
 # Numbers that pass the type check but cannot work: key -> (lowest value, whether the lowest is allowed, why).
@@ -559,7 +565,9 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
                 "ppo runs no evaluation",
                 "remove it; evaluate the trained model with stage: sft and do_eval: true",
             )
-    if eff["load_best_model_at_end"] and stage in ("rm", "ppo"):
+    if stage == "grpo":
+        problems += _grpo_rules(eff, given)
+    if eff["load_best_model_at_end"] and stage in ("rm", "ppo", "grpo"):
         add("load_best_model_at_end", f"stage {stage} cannot reload the best checkpoint", "remove it")
     for key in ("train_on_prompt", "mask_history"):
         if eff[key] and stage != "sft":
@@ -717,6 +725,90 @@ def _parity_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
             "use_asft_loss",
             "not supported yet (ASFT's KL anchor needs a reference forward pass the sft trainer does not run)",
             "use use_dft_loss, its loss without the anchor, or remove use_asft_loss",
+        )
+    return problems
+
+
+def _grpo_rules(eff: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Rules of stage grpo: the group size against the batch, the reward functions and their weights."""
+    import re
+
+    problems: list[str] = []
+
+    def add(key: str, why: str, fix: str) -> None:
+        problems.append(_problem(key, given.get(key, _MISSING), why, fix))
+
+    groups = eff["num_generations"]
+    completions = eff["per_device_train_batch_size"] * eff["gradient_accumulation_steps"]
+    if groups < 2:
+        add("num_generations", "grpo compares the rewards within a group of answers to one prompt", "set 2 or more")
+    elif completions % groups:
+        add(
+            "num_generations",
+            f"one step samples per_device_train_batch_size * gradient_accumulation_steps = {completions} answers, "
+            f"which is not a whole number of groups of {groups}",
+            "make that product a multiple of num_generations (e.g. per_device_train_batch_size: "
+            f"{groups * max(1, completions // groups)})",
+        )
+    if eff["grpo_beta"] < 0:
+        add("grpo_beta", "a KL weight cannot be negative", "write 0 (no penalty) or e.g. 0.04")
+    if eff["grpo_epsilon"] <= 0:
+        add("grpo_epsilon", "the clip range must be above 0", "for example grpo_epsilon: 0.2")
+    if eff["grpo_epochs"] < 1:
+        add("grpo_epochs", "at least one pass over each batch", "for example grpo_epochs: 1")
+
+    funcs = split_arg(eff["reward_funcs"])
+    if not funcs:
+        add("reward_funcs", "grpo needs at least one reward function", f"use one of {', '.join(REWARD_FUNCS)}")
+    own = [name for name in funcs if name not in REWARD_FUNCS]
+    if own and not eff["reward_file"]:
+        add(
+            "reward_funcs",
+            f"{', '.join(own)}: not a built-in reward ({', '.join(REWARD_FUNCS)})",
+            "fix the name, or set reward_file: a Python file that defines it (with trust_reward_file: true)",
+        )
+    if eff["reward_file"] and not eff["trust_reward_file"]:
+        add(
+            "reward_file",
+            "it is Python code that the job would run",
+            "set trust_reward_file: true if you trust the file, or remove reward_file",
+        )
+    if eff["reward_file"] and not own:
+        add("reward_file", "reward_funcs names none of its functions", "add the function's name to reward_funcs")
+    if eff["reward_weights"] is not None:
+        weights = split_arg(eff["reward_weights"])
+        try:
+            [float(w) for w in weights]
+        except ValueError:
+            add("reward_weights", "weights are numbers", "write e.g. reward_weights: 1.0,0.2")
+        else:
+            if len(weights) != len(funcs):
+                add(
+                    "reward_weights",
+                    f"{len(weights)} weights for {len(funcs)} reward functions",
+                    "give one weight per name in reward_funcs, in the same order",
+                )
+    if "rm" in funcs:
+        if not eff["reward_model"]:
+            add("reward_model", "reward_funcs has rm", "set reward_model: the output_dir of an rm run")
+        if eff["reward_model_type"] == "rule":
+            add(
+                "reward_model_type",
+                "grpo names rules in reward_funcs; rm is a reward model",
+                "set reward_model_type: lora or full",
+            )
+    if eff["reward_format_regex"]:
+        try:
+            re.compile(eff["reward_format_regex"])
+        except re.error as err:
+            add("reward_format_regex", f"not a regular expression ({err})", "fix the pattern, or remove it")
+    if not str(eff["reward_format_tag"]).strip() or not re.fullmatch(r"[\w.:-]+", str(eff["reward_format_tag"])):
+        add("reward_format_tag", "a tag is a plain name", "for example reward_format_tag: answer")
+    if eff["eval_strategy"] != "no" or eff["do_eval"]:
+        add(
+            "eval_strategy" if eff["eval_strategy"] != "no" else "do_eval",
+            "grpo runs no evaluation",
+            "remove it; evaluate the trained model with llamafactory-cli eval",
         )
     return problems
 

@@ -52,8 +52,22 @@ def _run_kto(*args, **kwargs):
     return run_kto(*args, **kwargs)
 
 
-# ppo / dpo / kto are imported on dispatch: their modules live beside ours and may pull in more of trl.
-STAGES = {"pt": run_pt, "sft": run_sft, "rm": run_rm, "ppo": _run_ppo, "dpo": _run_dpo, "kto": _run_kto}
+def _run_grpo(*args, **kwargs):
+    from core.train.grpo import run_grpo
+
+    return run_grpo(*args, **kwargs)
+
+
+# ppo / dpo / kto / grpo are imported on dispatch: their modules live beside ours and may pull in more of trl.
+STAGES = {
+    "pt": run_pt,
+    "sft": run_sft,
+    "rm": run_rm,
+    "ppo": _run_ppo,
+    "dpo": _run_dpo,
+    "kto": _run_kto,
+    "grpo": _run_grpo,
+}
 
 
 def _is_main_process() -> bool:

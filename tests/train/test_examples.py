@@ -1,8 +1,8 @@
 """Every examples/*.yaml parses cleanly and runs for two steps on the demo model; STAGES matches the board.
 
-Examples that use another example's output (a predict run on an adapter, ppo on a reward model) name that example's
-output_dir; here each output_dir is redirected into tmp_path and such references follow, so examples run in
-dependency order: stages in STAGE_ORDER, training before prediction.
+Examples that use another example's output (a predict run on an adapter, ppo on a reward model, grpo on an sft
+model) name that example's output_dir; here each output_dir is redirected into tmp_path and such references follow,
+so examples run in dependency order: stages in STAGE_ORDER, training before prediction.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from core.hparams import check_dict
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
-STAGE_ORDER = ["pt", "sft", "rm", "dpo", "kto", "ppo"]
+STAGE_ORDER = ["pt", "sft", "rm", "dpo", "kto", "ppo", "grpo"]
 PATH_KEYS = (
     "adapter_name_or_path",
     "reward_model",
@@ -53,7 +53,9 @@ def test_stage_table_matches_the_board_and_the_examples():
 def test_example_has_no_argument_problems(path):
     args = _load(path)
     assert check_dict(args) == []
-    assert args["model_name_or_path"] == "demo" and args.get("dataset_dir") == "demo"
+    # The demo model, or another example's output (grpo_full starts from sft_full's model).
+    assert args["model_name_or_path"] in ["demo"] + [str(_load(p)["output_dir"]) for p in EXAMPLES if p != path]
+    assert args.get("dataset_dir") == "demo"
     assert str(args["output_dir"]).startswith("saves/")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trainhelp import train_args
 
-STAGES = ("pt", "sft", "rm", "dpo", "kto", "ppo")
+STAGES = ("pt", "sft", "rm", "dpo", "kto", "ppo", "grpo")
 PROGRESS = re.compile(r"(?<!eval )(?<!predict )\bstep (\d+)/(\d+) \(")
 RAW_DICT = re.compile(r"\{'[\w/]+': ")
 
@@ -35,6 +35,8 @@ def test_every_stage_logs_one_progress_line_per_logging_step(demo_model, tmp_pat
         args["per_device_train_batch_size"] = 4
         if stage == "ppo":
             args.update(reward_model="uppercase", reward_model_type="rule", max_new_tokens=4)
+        if stage == "grpo":
+            args.update(num_generations=4, max_new_tokens=4)
         Path(args["output_dir"]).mkdir()
         jobs.append(args)
     result = subprocess.run(

@@ -13,6 +13,7 @@ _DATASETS = {
     "dpo": "demo_pref",
     "kto": "demo_kto",
     "ppo": "demo_ppo",
+    "grpo": "demo_grpo",
 }
 
 

@@ -3,8 +3,9 @@
     python tests/webui/fake_job.py [--steps N] [--interval S] [--mode MODE] <run>/job.yaml
 
 It appends trainer_log.jsonl records (the DESIGN.md section 3 keys) into the folder of the YAML at a pace, and
-prints to stdout and stderr. On SIGTERM it "saves" (writes checkpoint-N/adapter_model.safetensors and
-train_results.json) and exits 0, like the real job. Modes:
+prints to stdout and stderr. A YAML with `stage: grpo` gets grpo's keys (reward, reward/<function>, kl,
+completion_length ...) and two samples.jsonl lines a step. On SIGTERM it "saves" (writes
+checkpoint-N/adapter_model.safetensors and train_results.json) and exits 0, like the real job. Modes:
   train        the above (default)
   ignore-term  ignores SIGTERM (so the runner must SIGKILL it)
   spawn-child  starts a child that ignores SIGTERM, like a torchrun worker; its pid goes to child.pid
@@ -69,6 +70,37 @@ def _record(step: int, total: int, start: float) -> dict:
     }
 
 
+def _grpo_record(step: int) -> dict:
+    return {
+        "reward": round(0.2 + 0.1 * step, 4),
+        "reward_std": 0.3,
+        "reward/exact_match": round(0.1 * step, 4),
+        "reward/format": 1.0,
+        "kl": 0.01 * step,
+        "clip_fraction": 0.0,
+        "completion_length": 10.0 + step,
+        "completion_length_max": 16.0,
+        "completion_cut": 0.25,
+    }
+
+
+def _grpo_samples(step: int) -> list[dict]:
+    return [
+        {
+            "step": step,
+            "prompt": "Reverse the words: red fox",
+            "reference": "fox red",
+            "completion": f"fox red (step {step}, try {index})",
+            "reward": float(index),
+            "rewards": {"exact_match": float(index), "format": 1.0},
+            "advantage": index - 0.5,
+            "length": 16,
+            "cut": index == 0,
+        }
+        for index in range(2)
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=5)
@@ -105,13 +137,21 @@ def main() -> int:
         sys.stderr.flush()
 
     print(f"fake job: {args.steps} steps, pid {os.getpid()}", flush=True)
+    grpo = "stage: grpo" in Path(args.yaml).read_text(encoding="utf-8")
     start = time.time()
     with (run_dir / "trainer_log.jsonl").open("a", encoding="utf-8") as log:
         for step in range(1, args.steps + 1):
             time.sleep(args.interval)
             state["step"] = step
-            log.write(json.dumps(_record(step, args.steps, start)) + "\n")
+            record = _record(step, args.steps, start)
+            if grpo:
+                record = {key: value for key, value in record.items() if not key.startswith("rewards/")}
+                record.update(_grpo_record(step))
+            log.write(json.dumps(record) + "\n")
             log.flush()
+            if grpo:
+                with (run_dir / "samples.jsonl").open("a", encoding="utf-8") as samples:
+                    samples.write("".join(json.dumps(row) + "\n" for row in _grpo_samples(step)))
             print(f"step {step}/{args.steps}", flush=True)
             print(f"warning at step {step}", file=sys.stderr, flush=True)
             if args.mode == "fail" and step == 2:

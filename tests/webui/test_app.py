@@ -213,6 +213,12 @@ def test_stage_filters_datasets_and_shows_rlhf_controls(ui: Any) -> None:
     assert not result["train.reward_model"]["visible"]
     ppo = ui.board.change_stage(form(ui, train__stage="ppo"))
     assert ppo["train.reward_model"]["visible"] and not ppo["train.pref_loss"]["visible"]
+    grpo = ui.board.change_stage(form(ui, train__stage="grpo"))
+    assert grpo["train.dataset"]["value"] == ["demo_grpo"] and "demo_pref" not in grpo["train.dataset"]["choices"]
+    shown = [key for key in ("num_generations", "grpo_beta", "reward_funcs", "reward_file", "trust_reward_file")]
+    assert all(grpo[f"train.{key}"]["visible"] for key in shown) and not grpo["train.pref_loss"]["visible"]
+    assert grpo["train.reward_model"]["visible"]  # for the rm reward function
+    assert not ppo["train.num_generations"]["visible"] and not ppo["train.trust_reward_file"]["visible"]
     sft = ui.board.change_stage(form(ui, train__stage="sft", train__dataset=["demo_sft", "demo_sharegpt"]))
     assert sft["train.dataset"]["value"] == ["demo_sft", "demo_sharegpt"]  # still valid: kept
     assert not sft["train.rlhf_tab"]["visible"]
@@ -378,6 +384,39 @@ def test_preference_runs_get_a_reward_chart(ui: Any) -> None:
     finally:
         ui.board.runner.abort(run_dir)
         ui.board.runner.wait(run_dir, timeout=15)
+
+
+def test_grpo_runs_chart_rewards_kl_and_length_and_show_the_rewarded_completions(ui: Any) -> None:
+    values = form(ui, train__stage="grpo", train__dataset=["demo_grpo"], train__output_dir="grpo_run")
+    values["train.reward_funcs"] = ["exact_match", "format"]
+    values["train.reward_weights"] = "1,0.2"
+    started = ui.board.start(values)
+    assert not alerts(started, "warning"), started
+    run_dir = started["train.view_run"]["value"]
+    job_yaml = yaml.safe_load((Path(run_dir) / "job.yaml").read_text(encoding="utf-8"))
+    assert (job_yaml["stage"], job_yaml["reward_funcs"], job_yaml["reward_weights"]) == (
+        "grpo",
+        "exact_match,format",
+        "1,0.2",
+    )
+    try:
+        seen = poll_until(ui, run_dir, lambda seen, state: state.get("records", 0) >= 2 and state.get("samples", 0))
+        reward = {trace.name: list(trace.y) for trace in seen["train.reward_viewer"]["value"].data}
+        assert seen["train.reward_viewer"]["visible"] is True
+        assert {"reward", "exact_match", "format"} <= set(reward) and len(reward["reward"]) >= 2
+        rollout = {trace.name for trace in seen["train.rollout_viewer"]["value"].data}
+        assert seen["train.rollout_viewer"]["visible"] is True and {"length", "KL", "cut share"} <= rollout
+        table = seen["train.samples_view"]["value"]
+        assert seen["train.samples_view"]["visible"] is True
+        assert list(table.columns)[:3] == ["Step", "Reward", "Per function"]
+        rows = table.values.tolist()
+        assert len(rows) == 2 and len({row[0] for row in rows}) == 1  # the latest logged step's completions
+        assert "exact_match 1" in rows[1][2] and "(cut)" in rows[0][4] and "fox red" in rows[0][5]
+    finally:
+        ui.board.runner.abort(run_dir)
+        ui.board.runner.wait(run_dir, timeout=15)
+    sft_view = ui.board.change_view(form(ui, train__view_run=None))
+    assert sft_view["train.samples_view"]["visible"] is False and sft_view["train.rollout_viewer"]["visible"] is False
 
 
 def test_failed_job_shows_its_error(board_home: Path) -> None:

@@ -146,6 +146,33 @@ def test_oft_sends_its_own_section_and_continues_from_adapters(saves):
     assert check_dict({key: value for key, value in oft.items() if key != "adapter_name_or_path"}) == []
 
 
+def test_grpo_writes_its_section_and_only_for_grpo(saves):
+    grpo = build_args(
+        demo_form(
+            stage="grpo",
+            dataset=["demo_grpo"],
+            reward_funcs=["exact_match", "format"],
+            reward_weights="1.0,0.2",
+            num_generations=4.0,
+            val_size=0.1,
+        ),
+        saves,
+    )
+    assert grpo["stage"] == "grpo" and grpo["reward_funcs"] == "exact_match,format"
+    assert (grpo["num_generations"], grpo["grpo_beta"], grpo["reward_weights"]) == (4, 0.04, "1.0,0.2")
+    assert (grpo["max_new_tokens"], grpo["temperature"], grpo["top_p"]) == (256, 1.0, 1.0)
+    assert "eval_strategy" not in grpo  # grpo runs no evaluation (the core refuses one)
+    assert "reward_model" not in build_args(demo_form(stage="grpo", reward_model="rm_run"), saves)
+    with_rm = build_args(demo_form(stage="grpo", reward_funcs=["rm"], reward_model="rm_run"), saves)
+    assert with_rm["reward_model"] == str(saves / "demo" / "lora" / "rm_run")
+    for key in ("num_generations", "grpo_beta", "reward_funcs", "max_new_tokens", "temperature", "top_p"):
+        assert key not in build_args(demo_form(), saves)  # sft: none of grpo's keys
+    # A loaded grpo YAML shows its functions in the list, and saving it back writes the same keys.
+    form, extra = args_to_form(grpo, saves)
+    assert form["reward_funcs"] == ["exact_match", "format"] and extra == {}
+    assert build_args(form, saves) == grpo
+
+
 def test_a_validation_split_is_evaluated_at_every_save(saves):
     args = build_args(demo_form(val_size=0.1, save_steps=50), saves)
     assert (args["val_size"], args["eval_strategy"], args["eval_steps"]) == (0.1, "steps", 50)

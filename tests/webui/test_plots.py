@@ -52,7 +52,33 @@ def test_lr_and_reward_figures():
     assert traces(plots.reward_figure(ppo)) == {"reward": ([1, 2], [0.1, 0.3])}
 
 
-@pytest.mark.parametrize("make", [plots.loss_figure, plots.lr_figure, plots.reward_figure])
+GRPO = [
+    {"current_steps": 5, "reward": 0.2, "reward_std": 0.1, "reward/exact_match": 0.0, "reward/format": 1.0,
+     "kl": 0.01, "completion_length": 12.0, "completion_length_max": 20.0, "completion_cut": 0.5},
+    {"current_steps": 10, "reward": 0.8, "reward_std": 0.3, "reward/exact_match": 0.75, "reward/format": 1.0,
+     "kl": 0.05, "completion_length": 8.0, "completion_length_max": 14.0, "completion_cut": 0.0},
+]  # fmt: skip
+
+
+def test_grpo_figures_chart_the_reward_per_function_kl_and_length():
+    figure = plots.grpo_reward_figure(GRPO)
+    data = traces(figure)
+    assert data["reward"] == ([5, 10], [0.2, 0.8])
+    assert data["exact_match"] == ([5, 10], [0.0, 0.75]) and data["format"] == ([5, 10], [1.0, 1.0])
+    assert data["+1 std"][1] == pytest.approx([0.3, 1.1]) and data["-1 std"][1] == pytest.approx([0.1, 0.5])
+    rollout = plots.rollout_figure(GRPO)
+    data = traces(rollout)
+    assert data["length"] == ([5, 10], [12.0, 8.0]) and data["max length"] == ([5, 10], [20.0, 14.0])
+    assert data["KL"] == ([5, 10], [0.01, 0.05]) and data["cut share"] == ([5, 10], [0.5, 0.0])
+    assert {trace.name: trace.yaxis for trace in rollout.data}["KL"] == "y2"  # its own scale beside tokens
+    no_kl = [{key: value for key, value in record.items() if key != "kl"} for record in GRPO]  # grpo_beta: 0
+    assert "KL" not in traces(plots.rollout_figure(no_kl))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [plots.loss_figure, plots.lr_figure, plots.reward_figure, plots.grpo_reward_figure, plots.rollout_figure],
+)
 def test_no_points_gives_an_empty_figure_with_a_hint(make):
     for records in ([], [{"current_steps": 1, "epoch": 0.1}]):
         figure = make(records)

@@ -290,6 +290,45 @@ def test_yaml_turning_on_remote_code_needs_the_job_checkbox(ui: Any, board_home:
     assert "trust_remote_code" not in args  # off: the core's default, False
 
 
+def test_a_reward_file_runs_only_when_this_jobs_checkbox_is_ticked(ui: Any, board_home: Path, outside: Path) -> None:
+    """grpo's reward file is Python the job imports: no Start, preview or save passes it on without the tick, a
+    loaded YAML's trust_reward_file does not tick it, and ticked it still has to lie under the roots."""
+    marker = board_home / "reward_ran"
+    rewards = board_home / "rewards.py"
+    rewards.write_text(
+        f"open({str(marker)!r}, 'w').close()\n\ndef my_fn(prompts, completions, **kw):\n    return [0.0]\n"
+    )
+    grpo = {"train__stage": "grpo", "train__dataset": ["demo_grpo"], "train__reward_funcs": ["my_fn"]}
+    before = runs_in(board_home)
+    values = form(ui, **grpo, train__reward_file=str(rewards), train__output_dir="reward_off")
+    for handler in (ui.board.start, ui.board.cmd_preview, ui.board.save_args):
+        (refusal,) = warnings(handler(values))
+        assert "Run the reward file" in refusal and str(rewards) in refusal, refusal
+
+    text = f"model_name_or_path: demo\nstage: grpo\nreward_funcs: my_fn\nreward_file: {rewards}\n"
+    loaded = _load(ui, board_home, "reward.yaml", text + "trust_reward_file: true\n")
+    assert loaded["train.reward_file"]["value"] == str(rewards) and loaded["train.reward_funcs"]["value"] == ["my_fn"]
+    assert "value" not in loaded["train.trust_reward_file"]  # shown (grpo), never ticked by a file
+    extra = loaded["train.extra_args"]
+    assert json.loads(extra)["trust_reward_file"] is True
+    values = form(ui, **grpo, train__reward_file=str(rewards), train__extra_args=extra, train__output_dir="loaded")
+    (refusal,) = warnings(ui.board.start(values))
+    assert "Run the reward file" in refusal
+    assert runs_in(board_home) == before and not marker.exists()
+
+    ticked = form(ui, **grpo, train__reward_file=str(rewards), train__trust_reward_file=True, train__output_dir="on")
+    args, alerts = ui.board.build(ticked)
+    assert alerts == [] and (args["reward_file"], args["trust_reward_file"]) == (str(rewards), True)
+    args, _ = ui.board.build(form(ui, **grpo, train__trust_reward_file=True, train__output_dir="no_file"))
+    assert "trust_reward_file" not in args  # nothing to trust: the key stays off
+    far = outside / "rewards.py"
+    far.write_text("def my_fn(prompts, completions, **kw):\n    return [0.0]\n")
+    values = form(ui, **grpo, train__reward_file=str(far), train__trust_reward_file=True, train__output_dir="never")
+    (refusal,) = warnings(ui.board.start(values))
+    assert "Refused" in refusal and "reward_file" in refusal
+    assert runs_in(board_home) == before and not marker.exists()
+
+
 # --- secrets --------------------------------------------------------------------------------------------------------
 
 

@@ -85,12 +85,19 @@ class BoardBase:
 
     def guard(self, args: dict[str, Any], values: Values) -> tuple[dict[str, Any] | None, Alerts]:
         """`args` when nothing in them may leak or reach outside the roots (webui.paths), with trust_remote_code
-        as the job's checkbox says; else None and the alerts that say why."""
+        and trust_reward_file as the job's checkboxes say; else None and the alerts that say why."""
         lang = values.get("top.lang")
         if values.get("train.trust_remote_code"):
             args["trust_remote_code"] = True
         elif args.get("trust_remote_code"):
             return None, [("warning", alert(lang, "remote_code_off"))]
+        # grpo's reward file is Python the job imports: only this job's checkbox lets it run (a loaded YAML's or
+        # extra_args' trust_reward_file does not).
+        args.pop("trust_reward_file", None)
+        if args.get("reward_file"):
+            if not values.get("train.trust_reward_file"):
+                return None, [("warning", alert(lang, "reward_code_off", path=args["reward_file"]))]
+            args["trust_reward_file"] = True
         problems = secret_problems(args) + self.roots().check_args(args)
         if problems:
             return None, [("warning", alert(lang, "path_refused", problems="\n".join(problems)))]

@@ -16,11 +16,12 @@ from core.data.templates import TEMPLATE_NAMES
 from core.paths import fresh_name, saves_dir
 from webui import jobs, models
 from webui.args import default_run_name
+from webui.controls import GRPO_KEYS
 from webui.runner import list_devices
 
 logger = logging.getLogger(__name__)
 
-RLHF_STAGES = ("ppo", "dpo", "kto")
+RLHF_STAGES = ("ppo", "dpo", "kto", "grpo")
 DEMO_DATASETS = {
     "pt": "demo_pt",
     "sft": "demo_sft",
@@ -28,6 +29,7 @@ DEMO_DATASETS = {
     "dpo": "demo_pref",
     "kto": "demo_kto",
     "ppo": "demo_ppo",
+    "grpo": "demo_grpo",
 }
 
 SECTIONS = (
@@ -41,6 +43,8 @@ SECTIONS = (
     "train.reward_model",
     "train.ppo_score_norm",
     "train.ppo_whiten_rewards",
+    *(f"train.{name}" for name in GRPO_KEYS),
+    "train.trust_reward_file",
 )
 """Sections and controls shown or hidden by stage and method (section_visibility)."""
 
@@ -125,9 +129,10 @@ def section_visibility(stage: str, finetuning_type: str) -> dict[str, bool]:
         "pref_beta": stage in ("dpo", "kto"),
         "pref_ftx": stage in ("dpo", "kto"),
         "pref_loss": stage == "dpo",
-        "reward_model": stage == "ppo",
+        "reward_model": stage in ("ppo", "grpo"),  # grpo: for its rm reward function
         "ppo_score_norm": stage == "ppo",
         "ppo_whiten_rewards": stage == "ppo",
+        **{name: stage == "grpo" for name in (*GRPO_KEYS, "trust_reward_file")},
     }
 
 

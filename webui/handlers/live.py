@@ -1,4 +1,5 @@
-"""The Train tab's live view of a run: progress bar, log box and charts, redrawn by a 2-second timer (`poll`).
+"""The Train tab's live view of a run: progress bar, log box and charts (and grpo's sampled completions), redrawn by
+a 2-second timer (`poll`).
 
 Readers are shared by every browser tab that shows a run (one `Watcher` a run folder), and read only the bytes
 appended since the last poll, so a poll costs the same at step 10 and at step 100,000.
@@ -20,7 +21,15 @@ from core.stall import last_activity, stall_check
 from webui import jobs
 from webui.handlers.base import BoardBase, resolved
 from webui.handlers.events import ALERTS, MAX_NOTES, Updates, Values, compose_output, note_text
-from webui.handlers.render import alerts_html, figures, health_title, progress_html, run_what, state_name
+from webui.handlers.render import (
+    alerts_html,
+    figures,
+    health_title,
+    progress_html,
+    run_what,
+    samples_table,
+    state_name,
+)
 from webui.manager import alert
 
 logger = logging.getLogger(__name__)
@@ -37,6 +46,8 @@ LIVE_VIEW = (
     "train.reward_viewer",
     "train.system_viewer",
     "train.efficiency_viewer",
+    "train.rollout_viewer",
+    "train.samples_view",
     "train.view_run",
 )
 """What a poll of the viewed run may update (the log box is always a possible output)."""
@@ -53,6 +64,7 @@ class Watcher:
     stage: str | None
     metrics: Any = None  # reader of metrics.jsonl
     stalled: bool = False  # a `stalled` webhook was sent for the stall in progress
+    samples: Any = None  # grpo: samples.jsonl's reader
     text: str = ""
     end: int = 0  # the log file's size where `text` ends
     text_version: int = 0
@@ -63,6 +75,8 @@ class Watcher:
             self.reader.poll()
             if self.metrics is not None:
                 self.metrics.poll()
+            if self.samples is not None:
+                self.samples.poll()
             text = self.tail.poll()
             if text != self.text:
                 self.text, self.text_version = text, self.text_version + 1
@@ -107,12 +121,14 @@ class LiveView(BoardBase):
         with self._lock:
             watcher = self._watchers.get(key)
             if watcher is None:
+                stage = runfolder.run_stage(runfolder.read_args(run_dir)) or None
                 watcher = Watcher(
                     run_dir=run_dir,
                     reader=runfolder.TrainerLogReader(run_dir / runfolder.TRAINER_LOG),
                     tail=jobs.LogTail(runfolder.log_file(run_dir)),
-                    stage=runfolder.run_stage(runfolder.read_args(run_dir)) or None,
+                    stage=stage,
                     metrics=runfolder.TrainerLogReader(run_dir / runfolder.METRICS_LOG),
+                    samples=runfolder.TrainerLogReader(run_dir / runfolder.SAMPLES) if stage == "grpo" else None,
                 )
                 self._watchers[key] = watcher
             return watcher
@@ -151,6 +167,7 @@ class LiveView(BoardBase):
                 "train.alert_banner": "",
                 "train.output_box": "\n".join(note_text(note) for note in notes),
                 **figures(lang, [], None, log_y=False),
+                "train.samples_view": samples_table(lang, [], None),
             }
 
         run_dir = Path(target)
@@ -158,7 +175,8 @@ class LiveView(BoardBase):
         records, text, version, end = watcher.poll()
         job = jobs.read_job(run_dir)
         state = (job or {}).get("state")
-        samples = watcher.metrics.records if watcher.metrics is not None else []
+        system = watcher.metrics.records if watcher.metrics is not None else []
+        samples = watcher.samples.records if watcher.samples is not None else []
         alerts = [record for record in records if runfolder.is_alert(record)]
         stall = stall_check(state, records, last_activity(run_dir)) if state == "running" else None
         self._notify_stall(watcher, stall, state)
@@ -166,6 +184,7 @@ class LiveView(BoardBase):
             "run": str(run_dir),
             "records": len(records),
             "samples": len(samples),
+            "system": len(system),
             "alerts": len(alerts),
             "stalled": bool(stall),
             "log": version,
@@ -212,9 +231,11 @@ class LiveView(BoardBase):
             updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
         progress = jobs.progress(records, job) if job is not None else None
         updates["train.progress"] = progress_html(lang, progress, shown_job)
-        if any(key[name] != seen.get(name) for name in ("records", "samples", "run", "lang", "log_y")):
-            stage = watcher.stage or (job or {}).get("stage")
-            updates.update(figures(lang, records, stage, log_y=key["log_y"], samples=samples))
+        stage = watcher.stage or (job or {}).get("stage")
+        if any(key[name] != seen.get(name) for name in ("records", "system", "run", "lang", "log_y")):
+            updates.update(figures(lang, records, stage, log_y=key["log_y"], samples=system))
+        if any(key[name] != seen.get(name) for name in ("samples", "run", "lang")):
+            updates["train.samples_view"] = samples_table(lang, samples, stage)
         return updates
 
     @staticmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from core.runfolder import format_hms
 from webui import plots
@@ -161,9 +162,10 @@ def figures(
     log_y: bool,
     samples: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The live view's charts in `lang`: loss (raw, smoothed, eval; log scale on request), learning rate, and for
-    reward-logging stages (rm, dpo, kto) reward accuracy and margins; the job's system use (metrics.jsonl samples)
-    and its efficiency (real tokens/s, MFU) on the same step axis."""
+    """The live view's charts in `lang`: loss (raw, smoothed, eval; log scale on request), learning rate, for
+    reward-logging stages (rm, dpo, kto) reward accuracy and margins, for grpo its rewards (total and per function)
+    and a rollout chart (KL, completion length, share cut); the job's system use (metrics.jsonl samples) and its
+    efficiency (real tokens/s, MFU) on the same step axis."""
 
     def title(key: str) -> str:
         return str(entry(lang, key).get("label") or "")
@@ -183,9 +185,50 @@ def figures(
     if stage in REWARD_STAGES:
         reward = plots.reward_figure(records, title=title("train.reward_viewer"), hint=alert(lang, "reward_hint"))
         updates["train.reward_viewer"] = gr.update(value=reward, visible=True)
+    elif stage == "grpo":
+        reward = plots.grpo_reward_figure(
+            records, title=title("train.reward_viewer"), hint=alert(lang, "grpo_reward_hint")
+        )
+        updates["train.reward_viewer"] = gr.update(value=reward, visible=True)
     else:
         updates["train.reward_viewer"] = gr.update(visible=False)
+    if stage == "grpo":
+        rollout = plots.rollout_figure(records, title=title("train.rollout_viewer"), hint=alert(lang, "rollout_hint"))
+        updates["train.rollout_viewer"] = gr.update(value=rollout, visible=True)
+    else:
+        updates["train.rollout_viewer"] = gr.update(visible=False)
     return updates
+
+
+SAMPLE_COLUMNS = ("step", "reward", "rewards", "advantage", "length", "completion", "reference", "prompt")
+"""The samples table's columns (samples.jsonl keys): what was rewarded and by how much first; a completion cut at
+max_new_tokens has its length marked."""
+
+
+def samples_table(lang: str | None, records: list[dict[str, Any]], stage: str | None) -> dict[str, Any]:
+    """grpo's sampled completions of the latest logged step (samples.jsonl) as a table, columns titled in `lang`
+    (locale train.samples_view: columns); hidden for other stages. The rewards cell gives each function's score."""
+    if stage != "grpo":
+        return gr.update(visible=False)
+    names = entry(lang, "train.samples_view").get("columns") or {}
+    last = records[-1].get("step") if records else None
+    rows = []
+    for record in reversed(records):
+        if record.get("step") != last:
+            break
+        scores = record.get("rewards") if isinstance(record.get("rewards"), dict) else {}
+        row = {
+            **record,
+            "rewards": ", ".join(f"{name} {value:g}" for name, value in scores.items() if _is_number(value)),
+            "length": f"{record.get('length', '')}{' (cut)' if record.get('cut') else ''}",
+        }
+        rows.append([cell(row.get(column, "")) for column in SAMPLE_COLUMNS])
+    frame = pd.DataFrame(rows[::-1], columns=[names.get(column, column) for column in SAMPLE_COLUMNS])
+    return gr.update(value=frame, visible=True)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def started_alert(lang: str | None, job: dict[str, Any], run_dir: Path) -> str:

@@ -23,6 +23,7 @@ from webui import config
 from webui.controls import TOP_ARGUMENTS, TRAIN_ARGUMENTS
 from webui.handlers.base import BoardBase, resolved
 from webui.handlers.choices import (
+    DEMO_DATASETS,
     dataset_choices,
     default_config_path,
     default_datasets,
@@ -69,8 +70,10 @@ class TrainHandlers(BoardBase):
                 ALERTS: [("warning", alert(lang, "dataset_registry", dir=dataset_dir, error=err))],
             }
         selected = [name for name in values.get("train.dataset") or [] if name in choices]
-        if not selected:
-            selected = default_datasets(dataset_dir, stage)
+        if not selected or (len(selected) == 1 and selected[0] in DEMO_DATASETS.values()):
+            # Only another stage's demo data (demo_sft kept when switching to grpo would train on the wrong task):
+            # the demo data of this stage instead, when it has one.
+            selected = default_datasets(dataset_dir, stage) or selected
         updates: Updates = {
             "train.dataset": gr.update(choices=choices, value=selected),
             "train.preview_box": gr.update(visible=False),  # it showed the previous selection

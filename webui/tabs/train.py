@@ -1,6 +1,6 @@
 """The Train tab's layout: stage and data, hyper-parameters, the extra / freeze / LoRA / RLHF sections, the buttons,
-and the live view of a run (progress bar, alert banner, log box, loss / learning-rate / reward charts, system use
-and efficiency).
+and the live view of a run (progress bar, alert banner, log box, loss / learning-rate / reward charts; grpo adds KL
+and completion length, and its sampled completions; system use and efficiency).
 
 The argument controls are declared in webui/controls.py and built by webui.tabs.factory; what they do when changed
 or pressed is webui/handlers/train.py (and preview.py, live.py beside it). Sections that do not apply to the chosen
@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from webui.args import FORM_DEFAULTS
-from webui.controls import JOB_PLACEMENT, PREF_LOSSES, STAGES, TOP_ARGUMENTS, TRAIN_ARGUMENTS, TRAIN_SECTIONS
+from webui.controls import (
+    GRPO_KEYS,
+    JOB_PLACEMENT,
+    PREF_LOSSES,
+    STAGES,
+    TOP_ARGUMENTS,
+    TRAIN_ARGUMENTS,
+    TRAIN_SECTIONS,
+)
 from webui.handlers import choices
 from webui.handlers.events import bind
 from webui.handlers.live import LIVE_VIEW
@@ -52,7 +60,8 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         "reward_model": {"choices": choices.checkpoint_choices(model_name, finetuning_type), "value": None},
         "output_dir": {"value": choices.new_run_name()},
     }
-    for name in ("pref_beta", "pref_ftx", "pref_loss", "reward_model", "ppo_score_norm", "ppo_whiten_rewards"):
+    rlhf_controls = ("pref_beta", "pref_ftx", "pref_loss", "reward_model", "ppo_score_norm", "ppo_whiten_rewards")
+    for name in (*rlhf_controls, *GRPO_KEYS):
         overrides.setdefault(name, {})["visible"] = visible[name]
 
     # Stage and data
@@ -84,6 +93,17 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         with gr.Accordion(open=False, visible=shown, elem_id=section, label=label) as accordion:
             add(section, accordion)
             make_rows(TRAIN_SECTIONS[section], lang, add, overrides)
+            if section == "rlhf_tab":
+                # Not an argument control: Board.guard reads it at Start, and a loaded YAML never ticks it.
+                add(
+                    "trust_reward_file",
+                    gr.Checkbox(
+                        value=False,
+                        visible=visible["trust_reward_file"],
+                        elem_id="trust_reward_file",
+                        **_text(lang, "trust_reward_file"),
+                    ),
+                )
 
     # Where the job runs: devices (the queue waits for busy ones), DeepSpeed, remote code
     devices = choices.visible_devices()
@@ -169,9 +189,17 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         add("loss_viewer", gr.Plot(elem_id="loss_viewer", **_text(lang, "loss_viewer")))
         add("lr_viewer", gr.Plot(elem_id="lr_viewer", **_text(lang, "lr_viewer")))
         add("reward_viewer", gr.Plot(visible=False, elem_id="reward_viewer", **_text(lang, "reward_viewer")))
+        add("rollout_viewer", gr.Plot(visible=False, elem_id="rollout_viewer", **_text(lang, "rollout_viewer")))
     with gr.Row():
         add("system_viewer", gr.Plot(elem_id="system_viewer", **_text(lang, "system_viewer")))
         add("efficiency_viewer", gr.Plot(elem_id="efficiency_viewer", **_text(lang, "efficiency_viewer")))
+    # grpo: the latest sampled completions with their rewards (samples.jsonl), so a user sees what is rewarded
+    add(
+        "samples_view",
+        gr.Dataframe(
+            visible=False, interactive=False, wrap=True, elem_id="samples_view", **_text(lang, "samples_view")
+        ),
+    )
     return elems
 
 
