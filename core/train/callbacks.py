@@ -11,6 +11,9 @@ the main process only. It works with any loop that calls `on_train_begin`, `on_l
 `rewards/accuracies` is also written as `accuracy` (and `eval_rewards/accuracies` as `eval_accuracy`). A key with
 no value is left out. On resume the file keeps the records up to the checkpoint's step and continues after them.
 
+`write_alert(state, kind, message, level)` appends an alert record instead (`alert`, `level`, `message` and the
+progress keys; DESIGN.md section 6): a loop that can tell why a run is going wrong (ppo) calls it.
+
 A job that only evaluates or predicts (no `on_train_begin`) gets progress records from `on_prediction_step`:
 `phase` (`predict` with `do_predict`, else `eval`), `current_steps` / `total_steps` counting batches of that pass,
 `percentage` and the four time keys, no epoch and no metrics. They are appended every `_prediction_interval`
@@ -162,13 +165,13 @@ class LogCallback(TrainerCallback):
     def on_predict(self, args, state, control, **kwargs):
         self._end_pass()
 
-    def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
+    def _progress(self, state) -> dict[str, Any]:
         now = time.time()
         session = now - (self.start_time or now)
         done = state.global_step - self.start_step
         total = state.max_steps or 0
         remaining = session / done * (total - state.global_step) if done > 0 and total else 0.0
-        record: dict[str, Any] = {
+        return {
             "current_steps": state.global_step,
             "total_steps": total,
             "percentage": round(100 * state.global_step / total, 2) if total else 0.0,
@@ -178,6 +181,24 @@ class LogCallback(TrainerCallback):
             "elapsed_s": round(self.elapsed_before + session, 3),
             "remaining_s": round(remaining, 3),
         }
+
+    def write_alert(self, state, kind: str, message: str, level: str = "warning") -> dict[str, Any] | None:
+        """Append an alert record (`alert`, `level`, `message` and the progress keys); main process only.
+
+        The progress keys are there so a reader that takes the last record for the progress bar stays right."""
+        if not state.is_world_process_zero or self.path is None:
+            return None
+        record = {"alert": kind, "level": level, "message": message, **self._progress(state)}
+        record = {key: value for key, value in record.items() if value is not None}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+        return record
+
+    def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        session = now - (self.start_time or now)
+        record: dict[str, Any] = self._progress(state)
         for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
             if logs.get(key) is not None:
                 record[_RENAMED.get(key, key)] = logs[key]
