@@ -4,7 +4,9 @@ from a rule, and the LoRA path with a reward model trained by the rm stage (stop
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -108,6 +110,35 @@ def test_unknown_rule_and_missing_reward_model_are_clear_errors(tmp_path):
 # --- runs on the demo model -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _core_logger_kept():
+    """For run_exp in a module fixture: it runs before the per-test logger restore, and would leave the `core` logger
+    writing to that test's (then closed) capture."""
+    core_logger = logging.getLogger("core")
+    saved = (list(core_logger.handlers), core_logger.propagate, core_logger.level)
+    try:
+        yield
+    finally:
+        core_logger.handlers[:], core_logger.propagate, core_logger.level = saved
+
+
+@contextlib.contextmanager
+def _lines_of(name: str):
+    """The messages logger `name` emits inside the block, at INFO and above."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    target = logging.getLogger(name)
+    previous_level = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(previous_level)
+
+
 def _log(output_dir, alerts: bool = False) -> list[dict]:
     """The metric records of trainer_log.jsonl (with `alerts=True`, every record)."""
     from core.train.callbacks import read_log_records
@@ -143,7 +174,8 @@ def _train_rm(tmp_path_factory, name: str, **overrides) -> Path:
     pairs = _uppercase_pairs(tmp_path_factory.mktemp(f"{name}-pairs"))
     args = train_args(output_dir, "rm", **pairs)
     args.update(per_device_train_batch_size=16, overwrite_output_dir=True, **overrides)
-    run_exp(args)
+    with _core_logger_kept():
+        run_exp(args)
     assert json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"] >= 0.85
     return output_dir
 
@@ -254,7 +286,8 @@ def lora_reward_model(tmp_path_factory, demo_model):
     from core.train.tuner import run_exp
 
     output_dir = tmp_path_factory.mktemp("rm-lora")
-    run_exp(train_args(output_dir, "rm", max_steps=3, max_samples=24, overwrite_output_dir=True))
+    with _core_logger_kept():
+        run_exp(train_args(output_dir, "rm", max_steps=3, max_samples=24, overwrite_output_dir=True))
     return output_dir
 
 
@@ -489,7 +522,7 @@ def test_diagnosis_names_each_reason_once_and_again_after_it_went_away():
 
 
 @pytest.mark.slow
-def test_a_reward_that_never_varies_is_named_in_the_log_and_trainer_log(make_args, capfd):
+def test_a_reward_that_never_varies_is_named_in_the_log_and_trainer_log(make_args):
     """A rule that gives every answer 0, and answers cut at 1 token (the random demo model seldom stops at once):
     both signs reach trainer_log.jsonl as alert records and the log as lines."""
     from core.train import ppo_rewards
@@ -500,7 +533,8 @@ def test_a_reward_that_never_varies_is_named_in_the_log_and_trainer_log(make_arg
         args = make_args(
             "ppo", reward_model="always_zero", reward_model_type="rule", max_new_tokens=1, max_steps=2, logging_steps=2
         )
-        run_exp(args)
+        with _lines_of("core.train.ppo_trainer") as lines:
+            run_exp(args)
     finally:
         del ppo_rewards.REWARD_RULES["always_zero"]
     records = _log(args["output_dir"], alerts=True)
@@ -508,5 +542,17 @@ def test_a_reward_that_never_varies_is_named_in_the_log_and_trainer_log(make_arg
     assert set(alerts) == {"ppo_no_signal", "ppo_truncated"}
     assert alerts["ppo_no_signal"]["current_steps"] == 2 and "nothing to learn" in alerts["ppo_no_signal"]["message"]
     assert records[-1].get("reward") == 0.0  # the metric record comes last: progress readers keep working
-    out, err = capfd.readouterr()
-    assert "alert ppo_no_signal at step 2: every response" in out + err  # the line job.log gets
+    assert any(line.startswith("alert ppo_no_signal at step 2: every response") for line in lines)  # job.log's
+
+
+def test_ppo_defaults_bound_the_answers_and_normalise_the_scores(make_args):
+    from core.hparams import get_train_args
+    from core.hparams.generating_args import PPO_MAX_NEW_TOKENS
+
+    with _lines_of("core.hparams.parser") as lines:
+        _, _, _, finetuning_args, generating_args = get_train_args(make_args("ppo", reward_model="uppercase"))
+    assert generating_args.max_new_tokens == PPO_MAX_NEW_TOKENS == 128 and finetuning_args.ppo_score_norm
+    assert any("max_new_tokens not set — responses are cut at 128 tokens" in line for line in lines)  # the log says
+    given = get_train_args(make_args("ppo", reward_model="uppercase", max_new_tokens=300, ppo_score_norm=False))
+    assert given[4].max_new_tokens == 300 and not given[3].ppo_score_norm
+    assert get_train_args(make_args("sft"))[4].max_new_tokens == 1024  # other stages keep the chat default
