@@ -868,6 +868,11 @@ def get_train_args(
             PPO_MAX_NEW_TOKENS,
             GeneratingArguments.max_new_tokens,
         )
+    if finetuning_args.stage == "ppo" and "ppo_score_norm" not in given:
+        logger.info(
+            "ppo: ppo_score_norm not set — scores are normalised (LLaMA-Factory leaves them raw); "
+            "set ppo_score_norm: false for its behaviour"
+        )
     # Our collators carry columns the model's forward does not name (chosen_*, kl_*): the Trainer must keep them.
     training_args.remove_unused_columns = False
     if "dataloader_pin_memory" not in given and not torch.cuda.is_available():

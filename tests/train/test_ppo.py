@@ -553,6 +553,9 @@ def test_ppo_defaults_bound_the_answers_and_normalise_the_scores(make_args):
         _, _, _, finetuning_args, generating_args = get_train_args(make_args("ppo", reward_model="uppercase"))
     assert generating_args.max_new_tokens == PPO_MAX_NEW_TOKENS == 128 and finetuning_args.ppo_score_norm
     assert any("max_new_tokens not set — responses are cut at 128 tokens" in line for line in lines)  # the log says
-    given = get_train_args(make_args("ppo", reward_model="uppercase", max_new_tokens=300, ppo_score_norm=False))
+    assert any("ppo_score_norm not set — scores are normalised (LLaMA-Factory" in line for line in lines)
+    with _lines_of("core.hparams.parser") as lines:
+        given = get_train_args(make_args("ppo", reward_model="uppercase", max_new_tokens=300, ppo_score_norm=False))
+    assert not [line for line in lines if "not set" in line]  # nothing to say when the user chose
     assert given[4].max_new_tokens == 300 and not given[3].ppo_score_norm
     assert get_train_args(make_args("sft"))[4].max_new_tokens == 1024  # other stages keep the chat default
