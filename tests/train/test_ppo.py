@@ -366,6 +366,7 @@ def test_optimizer_follows_the_loraplus_ratio_and_spares_norms_from_decay(tmp_pa
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
 
+    from core.hparams.finetuning_args import FinetuningArguments
     from core.model.valuehead import ValueHeadModel
     from core.train.ppo_trainer import PPOTrainer
 
@@ -374,16 +375,13 @@ def test_optimizer_follows_the_loraplus_ratio_and_spares_norms_from_decay(tmp_pa
     )
     model = ValueHeadModel(get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj"])))
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, weight_decay=0.1, max_steps=1)
-    finetuning = SimpleNamespace(
-        ppo_epochs=1, ppo_score_norm=False, ppo_whiten_rewards=False, ppo_target=6.0, ppo_buffer_size=1
-    )
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=2)
     rows = [{"input_ids": [5, 6, 7], "labels": []}] * 8
 
     def build(**extra):
-        return PPOTrainer(
-            model, tokenizer, args, SimpleNamespace(**vars(finetuning), **extra), SimpleNamespace(), rows, None
-        ).optimizer
+        # The real arguments class, so options added later (custom optimizers) keep their defaults here.
+        finetuning = FinetuningArguments(stage="ppo", ppo_epochs=1, ppo_buffer_size=1, **extra)
+        return PPOTrainer(model, tokenizer, args, finetuning, SimpleNamespace(), rows, None).optimizer
 
     groups = build().param_groups
     no_decay = next(g for g in groups if g["weight_decay"] == 0.0)
