@@ -14,7 +14,8 @@ def _help(text: str) -> dict[str, str]:
 class FinetuningArguments:
     """Stage, method (lora / freeze / full), LoRA and freeze settings, preference and PPO settings.
 
-    Defaults are LLaMA-Factory's. `lora_alpha: null` becomes 2 * lora_rank after parsing, as there.
+    Defaults are LLaMA-Factory's, except `ppo_score_norm` (on here, off there: see its help).
+    `lora_alpha: null` becomes 2 * lora_rank after parsing, as there.
     """
 
     stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = field(
@@ -198,7 +199,15 @@ class FinetuningArguments:
         default=1, metadata=_help("ppo: mini-batches collected before each optimization pass.")
     )
     ppo_epochs: int = field(default=4, metadata=_help("ppo: optimization epochs over each collected batch."))
-    ppo_score_norm: bool = field(default=False, metadata=_help("ppo: normalize reward scores."))
+    ppo_score_norm: bool = field(
+        default=True,
+        metadata=_help(
+            "ppo: scale scores to mean 0, std 1 with running statistics before the KL penalty and advantages. "
+            "On by default (LLaMA-Factory: off), so the KL penalty and the value head see one scale whatever the "
+            "reward's (a rule's 0-1 share, an rm's scores a few tenths apart or several units); off: the KL "
+            "coefficient is scaled to the first batch's scores instead."
+        ),
+    )
     ppo_target: float = field(default=6.0, metadata=_help("ppo: target KL for the adaptive KL controller."))
     ppo_whiten_rewards: bool = field(default=False, metadata=_help("ppo: whiten rewards before advantages."))
     num_generations: int = field(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import UserError
 from core.hparams.data_args import DataArguments
 from core.hparams.finetuning_args import FinetuningArguments
-from core.hparams.generating_args import GeneratingArguments
+from core.hparams.generating_args import PPO_MAX_NEW_TOKENS, GeneratingArguments
 from core.hparams.hub import push_problems
 from core.hparams.keys import (
     IGNORED_KEYS,
@@ -1104,6 +1104,19 @@ def get_train_args(
         trackers = report_to_list(training_args.report_to)
         training_args.report_to = [*trackers, "swanlab"] if "swanlab" not in trackers else trackers
         os.environ.update(swanlab_environment(groups["finetuning"]))
+    if finetuning_args.stage == "ppo" and "max_new_tokens" not in given:
+        generating_args.max_new_tokens = PPO_MAX_NEW_TOKENS
+        logger.info(
+            "ppo: max_new_tokens not set — responses are cut at %d tokens (chat and predict use %d); "
+            "set max_new_tokens to change it",
+            PPO_MAX_NEW_TOKENS,
+            GeneratingArguments.max_new_tokens,
+        )
+    if finetuning_args.stage == "ppo" and "ppo_score_norm" not in given:
+        logger.info(
+            "ppo: ppo_score_norm not set — scores are normalised (LLaMA-Factory leaves them raw); "
+            "set ppo_score_norm: false for its behaviour"
+        )
     # Our collators carry columns the model's forward does not name (chosen_*, kl_*): the Trainer must keep them.
     training_args.remove_unused_columns = False
     if "dataloader_pin_memory" not in given and not torch.cuda.is_available():

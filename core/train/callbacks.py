@@ -14,6 +14,9 @@ Alert records (`{"alert": kind, "level", "message"}` plus the progress keys) com
 `rewards/accuracies` is also written as `accuracy` (and `eval_rewards/accuracies` as `eval_accuracy`). A key with
 no value is left out. On resume the file keeps the records up to the checkpoint's step and continues after them.
 
+`write_alert(state, kind, message, level)` appends an alert record instead (`alert`, `level`, `message` and the
+progress keys; DESIGN.md section 6): a loop that can tell why a run is going wrong (ppo) calls it.
+
 A job that only evaluates or predicts (no `on_train_begin`) gets progress records from `on_prediction_step`:
 `phase` (`predict` with `do_predict`, else `eval`), `current_steps` / `total_steps` counting batches of that pass,
 `percentage` and the four time keys, no epoch and no metrics. They are appended every `_prediction_interval`

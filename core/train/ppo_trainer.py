@@ -12,11 +12,25 @@ One step, read top to bottom in `train()`:
 5. `ppo_epochs` passes over the buffer in mini-batches of `per_device_train_batch_size`, an optimizer step every
    `gradient_accumulation_steps` mini-batches: clipped policy loss + `VF_COEF` * clipped value loss.
 6. The KL coefficient adapts towards `ppo_target` (Ziegler et al. 2019); the scheduler steps once per PPO step.
+7. Diagnosis (`Diagnosis`): when every step since the last log had the same reward for every response, a KL penalty
+   larger than the scores' spread, or (nearly) every response cut at `max_new_tokens`, an alert record says so in
+   trainer_log.jsonl and a WARNING line in the log (once, and again only after the sign went away).
+
+Defaults chosen so that a run learns with the settings a user brings (a LLaMA-Factory ppo YAML, LoRA at lr 1e-3,
+no max_new_tokens, no ppo_score_norm), each from a measurement on the demo model and the `uppercase` rule:
+- `ppo_score_norm` on (LLaMA-Factory: off), so the KL penalty and the value head's targets see scores of std 1
+  whatever the reward's scale. LLaMA-Factory's pair (off, KL coefficient 0.2) left the issue's runs flat; on the
+  demo (LoRA lr 1e-3, rule, 20 steps of 32 prompts, 4 tokens) the last 5 steps' reward beat the first 5's by 0.12
+  with it on, and by 0.12 with it off once the KL coefficient is scaled to the scores (below): either fixes the
+  scale of the first batch, only the norm follows the scores as the policy moves them.
+- responses cut at `PPO_MAX_NEW_TOKENS` (128) when `max_new_tokens` is not given (core.hparams.generating_args).
+- the KL coefficient starts at `INIT_KL_COEF` (0.05, scaled to the score), see there.
 
 `batch_size` = per_device_train_batch_size * gradient_accumulation_steps * ppo_buffer_size, as in LLaMA-Factory.
 transformers' callbacks (our LogCallback, GracefulStopCallback, DefaultFlowCallback) see the same
 `TrainerState` / `TrainerControl` events as under Trainer; logs carry `loss`, `reward`, `kl`, `policy_loss`,
-`value_loss`, `learning_rate`, `kl_coef`, `response_length`.
+`value_loss`, `learning_rate`, `kl_coef`, `response_length`, `truncated` (share of responses cut at
+`max_new_tokens`).
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +61,15 @@ CLIP_RANGE_VALUE = 0.2  # value clip, around the values of the rollout
 VF_COEF = 0.1  # weight of the value loss
 GAMMA = 1.0  # no discount within one response
 LAM = 0.95  # GAE lambda
-INIT_KL_COEF = 0.2
+# The KL coefficient starts at INIT_KL_COEF in units of a normalised score (std 1; LLaMA-Factory / trl 0.x start at
+# 0.2). Without ppo_score_norm it is scaled by the first batch's score spread, so the penalty weighs the same against
+# the reward whatever its scale. Measured on the demo model (full, lr 1e-2, 16-token answers, uppercase rule, 20
+# steps): reward 0.28 -> 0.52 at 0.2 (penalty about 6 per response by the end, against a score spread of 1),
+# 0.28 -> 0.66 at 0.05.
+INIT_KL_COEF = 0.05
 KL_HORIZON = 10000
+TRUNCATED_SHARE = 0.9  # responses cut at max_new_tokens from this share on are "always cut" (Diagnosis)
+DIAGNOSIS_STEPS = 5  # Diagnosis judges on at least this many steps (fewer at the start of a run)
 
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
@@ -151,6 +173,69 @@ class RunningMoments:
         return max(math.sqrt(self.var), 1e-6)
 
 
+@dataclass
+class StepSigns:
+    """What one PPO step shows about whether the run can learn (numbers from `make_experience`)."""
+
+    score_spread: float  # max - min of the raw scores in the batch
+    score_mean: float  # mean raw score
+    penalty: float  # mean KL penalty per response: kl_coef * sum over tokens of (logp - ref_logp)
+    signal: float  # std of the scores the policy is trained on (normalised when ppo_score_norm is on)
+    truncated: float  # share of responses cut at max_new_tokens without a stop token
+
+
+class Diagnosis:
+    """Why a PPO run is not learning, when its numbers can tell: `step(signs)` each step, `check()` at each log.
+
+    `check()` looks at the steps since the last log, or at the last `DIAGNOSIS_STEPS` steps when fewer (one PPO
+    step is too noisy to judge on). No signal: every batch gave every response the same reward. KL: the mean penalty
+    outweighs the mean spread of the scores. Cut: `TRUNCATED_SHARE` of the responses or more reached max_new_tokens.
+    It returns the (kind, message) pairs that just appeared; a kind is raised again only after it went away."""
+
+    def __init__(self, max_new_tokens: int, score_norm: bool) -> None:
+        self.max_new_tokens = max_new_tokens
+        self.score_norm = score_norm
+        self.since_log: list[StepSigns] = []
+        self.recent: deque[StepSigns] = deque(maxlen=DIAGNOSIS_STEPS)
+        self.active: set[str] = set()
+
+    def step(self, signs: StepSigns) -> None:
+        self.since_log.append(signs)
+        self.recent.append(signs)
+
+    def check(self) -> list[tuple[str, str]]:
+        steps = self.since_log if len(self.since_log) >= DIAGNOSIS_STEPS else list(self.recent)
+        self.since_log = []
+        if not steps:
+            return []
+        n = len(steps)
+        span = f"the last {n} steps" if n > 1 else "the last step"
+        found: dict[str, str] = {}
+        if all(s.score_spread <= 1e-6 * max(1.0, abs(s.score_mean)) for s in steps):
+            found["ppo_no_signal"] = (
+                f"every response in {span} got the same reward ({steps[-1].score_mean:.4g}): PPO has nothing to "
+                "learn from — check that the reward model or rule tells this model's answers apart"
+            )
+        penalty, signal = sum(s.penalty for s in steps) / n, sum(s.signal for s in steps) / n
+        if "ppo_no_signal" not in found and penalty > signal:
+            fix = "shorten the responses (max_new_tokens) or raise ppo_target"
+            found["ppo_kl_over_score"] = (
+                f"the KL penalty ({penalty:.3g} per response) outweighs the spread of the scores ({signal:.3g}) "
+                f"over {span}: the policy is held near the reference instead of following the reward — "
+                + (fix if self.score_norm else f"turn ppo_score_norm on, or {fix}")
+            )
+        truncated = sum(s.truncated for s in steps) / n
+        if truncated >= TRUNCATED_SHARE:
+            found["ppo_truncated"] = (
+                f"{truncated:.0%} of the responses in {span} were cut at max_new_tokens ({self.max_new_tokens}) "
+                "before a stop token: the reward scores unfinished answers — raise max_new_tokens, or teach the "
+                "model to stop (sft) first"
+            )
+        new = [(kind, message) for kind, message in found.items() if kind not in self.active]
+        self.active = set(found)
+        return new
+
+
 class PPOTrainer:
     """PPO on a `ValueHeadModel` policy; see the module docstring for the algorithm."""
 
@@ -182,6 +267,7 @@ class PPOTrainer:
         self.whiten_rewards = bool(finetuning_args.ppo_whiten_rewards)
         self.target_kl = float(finetuning_args.ppo_target)
         self.kl_coef = INIT_KL_COEF
+        self.kl_coef_scaled = self.score_norm  # without score_norm, scaled to the first batch's scores
         self.score_moments = RunningMoments()
         self.mini_batch_size = training_args.per_device_train_batch_size
         self.accumulation = training_args.gradient_accumulation_steps
@@ -237,6 +323,7 @@ class PPOTrainer:
             eos_token_id=self.stop_token_ids,
             pad_token_id=pad_id,
         )
+        self.diagnosis = Diagnosis(self.generation_config.max_new_tokens, self.score_norm)
 
         def steps(value: float | None) -> int:
             # Trainer reads a value below 1 as a share of max_steps.
@@ -364,6 +451,12 @@ class PPOTrainer:
         if self.score_norm:
             self.score_moments.update(scores)
             scores = (scores - self.score_moments.mean) / self.score_moments.std
+        elif not self.kl_coef_scaled:
+            spread = scores.std().item() if scores.numel() > 1 else 0.0
+            if spread > 0:
+                self.kl_coef = INIT_KL_COEF * spread
+                logger.info("PPO: KL coefficient starts at %.3g (%.3g x the first scores' std)", self.kl_coef, spread)
+            self.kl_coef_scaled = True
 
         old_logprobs, old_values, ref_logprobs = [], [], []
         for start in range(0, len(rollout.prompts), self.mini_batch_size):
@@ -384,7 +477,23 @@ class PPOTrainer:
             rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
         advantages, returns = gae(rewards, old_values, mask)
         advantages = masked_whiten(advantages, mask) * mask
+
+        width = rollout.response_mask.shape[1]
+        ends_open = ~torch.isin(rollout.input_ids[:, -1], torch.tensor(self.stop_token_ids, device=self.device))
+        truncated = (rollout.response_mask[:, -1].bool() & ends_open).float() * float(
+            width >= self.generation_config.max_new_tokens
+        )
+        self.diagnosis.step(
+            StepSigns(
+                score_spread=(raw_scores.max() - raw_scores.min()).item(),
+                score_mean=raw_scores.mean().item(),
+                penalty=self.kl_coef * (kl * mask).sum(-1).mean().item(),
+                signal=scores.std(unbiased=False).item(),
+                truncated=truncated.mean().item(),
+            )
+        )
         return {
+            "truncated": truncated,
             "old_logprobs": old_logprobs,
             "old_values": old_values,
             "advantages": advantages,
@@ -443,9 +552,10 @@ class PPOTrainer:
             self.load_checkpoint(resume_from_checkpoint)
         args, state, control = self.args, self.state, self.control
         logger.info(
-            "PPO: %d steps, %d prompts per step, %d epochs over mini-batches of %d",
+            "PPO: %d steps, %d prompts per step, responses up to %d tokens, %d epochs over mini-batches of %d",
             self.max_steps,
             self.batch_size,
+            self.generation_config.max_new_tokens,
             self.ppo_epochs,
             self.mini_batch_size,
         )
@@ -473,6 +583,7 @@ class PPOTrainer:
                 kl=mean_kl,
                 kl_coef=self.kl_coef,
                 response_length=experience["mask"].sum(-1).mean().item(),
+                truncated=experience["truncated"].mean().item(),
             )
             for key, value in stats.items():
                 pending.setdefault(key, []).append(value)
@@ -486,6 +597,7 @@ class PPOTrainer:
             if control.should_log or control.should_training_stop:
                 logs = {key: sum(values) / len(values) for key, values in pending.items()}
                 logs["learning_rate"] = self.scheduler.get_last_lr()[0]
+                self.alert(self.diagnosis.check())
                 self.log(logs)
                 pending.clear()
             if control.should_save:
@@ -506,6 +618,15 @@ class PPOTrainer:
             metrics["train_reward"] = rewards[-1]
         control = self.callback_handler.on_train_end(args, state, control)
         return metrics
+
+    def alert(self, found: list[tuple[str, str]]) -> None:
+        """An alert record in trainer_log.jsonl (through the LogCallback, when there is one) and a log line each."""
+        writers = [cb for cb in self.callback_handler.callbacks if hasattr(cb, "write_alert")]
+        for kind, message in found:
+            for writer in writers:
+                writer.write_alert(self.state, kind, message)
+            if self.accelerator.is_main_process:
+                logger.warning("alert %s at step %d: %s", kind, self.state.global_step, message)
 
     def log(self, logs: dict[str, float]) -> None:
         logs = {**logs, "epoch": self.state.epoch}
@@ -573,6 +694,7 @@ class PPOTrainer:
         if (folder / PPO_STATE_FILE).is_file():
             ppo_state = json.loads((folder / PPO_STATE_FILE).read_text(encoding="utf-8"))
             self.kl_coef = ppo_state["kl_coef"]
+            self.kl_coef_scaled = True
             vars(self.score_moments).update(ppo_state["score_moments"])
         saved = TrainerState.load_from_json(str(folder / "trainer_state.json"))
         self.state.global_step = saved.global_step

@@ -4,7 +4,9 @@ from a rule, and the LoRA path with a reward model trained by the rm stage (stop
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -108,97 +110,158 @@ def test_unknown_rule_and_missing_reward_model_are_clear_errors(tmp_path):
 # --- runs on the demo model -------------------------------------------------------------------------------------
 
 
-def _log(output_dir) -> list[dict]:
+@contextlib.contextmanager
+def _core_logger_kept():
+    """For run_exp in a module fixture: it runs before the per-test logger restore, and would leave the `core` logger
+    writing to that test's (then closed) capture."""
+    core_logger = logging.getLogger("core")
+    saved = (list(core_logger.handlers), core_logger.propagate, core_logger.level)
+    try:
+        yield
+    finally:
+        core_logger.handlers[:], core_logger.propagate, core_logger.level = saved
+
+
+@contextlib.contextmanager
+def _lines_of(name: str):
+    """The messages logger `name` emits inside the block, at INFO and above."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    target = logging.getLogger(name)
+    previous_level = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(previous_level)
+
+
+def _log(output_dir, alerts: bool = False) -> list[dict]:
+    """The metric records of trainer_log.jsonl (with `alerts=True`, every record)."""
     from core.train.callbacks import read_log_records
 
-    return read_log_records(Path(output_dir) / "trainer_log.jsonl")
+    records = read_log_records(Path(output_dir) / "trainer_log.jsonl")
+    return records if alerts else [r for r in records if "alert" not in r]
 
 
-@pytest.fixture(scope="module")
-def uppercase_reward_model(tmp_path_factory, demo_model) -> Path:
-    """A full reward model from the rm stage on the uppercase-task pairs of demo_pref (chosen: every word
-    uppercased; rejected: one word left lowercase); it ranks held-out pairs right after 20 steps (measured: 1.0)."""
+def _uppercase_pairs(folder: Path) -> dict:
+    """The uppercase-task pairs of demo_pref (chosen: every word uppercased; rejected: one word left lowercase) as a
+    dataset of their own in `folder`; returns the rm arguments that train on them."""
+    from core.paths import DEMO_DATA_DIR
+
+    rows = json.loads((DEMO_DATA_DIR / "demo_pref.json").read_text(encoding="utf-8"))
+    rows = [row for row in rows if "uppercase" in row["instruction"].lower()]
+    (folder / "uppercase_pairs.json").write_text(json.dumps(rows), encoding="utf-8")
+    info = json.loads((DEMO_DATA_DIR / "dataset_info.json").read_text(encoding="utf-8"))["demo_pref"]
+    (folder / "dataset_info.json").write_text(
+        json.dumps({"uppercase_pairs": {**info, "file_name": "uppercase_pairs.json"}}), encoding="utf-8"
+    )
+    return {"dataset_dir": str(folder), "dataset": "uppercase_pairs", "val_size": 0.2, "do_eval": True}
+
+
+def _train_rm(tmp_path_factory, name: str, **overrides) -> Path:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
     from trainhelp import train_args
 
-    from core.paths import DEMO_DATA_DIR
     from core.train.tuner import run_exp
 
-    data = tmp_path_factory.mktemp("uppercase-pairs")
-    rows = json.loads((DEMO_DATA_DIR / "demo_pref.json").read_text(encoding="utf-8"))
-    rows = [row for row in rows if "uppercase" in row["instruction"].lower()]
-    (data / "uppercase_pairs.json").write_text(json.dumps(rows), encoding="utf-8")
-    info = json.loads((DEMO_DATA_DIR / "dataset_info.json").read_text(encoding="utf-8"))["demo_pref"]
-    (data / "dataset_info.json").write_text(
-        json.dumps({"uppercase_pairs": {**info, "file_name": "uppercase_pairs.json"}}), encoding="utf-8"
-    )
-    output_dir = tmp_path_factory.mktemp("rm-full")
-    args = train_args(output_dir, "rm", dataset_dir=str(data), dataset="uppercase_pairs", val_size=0.2, do_eval=True)
-    args.update(finetuning_type="full", learning_rate=3e-3, per_device_train_batch_size=16, overwrite_output_dir=True)
-    run_exp(args)
-    assert json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"] >= 0.9
+    output_dir = tmp_path_factory.mktemp(name)
+    pairs = _uppercase_pairs(tmp_path_factory.mktemp(f"{name}-pairs"))
+    args = train_args(output_dir, "rm", **pairs)
+    args.update(per_device_train_batch_size=16, overwrite_output_dir=True, **overrides)
+    with _core_logger_kept():
+        run_exp(args)
+    assert json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"] >= 0.85
     return output_dir
 
 
+@pytest.fixture(scope="module")
+def uppercase_reward_model(tmp_path_factory, demo_model) -> Path:
+    """A full reward model from the rm stage on the uppercase pairs; it ranks held-out pairs right after 20 steps
+    (measured: 1.0)."""
+    return _train_rm(tmp_path_factory, "rm-full", finetuning_type="full", learning_rate=3e-3)
+
+
+@pytest.fixture(scope="module")
+def uppercase_lora_reward_model(tmp_path_factory, demo_model) -> Path:
+    """A LoRA reward model from the rm stage on the uppercase pairs (measured: eval_accuracy 0.92 after 20 steps)."""
+    return _train_rm(tmp_path_factory, "rm-lora", finetuning_type="lora", learning_rate=1e-2)
+
+
+# Settings a user would bring, sized for a test: the learning rates at the top of the usual ranges (LoRA 1e-4..1e-3,
+# full 1e-5..1e-4), everything else at its default (score normalisation, KL controller, 4 PPO epochs) except what
+# keeps a CPU run short: 4-token answers, 20 steps of 32 prompts in mini-batches of 8 (ppo_buffer_size 4, so 16
+# optimizer steps per PPO step), a constant rate. The margin is on the mean reward of the last 5 steps over the
+# first 5 (160 answers each); the measured rises and that of trl's GRPOTrainer are in the tests' docstrings.
+ORDINARY = {
+    "per_device_train_batch_size": 8,
+    "ppo_buffer_size": 4,
+    "max_new_tokens": 4,
+    "lr_scheduler_type": "constant",
+    "max_steps": 20,
+    "logging_steps": 1,
+}
+
+
+def _first_and_last(output_dir) -> tuple[float, float]:
+    records = _log(output_dir, alerts=True)
+    rewards = [r["reward"] for r in records if "reward" in r]
+    assert len(rewards) == ORDINARY["max_steps"]
+    # A run that learns shows none of the signs of one that cannot (cut answers are expected: 4 tokens).
+    assert not {r["alert"] for r in records if "alert" in r} & {"ppo_no_signal", "ppo_kl_over_score"}
+    return sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+
+
 @pytest.mark.slow
-def test_ppo_raises_the_score_of_a_reward_model_from_the_rm_stage(make_args, uppercase_reward_model):
-    """Full fine-tuning against the uppercase reward model on the demo prompts: the mean score of the last 5 steps
-    must beat the first 3 steps' by 1.0 or more (measured: about -3.4 -> +1.2). LoRA cannot reshape the random demo
-    model's tied output layer that fast (measured: -3.3 -> -2.5 in the same steps)."""
+@pytest.mark.parametrize(
+    ("finetuning_type", "learning_rate", "margin"),
+    # measured: lora 0.307 -> 0.424, full 0.370 -> 0.482
+    [("lora", 1e-3, 0.05), ("full", 1e-4, 0.05)],
+)
+def test_ppo_with_ordinary_settings_raises_a_rule_reward(make_args, finetuning_type, learning_rate, margin):
+    """The `uppercase` rule (share of capital letters) on the demo prompts."""
     from core.train.tuner import run_exp
 
     args = make_args(
         "ppo",
-        finetuning_type="full",
-        reward_model=str(uppercase_reward_model),
-        reward_model_type="full",
-        ppo_score_norm=True,
-        per_device_train_batch_size=16,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        max_new_tokens=4,
-        max_steps=20,
-        logging_steps=1,
-    )
-    run_exp(args)
-
-    rewards = [r["reward"] for r in _log(args["output_dir"])]
-    first, last = sum(rewards[:3]) / 3, sum(rewards[-5:]) / 5
-    print(f"ppo rm score: first 3 steps {first:.3f}, last 5 steps {last:.3f}")
-    assert len(rewards) == 20
-    assert last >= first + 1.0
-
-
-@pytest.mark.slow
-def test_ppo_raises_the_reward_of_a_rule(make_args):
-    """Full fine-tuning, the `uppercase` rule, score normalisation: the mean reward (share of capital letters) of
-    the last 5 steps must beat the first 3 steps' by 0.2 or more (measured: 0.34 -> 0.82)."""
-    from core.train.tuner import run_exp
-
-    args = make_args(
-        "ppo",
-        finetuning_type="full",
+        finetuning_type=finetuning_type,
+        learning_rate=learning_rate,
         reward_model="uppercase",
         reward_model_type="rule",
-        ppo_score_norm=True,
-        per_device_train_batch_size=16,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        max_new_tokens=4,
-        max_steps=20,
-        logging_steps=1,
+        **ORDINARY,
     )
     run_exp(args)
-
-    rewards = [r["reward"] for r in _log(args["output_dir"])]
-    first, last = sum(rewards[:3]) / 3, sum(rewards[-5:]) / 5
-    print(f"ppo uppercase reward: first 3 steps {first:.3f}, last 5 steps {last:.3f}")
-    assert len(rewards) == 20
-    assert last >= first + 0.2
+    first, last = _first_and_last(args["output_dir"])
+    print(f"ppo {finetuning_type} lr {learning_rate:g}, uppercase rule: first 5 steps {first:.3f}, last 5 {last:.3f}")
+    assert last >= first + margin
     output_dir = Path(args["output_dir"])
-    assert (output_dir / "model.safetensors").is_file() and (output_dir / "value_head.safetensors").is_file()
+    assert (output_dir / "value_head.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_lora_ppo_with_ordinary_settings_raises_the_score_of_a_lora_reward_model(
+    make_args, uppercase_lora_reward_model
+):
+    """LoRA policy at lr 1e-3 scored by a LoRA reward model of the rm stage, on the policy's own base model
+    (measured: -0.419 -> 0.450)."""
+    from core.train.tuner import run_exp
+
+    args = make_args(
+        "ppo",
+        learning_rate=1e-3,
+        reward_model=str(uppercase_lora_reward_model),
+        reward_model_type="lora",
+        **ORDINARY,
+    )
+    run_exp(args)
+    first, last = _first_and_last(args["output_dir"])
+    print(f"ppo lora lr 1e-3, lora rm: first 5 steps {first:.3f}, last 5 {last:.3f}")
+    assert last >= first + 0.4
 
 
 class _SigtermAtStep:
@@ -223,7 +286,8 @@ def lora_reward_model(tmp_path_factory, demo_model):
     from core.train.tuner import run_exp
 
     output_dir = tmp_path_factory.mktemp("rm-lora")
-    run_exp(train_args(output_dir, "rm", max_steps=3, max_samples=24, overwrite_output_dir=True))
+    with _core_logger_kept():
+        run_exp(train_args(output_dir, "rm", max_steps=3, max_samples=24, overwrite_output_dir=True))
     return output_dir
 
 
@@ -302,6 +366,7 @@ def test_optimizer_follows_the_loraplus_ratio_and_spares_norms_from_decay(tmp_pa
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
 
+    from core.hparams.finetuning_args import FinetuningArguments
     from core.model.valuehead import ValueHeadModel
     from core.train.ppo_trainer import PPOTrainer
 
@@ -310,19 +375,185 @@ def test_optimizer_follows_the_loraplus_ratio_and_spares_norms_from_decay(tmp_pa
     )
     model = ValueHeadModel(get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj"])))
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, weight_decay=0.1, max_steps=1)
-    finetuning = SimpleNamespace(
-        ppo_epochs=1, ppo_score_norm=False, ppo_whiten_rewards=False, ppo_target=6.0, ppo_buffer_size=1
-    )
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=2)
     rows = [{"input_ids": [5, 6, 7], "labels": []}] * 8
 
     def build(**extra):
-        return PPOTrainer(
-            model, tokenizer, args, SimpleNamespace(**vars(finetuning), **extra), SimpleNamespace(), rows, None
-        ).optimizer
+        # The real arguments class, so options added later (custom optimizers) keep their defaults here.
+        finetuning = FinetuningArguments(stage="ppo", ppo_epochs=1, ppo_buffer_size=1, **extra)
+        return PPOTrainer(model, tokenizer, args, finetuning, SimpleNamespace(), rows, None).optimizer
 
     groups = build().param_groups
     no_decay = next(g for g in groups if g["weight_decay"] == 0.0)
     assert any(p is model.v_head.bias for p in no_decay["params"])
     rates = {g["lr"] for g in build(loraplus_lr_ratio=8.0).param_groups}
     assert rates == {args.learning_rate, 8.0 * args.learning_rate}
+
+
+# --- the reward does not follow the policy ----------------------------------------------------------------------
+
+
+def _policy_and_scorer(make_args, finetuning_type: str, **reward):
+    """The policy and the reward function exactly as `run_ppo` builds them."""
+    from core.hparams import get_train_args
+    from core.model import load_model, load_tokenizer
+    from core.train.ppo_rewards import create_reward_fn
+
+    model_args, _, training_args, finetuning_args, _ = get_train_args(
+        make_args("ppo", finetuning_type=finetuning_type, **reward)
+    )
+    tokenizer = load_tokenizer(model_args)
+    policy = load_model(tokenizer, model_args, finetuning_args, is_trainable=True, add_valuehead=True)
+    return policy, tokenizer, create_reward_fn(policy, tokenizer, model_args, finetuning_args, training_args.device)
+
+
+def _rollout(tokenizer):
+    from core.train.ppo_trainer import Rollout
+
+    prompt = "<|im_start|>user\nUppercase: dog cat<|im_end|>\n<|im_start|>assistant\n"
+    answers = ["DOG CAT<|im_end|>", "dog cat<|im_end|>", "DOG cat<|im_end|>"]
+    query = [tokenizer.encode(prompt, add_special_tokens=False)] * len(answers)
+    response = [tokenizer.encode(a, add_special_tokens=False) for a in answers]
+    width = max(len(r) for r in response)
+    ids = torch.tensor([q + r + [0] * (width - len(r)) for q, r in zip(query, response, strict=True)])
+    response_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in response])
+    mask = torch.cat([torch.ones(len(answers), len(query[0]), dtype=torch.long), response_mask], dim=1)
+    texts = [a.replace("<|im_end|>", "") for a in answers]
+    return Rollout(ids, mask, response_mask, ["Uppercase: dog cat"] * len(answers), texts, ["DOG CAT"] * 3)
+
+
+def _scores_before_and_after_the_policy_moves(policy, tokenizer, reward_fn):
+    rollout = _rollout(tokenizer)
+    before = reward_fn(rollout)
+    logits_before = policy(rollout.input_ids, rollout.attention_mask)[0].detach()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in policy.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.5)
+    assert not torch.allclose(policy(rollout.input_ids, rollout.attention_mask)[0], logits_before)  # it moved
+    return before, reward_fn(rollout)
+
+
+@pytest.mark.slow
+def test_a_lora_reward_model_on_the_policys_base_scores_with_its_own_adapter(make_args, lora_reward_model):
+    """The reward adapter sits on the policy's base model: moving the policy's adapter and value head must not
+    change a single score, and the scores must be the reward model's (its adapter on, the policy's off)."""
+    policy, tokenizer, reward_fn = _policy_and_scorer(
+        make_args, "lora", reward_model=str(lora_reward_model), reward_model_type="lora"
+    )
+    before, after = _scores_before_and_after_the_policy_moves(policy, tokenizer, reward_fn)
+    assert torch.equal(before, after)
+    assert policy.pretrained_model.active_adapter != "reward"  # training goes on with the policy's adapter
+
+    # The same scores as the rm run's model loaded on its own.
+    from core.hparams import get_train_args
+    from core.model import load_model
+
+    model_args, _, _, finetuning_args, _ = get_train_args(
+        make_args("rm", adapter_name_or_path=str(lora_reward_model), output_dir=str(lora_reward_model.parent / "x"))
+    )
+    reward_model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False, add_valuehead=True)
+    rollout = _rollout(tokenizer)
+    with torch.no_grad():
+        _, values = reward_model(rollout.input_ids, rollout.attention_mask, return_logits=False)
+    last = rollout.attention_mask.sum(-1) - 1
+    assert torch.allclose(before, values[torch.arange(3), last], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_full_reward_model_does_not_follow_the_policy(make_args, uppercase_reward_model):
+    policy, tokenizer, reward_fn = _policy_and_scorer(
+        make_args, "full", reward_model=str(uppercase_reward_model), reward_model_type="full"
+    )
+    before, after = _scores_before_and_after_the_policy_moves(policy, tokenizer, reward_fn)
+    assert torch.equal(before, after)
+    assert before[0] > before[1]  # it prefers the uppercase answer: the rm run's model scores
+
+
+def test_a_rule_does_not_follow_the_policy(make_args):
+    policy, tokenizer, reward_fn = _policy_and_scorer(
+        make_args, "lora", reward_model="uppercase", reward_model_type="rule"
+    )
+    before, after = _scores_before_and_after_the_policy_moves(policy, tokenizer, reward_fn)
+    assert torch.equal(before, after)
+    assert before.tolist() == pytest.approx([1.0, 0.0, 0.5])
+
+
+# --- why a run is not learning ------------------------------------------------------------------------------------
+
+
+def _signs(**overrides):
+    from core.train.ppo_trainer import StepSigns
+
+    values = {"score_spread": 0.5, "score_mean": 0.3, "penalty": 0.1, "signal": 1.0, "truncated": 0.25}
+    return StepSigns(**{**values, **overrides})
+
+
+def test_diagnosis_names_each_reason_once_and_again_after_it_went_away():
+    from core.train.ppo_trainer import DIAGNOSIS_STEPS, Diagnosis
+
+    diagnosis = Diagnosis(max_new_tokens=16, score_norm=False)
+
+    def log_after(*signs):  # steps, then a log
+        for sign in signs:
+            diagnosis.step(sign)
+        return dict(diagnosis.check())
+
+    assert log_after(_signs(), _signs()) == {}  # healthy
+    # One bad step among healthy ones is not enough: the last DIAGNOSIS_STEPS steps are judged together.
+    assert log_after(_signs(score_spread=0.0, truncated=1.0)) == {}
+    found = log_after(*[_signs(score_spread=0.0, truncated=1.0)] * (DIAGNOSIS_STEPS - 2))
+    assert found == {}  # a healthy step is still among the last five
+    found = log_after(_signs(score_spread=0.0, truncated=0.75))  # 95% cut over the five counts as always
+    assert set(found) == {"ppo_no_signal", "ppo_truncated"}
+    assert "same reward (0.3)" in found["ppo_no_signal"] and "95% of the responses" in found["ppo_truncated"]
+
+    assert log_after(_signs(score_spread=0.0, truncated=1.0)) == {}  # still there: not repeated
+    assert log_after(*[_signs(score_spread=0.0, truncated=0.0)] * DIAGNOSIS_STEPS) == {}  # answers stop now
+    found = log_after(*[_signs(score_spread=0.0, truncated=1.0)] * DIAGNOSIS_STEPS)
+    assert list(found) == ["ppo_truncated"]  # back again: raised again
+
+    # The KL sign is judged on means: 1.05 per response against a spread of 0.3.
+    found = log_after(*[_signs(penalty=2.0, signal=0.3), _signs(penalty=0.1, signal=0.3)] * 3)
+    assert list(found) == ["ppo_kl_over_score"] and "turn ppo_score_norm on" in found["ppo_kl_over_score"]
+
+
+@pytest.mark.slow
+def test_a_reward_that_never_varies_is_named_in_the_log_and_trainer_log(make_args):
+    """A rule that gives every answer 0, and answers cut at 1 token (the random demo model seldom stops at once):
+    both signs reach trainer_log.jsonl as alert records and the log as lines."""
+    from core.train import ppo_rewards
+    from core.train.tuner import run_exp
+
+    ppo_rewards.REWARD_RULES["always_zero"] = lambda prompt, response, reference: 0.0
+    try:
+        args = make_args(
+            "ppo", reward_model="always_zero", reward_model_type="rule", max_new_tokens=1, max_steps=2, logging_steps=2
+        )
+        with _lines_of("core.train.ppo_trainer") as lines:
+            run_exp(args)
+    finally:
+        del ppo_rewards.REWARD_RULES["always_zero"]
+    records = _log(args["output_dir"], alerts=True)
+    alerts = {r["alert"]: r for r in records if "alert" in r}
+    assert set(alerts) == {"ppo_no_signal", "ppo_truncated"}
+    assert alerts["ppo_no_signal"]["current_steps"] == 2 and "nothing to learn" in alerts["ppo_no_signal"]["message"]
+    assert records[-1].get("reward") == 0.0  # the metric record comes last: progress readers keep working
+    assert any(line.startswith("alert ppo_no_signal at step 2: every response") for line in lines)  # job.log's
+
+
+def test_ppo_defaults_bound_the_answers_and_normalise_the_scores(make_args):
+    from core.hparams import get_train_args
+    from core.hparams.generating_args import PPO_MAX_NEW_TOKENS
+
+    with _lines_of("core.hparams.parser") as lines:
+        _, _, _, finetuning_args, generating_args = get_train_args(make_args("ppo", reward_model="uppercase"))
+    assert generating_args.max_new_tokens == PPO_MAX_NEW_TOKENS == 128 and finetuning_args.ppo_score_norm
+    assert any("max_new_tokens not set — responses are cut at 128 tokens" in line for line in lines)  # the log says
+    assert any("ppo_score_norm not set — scores are normalised (LLaMA-Factory" in line for line in lines)
+    with _lines_of("core.hparams.parser") as lines:
+        given = get_train_args(make_args("ppo", reward_model="uppercase", max_new_tokens=300, ppo_score_norm=False))
+    assert not [line for line in lines if "not set" in line]  # nothing to say when the user chose
+    assert given[4].max_new_tokens == 300 and not given[3].ppo_score_norm
+    assert get_train_args(make_args("sft"))[4].max_new_tokens == 1024  # other stages keep the chat default
