@@ -99,6 +99,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
 
 def _bind_page_load(board: Any, demo: gr.Blocks) -> None:
     """A page (re)load shows the running job (else the newest run) and the choices remembered since start."""
+    from webui.controls import JOB_PLACEMENT, TOP_ARGUMENTS, TRAIN_ARGUMENTS
     from webui.handlers.choices import SECTIONS
     from webui.handlers.events import bind
     from webui.handlers.live import LIVE_VIEW
@@ -107,6 +108,8 @@ def _bind_page_load(board: Any, demo: gr.Blocks) -> None:
     remembered = [*board.manager.labelled(), "top.model_path", "top.checkpoint_path", "train.reward_model", *SECTIONS]
     page = ["train.poll_state", "train.loss_log_y", *TOP_BAR]
     bind(board, demo.load, board.on_load, page, [*remembered, *LIVE_VIEW])
+    form = [*(f"top.{name}" for name in TOP_ARGUMENTS), *(f"train.{name}" for name in TRAIN_ARGUMENTS), *JOB_PLACEMENT]
+    bind(board, demo.load, board.plan, form, ["train.plan"])
 
 
 def make_runner() -> Any:

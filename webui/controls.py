@@ -194,5 +194,5 @@ PPO_KEYS = names((PPO,))
 """Keys left out of the arguments when the method (freeze, lora, oft) or the stage (dpo / kto, ppo) does not
 use them."""
 
-JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code")
+JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code", "train.plan_insist")
 """Controls the runner and Board.guard read at start (devices, DeepSpeed config, remote code), not build_args."""

@@ -17,6 +17,7 @@ from webui.controls import JOB_PLACEMENT, PREF_LOSSES, STAGES, TOP_ARGUMENTS, TR
 from webui.handlers import choices
 from webui.handlers.events import bind
 from webui.handlers.live import LIVE_VIEW
+from webui.handlers.plan import PLAN_INPUTS
 from webui.handlers.render import device_count_html, progress_html
 from webui.manager import button_label, choice_pairs, initial
 from webui.tabs.factory import make, make_rows
@@ -109,6 +110,7 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
             "trust_remote_code",
             gr.Checkbox(value=False, scale=1, elem_id="trust_remote_code", **_text(lang, "trust_remote_code")),
         )
+        add("plan_insist", gr.Checkbox(value=False, scale=1, elem_id="plan_insist", **_text(lang, "plan_insist")))
 
     # Buttons
     with gr.Row(equal_height=True):
@@ -116,6 +118,7 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
             add(name, gr.Button(elem_id=name, **_button(lang, name)))
         add("start", gr.Button(variant="primary", elem_id="start", **_button(lang, "start")))
         add("abort", gr.Button(variant="stop", elem_id="abort", **_button(lang, "abort")))
+    add("plan", gr.HTML("", elem_id="plan"))  # webui.handlers.plan: fits / tight / will not fit, and the time
 
     with gr.Row(equal_height=True):
         output = TRAIN_SECTIONS["output"][0][0]
@@ -199,6 +202,9 @@ def bind_train(board: Board) -> None:
     bind(board, m["train.arg_save"].click, board.save_args, form, [])
     bind(board, m["train.arg_load"].click, board.load_args, form, top_form + train_form + sections)
     bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file"])
+
+    for key in PLAN_INPUTS:
+        bind(board, m[key].change, board.plan, form, ["train.plan"])
 
     live = list(LIVE_VIEW)
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])
