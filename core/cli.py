@@ -290,6 +290,114 @@ def _env(argv: list[str]) -> int:
     return 0
 
 
+def _plan(argv: list[str]) -> int:
+    parser = _config_parser(
+        "plan",
+        "Will this job fit, and how long will it take? Memory per device by part (weights, gradients, optimizer, "
+        "activations, logits, reference / reward model, KV cache) and time per step, from config.json alone.",
+        "Example: llamafactory-cli plan examples/sft_lora.yaml --gpu A100-80GB cutoff_len=4096. Without --gpu the "
+        f"plan is for this machine's CPU memory. GPUs: {', '.join(_plan_gpus())}.",
+    )
+    parser.add_argument("--gpu", help="a GPU from the table (its memory and throughput)")
+    parser.add_argument("--memory-gb", type=float, help="device memory in GiB (overrides the GPU's)")
+    parser.add_argument("--devices", type=int, default=1, help="number of devices (DeepSpeed ZeRO divides by it)")
+    parser.add_argument("--no-data", action="store_true", help="skip measuring the dataset (assume cutoff_len)")
+    if (status := _help_status(parser, argv)) is not None:
+        return status
+    options, rest = _plan_options(argv)
+    from core.hparams import ArgumentError, read_args
+    from core.plan import DEVICES, GB, PlanError, device_seconds_per_flop, estimate, fit, format_table, read_config
+
+    if options["gpu"] is not None and options["gpu"] not in DEVICES:
+        raise ArgumentError([f"--gpu: received {options['gpu']!r} — unknown GPU — use one of: {', '.join(DEVICES)}"])
+    args = read_args(rest)
+    try:
+        config = read_config(str(args.get("model_name_or_path") or ""))
+    except PlanError as err:
+        raise ArgumentError([f"model_name_or_path: received {args.get('model_name_or_path')!r} — {err}"]) from err
+    gpu = options["gpu"]
+    kwargs = {"world_size": options["devices"], "device": "cuda" if gpu else "cpu"}
+    if gpu:
+        kwargs["seconds_per_flop"] = device_seconds_per_flop(gpu)
+    memory_gb = options["memory_gb"] or (DEVICES[gpu]["memory_gb"] if gpu else _host_memory_gb())
+    device_bytes = int(memory_gb * GB)
+    lengths = None if options["no_data"] else _plan_lengths(args)
+    if lengths is not None:
+        kwargs["lengths"] = lengths
+    result = estimate(args, config, **kwargs)
+    print(format_table(result, device_bytes))
+    if lengths is None:
+        print("(lengths assumed: cutoff_len per sample, the upper bound; shorter samples need less)")
+    else:
+        print(
+            f"(lengths measured on {lengths.rows:,} rows: longest {lengths.longest}, "
+            f"{lengths.mean_padded:.0f} tokens per padded sequence on average)"
+        )
+    if result.verdict(device_bytes) == "too_big":
+        _, changes = fit(args, config, device_bytes, **kwargs)
+        print("Fit it:" if changes else "")
+        print("\n".join(f"  {line}" for line in changes))
+        return 1
+    return 0
+
+
+def _plan_gpus() -> list[str]:
+    from core.plan import DEVICES
+
+    return list(DEVICES)
+
+
+def _plan_options(argv: list[str]) -> tuple[dict, list[str]]:
+    """--gpu / --memory-gb / --devices taken out of argv; the rest is the config file and its overrides."""
+    options: dict = {"gpu": None, "memory_gb": None, "devices": 1, "no_data": False}
+    rest: list[str] = []
+    items = iter(argv)
+    for item in items:
+        name, _, value = item.partition("=")
+        key = {"--gpu": "gpu", "--memory-gb": "memory_gb", "--devices": "devices"}.get(name)
+        if name == "--no-data":
+            options["no_data"] = True
+            continue
+        if key is None:
+            rest.append(item)
+            continue
+        value = value or next(items, "")
+        options[key] = {"gpu": str, "memory_gb": float, "devices": int}[key](value)
+    return options, rest
+
+
+def _plan_lengths(args: dict):
+    """The dataset's measured lengths (tokenizer only, no model), or None when there is no dataset to read."""
+    if not args.get("dataset"):
+        return None
+    from transformers import AutoTokenizer
+
+    from core.data.stats import dataset_stats
+    from core.data.template import get_template_and_fix_tokenizer
+    from core.demo import resolve_model_path
+    from core.hparams import DataArguments
+    from core.plan import data_lengths
+
+    data_args = DataArguments(
+        template=args.get("template"),
+        dataset=args["dataset"],
+        dataset_dir=args.get("dataset_dir") or "data",
+        cutoff_len=int(args.get("cutoff_len", 2048)),
+        max_samples=int(args.get("max_samples") or 0) or None,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(str(args["model_name_or_path"])))
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    stage = str(args.get("stage", "sft"))
+    batch = int(args.get("per_device_train_batch_size", 1))
+    return data_lengths(dataset_stats(tokenizer, template, data_args, stage=stage, batch_size=batch))
+
+
+def _host_memory_gb() -> float:
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+
+
 def _demo(argv: list[str]) -> int | None:
     from core.demo import main as demo_main
 
@@ -318,6 +426,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),
     "chat": Command(_chat, "chat with a model (and adapters) in the terminal: chat <config.yaml> [key=value ...]"),
     "export": Command(_export, "merge LoRA adapters into the model and save it: export <config.yaml> [key=value ...]"),
+    "plan": Command(_plan, "will this job fit, and how long will it take: plan <config.yaml> [--gpu NAME]"),
     "expand": Command(_expand, "LLaMA Pro: add identity blocks to a model: expand <model> <dir> --num-expand N"),
 }
 

@@ -13,13 +13,14 @@ from webui.handlers.chat import ChatHandlers
 from webui.handlers.evaluate import EvalHandlers
 from webui.handlers.export import ExportHandlers, export_runner_beside
 from webui.handlers.live import LiveView
+from webui.handlers.plan import PlanHandlers
 from webui.handlers.preview import PreviewHandlers
 from webui.handlers.runs import RunsHandlers
 from webui.handlers.top import TopHandlers
 from webui.handlers.train import TrainHandlers
 
 
-class Board(TopHandlers, TrainHandlers, PreviewHandlers, LiveView, RunsHandlers):
+class Board(TopHandlers, TrainHandlers, PlanHandlers, PreviewHandlers, LiveView, RunsHandlers):
     """Top bar, Train and Runs: `Board(runner, manager=None, saves_root=None)` (webui.handlers.base.BoardBase)."""
 
 

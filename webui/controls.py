@@ -212,6 +212,13 @@ GRPO_KEYS = names(GRPO)
 """Keys left out of the arguments when the method (freeze, lora, oft) or the stage (dpo / kto, ppo, grpo) does
 not use them."""
 
-JOB_PLACEMENT = ("train.devices", "train.ds_stage", "train.trust_remote_code", "train.trust_reward_file")
+JOB_PLACEMENT = (
+    "train.devices",
+    "train.ds_stage",
+    "train.trust_remote_code",
+    "train.trust_reward_file",
+    "train.plan_insist",
+)
 """Controls the runner and Board.guard read at start (devices, DeepSpeed config, remote code, the reward file's
-code), not build_args: a loaded YAML never sets them, so running someone else's code is a tick for this job."""
+code, Start anyway despite the plan), not build_args: a loaded YAML never sets them, so running someone else's code
+is a tick for this job."""

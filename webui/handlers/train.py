@@ -223,6 +223,9 @@ class TrainHandlers(BoardBase):
         problems = self.validate(args)
         if problems:
             return {ALERTS: [("warning", alert(lang, "invalid", problems="\n".join(problems)))]}
+        refused = self.plan_refusal(args, values)  # webui.handlers.plan: will not fit, "Start anyway" unticked
+        if refused:
+            return {ALERTS: refused}
         run_dir = self.run_dir_of(args)
         try:
             job = self.runner.start(args, run_dir, values.get("train.devices") or None, zero_choice(values))

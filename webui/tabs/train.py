@@ -26,6 +26,7 @@ from webui.controls import (
 from webui.handlers import choices
 from webui.handlers.events import bind
 from webui.handlers.live import LIVE_VIEW
+from webui.handlers.plan import PLAN_INPUTS
 from webui.handlers.render import device_count_html, progress_html, start_from_html
 from webui.manager import button_label, choice_pairs, initial
 from webui.tabs.factory import make, make_rows
@@ -130,6 +131,7 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
             "trust_remote_code",
             gr.Checkbox(value=False, scale=1, elem_id="trust_remote_code", **_text(lang, "trust_remote_code")),
         )
+        add("plan_insist", gr.Checkbox(value=False, scale=1, elem_id="plan_insist", **_text(lang, "plan_insist")))
 
     # Buttons
     with gr.Row(equal_height=True):
@@ -139,6 +141,7 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         add("abort", gr.Button(variant="stop", elem_id="abort", **_button(lang, "abort")))
     start_from = start_from_html(lang, top["checkpoint_path"].value, top["finetuning_type"].value or "lora")
     add("start_from", gr.HTML(start_from, elem_id="start_from"))
+    add("plan", gr.HTML("", elem_id="plan"))  # webui.handlers.plan: fits / tight / will not fit, and the time
 
     with gr.Row(equal_height=True):
         output = TRAIN_SECTIONS["output"][0][0]
@@ -246,6 +249,9 @@ def bind_train(board: Board) -> None:
     bind(board, m["train.arg_save"].click, board.save_args, form, ["train.output_dir"])
     bind(board, m["train.arg_load"].click, board.load_args, form, top_form + train_form + sections)
     bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file", "train.output_dir"])
+
+    for key in PLAN_INPUTS:
+        bind(board, m[key].change, board.plan, form, ["train.plan"])
 
     live = list(LIVE_VIEW)
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])

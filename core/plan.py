@@ -1,0 +1,493 @@
+"""Will this job fit, and how long will it take: memory and time from the argument dict and the model's config.json
+alone, no weights loaded and no torch imported (the board may call it on every form change).
+
+    llamafactory-cli plan job.yaml [key=value ...] [--devices N] [--device-memory-gb G] [--device NAME]
+
+Memory, per device, in bytes (`estimate(args, config)`):
+- weights: parameters x bytes of the load dtype (4-bit: 4.127 bits per quantized parameter, NF4 with double
+  quantization, QLoRA paper section 3; 8-bit: 1 byte + one fp32 scale per 4096); embeddings and norms stay in the
+  compute dtype. Full / freeze training under mixed precision keeps trainable weights in fp32 (as the Trainer does).
+- gradients and optimizer state for the trainable parameters: AdamW keeps two fp32 moments (8 bytes), pure_bf16 two
+  bf16 ones; under DeepSpeed the ZeRO accounting (2 + 2 + 12 bytes per parameter, Rajbhandari et al. 2020, "ZeRO",
+  section 3) divided over the world size: stage 2 the gradients and optimizer, stage 3 the weights too; offload moves
+  the optimizer (and, stage 3, the weights) to host memory.
+- activations: per token and layer, what the backward pass keeps (the inputs of each matmul, norms and the SwiGLU
+  MLP; the attention kernel keeps O(s) state, not s^2); with gradient checkpointing one layer input per layer plus
+  one layer's full activations while it is recomputed.
+- logits: the vocabulary peak of the loss (bf16 logits, their fp32 copy, the log-softmax and its gradient) over the
+  tokens whose logits are kept; preference stages compute chosen and rejected together.
+- reference model (dpo / kto): none with LoRA (the adapter is switched off), else a second copy of the weights.
+- ppo / grpo: the reward model (an adapter when reward_model_type is lora, else a copy) and the generation KV cache.
+- runtime: the framework's own resident memory (CUDA context, or the Python + torch process on a CPU).
+
+Time: tokens per step x FLOPs per token (6 x parameters to train every weight, 4 x when only adapters learn since
+the frozen weights still pass gradients back, +2 x with gradient checkpointing, + attention) / the device's
+sustained FLOP/s (a table of common GPUs at a stated model-FLOPs utilisation, or a figure measured on this machine).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GB = 1024**3
+
+# Sustained training throughput: peak dense bf16 tensor FLOP/s (vendor data sheets) x a typical model-FLOPs
+# utilisation of 40% for single-GPU LoRA / full fine-tuning with the Trainer.
+MFU = 0.4
+DEVICES: dict[str, dict[str, float]] = {
+    "H200": {"memory_gb": 141, "tflops": 989},
+    "H100": {"memory_gb": 80, "tflops": 989},
+    "A100-80GB": {"memory_gb": 80, "tflops": 312},
+    "A100-40GB": {"memory_gb": 40, "tflops": 312},
+    "L40S": {"memory_gb": 48, "tflops": 362},
+    "A10G": {"memory_gb": 24, "tflops": 125},
+    "RTX 4090": {"memory_gb": 24, "tflops": 165},
+    "RTX 3090": {"memory_gb": 24, "tflops": 71},
+    "V100": {"memory_gb": 32, "tflops": 125},
+    "T4": {"memory_gb": 16, "tflops": 65},
+}
+CUDA_RUNTIME_BYTES = int(0.6 * GB)  # CUDA context + cuBLAS workspace, outside torch's allocator
+# Peak RSS of a training job whose model is negligible (the 155k-parameter demo, sft LoRA: 574 MB measured by
+# benchmarks/plan_accuracy.py --model demo): Python, torch, transformers, peft, trl, datasets and the tokenizer.
+CPU_RUNTIME_BYTES = int(0.56 * GB)
+
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class PlanError(ValueError):
+    """A config that cannot be read; the message says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the estimate needs from config.json."""
+
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    tied: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def module_sizes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of each linear layer of one decoder block."""
+        h, i, kv = self.hidden, self.intermediate, self.kv_heads * self.head_dim
+        return {
+            "q_proj": (h, h),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (h, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
+
+    @property
+    def layer_linear_params(self) -> int:
+        return sum(a * b for a, b in self.module_sizes.values())
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def params(self) -> int:
+        return self.layers * (self.layer_linear_params + 2 * self.hidden) + self.embedding_params + self.hidden
+
+
+def shape_of(config: dict[str, Any]) -> Shape:
+    """A Shape from a decoder config.json (Llama, Qwen, Mistral, Gemma style keys; multimodal text_config)."""
+    config = config.get("text_config") or config
+    try:
+        hidden = int(config["hidden_size"])
+        heads = int(config["num_attention_heads"])
+        return Shape(
+            vocab=int(config["vocab_size"]),
+            hidden=hidden,
+            intermediate=int(config.get("intermediate_size") or 4 * hidden),
+            layers=int(config["num_hidden_layers"]),
+            heads=heads,
+            kv_heads=int(config.get("num_key_value_heads") or heads),
+            tied=bool(config.get("tie_word_embeddings", False)),
+        )
+    except KeyError as err:
+        raise PlanError(f"config.json has no {err.args[0]}: the planner reads decoder-only language models") from err
+
+
+def read_config(model_name_or_path: str) -> dict[str, Any]:
+    """config.json of a local folder, the demo models, or a hub model already in the local cache."""
+    from core.demo import MODEL_DIR_NAMES, SIZES
+    from core.paths import cache_dir
+
+    demo = {"demo": "tiny", "demo-small": "small"}.get(model_name_or_path)
+    if demo and not Path(model_name_or_path).exists():
+        built = cache_dir() / MODEL_DIR_NAMES[demo] / "config.json"
+        if built.is_file():
+            return json.loads(built.read_text())
+        size = SIZES[demo]
+        return {
+            "vocab_size": size.vocab_size,
+            "hidden_size": size.hidden_size,
+            "intermediate_size": size.intermediate_size,
+            "num_hidden_layers": size.num_hidden_layers,
+            "num_attention_heads": size.num_attention_heads,
+            "num_key_value_heads": size.num_key_value_heads,
+            "tie_word_embeddings": True,
+        }
+    local = Path(model_name_or_path).expanduser()
+    if local.is_dir():
+        path = local / "config.json"
+        if not path.is_file():
+            raise PlanError(f"{local} has no config.json — point model_name_or_path at the model's folder")
+        return json.loads(path.read_text())
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model_name_or_path, "config.json")
+    if isinstance(cached, str):
+        return json.loads(Path(cached).read_text())
+    raise PlanError(
+        f"{model_name_or_path}: config.json is not available offline — download the model once "
+        f"(huggingface-cli download {model_name_or_path} config.json) or give a local folder"
+    )
+
+
+@dataclass(frozen=True)
+class DataLengths:
+    """What time and memory need from the dataset: rows, the longest sequence and the mean padded length of a
+    batch's sequences (the collator pads each batch to its longest), all in tokens."""
+
+    rows: int
+    longest: int
+    mean_padded: float
+
+
+def data_lengths(stats: dict[str, Any]) -> DataLengths:
+    """DataLengths from `core.data.stats.dataset_stats`' result."""
+    total = stats["total_tokens"]
+    padding = float(stats.get("padding_fraction") or 0.0)
+    return DataLengths(
+        rows=int(stats["rows"]),
+        longest=int(min(total["max"], stats["cutoff_len"])),
+        mean_padded=float(total["mean"]) / max(1e-6, 1.0 - padding),
+    )
+
+
+@dataclass
+class Estimate:
+    """Bytes per device by part, host bytes (offload), and the time figures when a throughput is known."""
+
+    parts: dict[str, int]
+    host: dict[str, int] = field(default_factory=dict)
+    params: int = 0
+    trainable: int = 0
+    tokens_per_step: int = 0
+    flops_per_step: float = 0.0
+    seconds_per_step: float | None = None
+    steps: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    @property
+    def total_seconds(self) -> float | None:
+        if self.seconds_per_step is None or self.steps is None:
+            return None
+        return self.seconds_per_step * self.steps
+
+    def verdict(self, device_bytes: int) -> str:
+        """fits (under 85% of the device), tight (85-100%), or too_big."""
+        if self.total > device_bytes:
+            return "too_big"
+        return "tight" if self.total > 0.85 * device_bytes else "fits"
+
+
+def _dtype_bytes(args: dict[str, Any]) -> int:
+    return 2 if args.get("bf16") or args.get("fp16") or args.get("pure_bf16") else 4
+
+
+def _lora_targets(args: dict[str, Any]) -> list[str]:
+    target = str(args.get("lora_target") or "all")
+    if target == "all":
+        return list(LORA_MODULES)
+    return [name.strip() for name in target.split(",") if name.strip() in LORA_MODULES]
+
+
+def trainable_params(args: dict[str, Any], shape: Shape) -> int:
+    method = args.get("finetuning_type", "lora")
+    if method == "full":
+        return shape.params
+    if method == "freeze":
+        layers = int(args.get("freeze_trainable_layers", 2))
+        return min(abs(layers), shape.layers) * (shape.layer_linear_params + 2 * shape.hidden)
+    rank = int(args.get("lora_rank", 8))
+    sizes = shape.module_sizes
+    return shape.layers * sum(rank * (sizes[name][0] + sizes[name][1]) for name in _lora_targets(args))
+
+
+def _weights(args: dict[str, Any], shape: Shape, trainable: int) -> int:
+    compute = _dtype_bytes(args)
+    linear = shape.layers * shape.layer_linear_params
+    other = shape.params - linear
+    bits = args.get("quantization_bit")
+    if bits in (4, "4"):
+        base = linear * 4.127 / 8 + other * compute
+    elif bits in (8, "8"):
+        base = linear * (1 + 4 / 4096) + other * compute
+    else:
+        base = shape.params * compute
+    method = args.get("finetuning_type", "lora")
+    if method in ("full", "freeze") and not args.get("pure_bf16") and compute == 2 and not args.get("deepspeed"):
+        base += trainable * 2  # trainable weights upcast to fp32 under mixed precision
+    if method in ("lora", "oft"):
+        base += trainable * 4  # adapter weights are kept in fp32
+    return int(base)
+
+
+def _activations(args: dict[str, Any], shape: Shape, batch: int, seq: int) -> int:
+    act = _dtype_bytes(args) if not args.get("pure_bf16") else 2
+    h, i = shape.hidden, shape.intermediate
+    kv = shape.kv_heads * shape.head_dim
+    # kept for backward per token and layer: 2 norms' inputs and outputs (4h), q/k/v/attention output (2h + 2kv),
+    # o_proj input (h), residual (h), MLP input (h), gate, up, act(gate) and their product (4i)
+    per_token_layer = (9 * h + 2 * kv + 4 * i) * act
+    tokens = batch * seq
+    if args.get("gradient_checkpointing"):
+        return tokens * (shape.layers * h * act + per_token_layer)
+    return tokens * shape.layers * per_token_layer
+
+
+def _logits(args: dict[str, Any], shape: Shape, batch: int, seq: int) -> int:
+    # bf16 / fp32 logits, their fp32 copy, log-softmax and its gradient
+    per_element = _dtype_bytes(args) + 3 * 4
+    return batch * seq * shape.vocab * per_element
+
+
+def estimate(
+    args: dict[str, Any],
+    config: dict[str, Any],
+    world_size: int = 1,
+    device: str = "cuda",
+    seconds_per_flop: float | None = None,
+    step_overhead: float = 0.0,
+    lengths: DataLengths | None = None,
+) -> Estimate:
+    """Memory per device (and time, when `seconds_per_flop` is known) of the job `args` on the model `config`.
+
+        `seconds_per_flop` and `step_overhead` (seconds a step costs whatever its size: Python, optimizer launch, data)
+    describe the device: `device_seconds_per_flop(name)` for a GPU of the table, `calibrate` for this machine.
+        `lengths`: the dataset's measured lengths (`data_lengths`); without them every sample is assumed to fill
+        cutoff_len (the upper bound), as packing does.
+    """
+    shape = shape_of(config)
+    stage = args.get("stage", "sft")
+    method = args.get("finetuning_type", "lora")
+    batch = int(args.get("per_device_train_batch_size", 1))
+    cutoff = int(args.get("cutoff_len", 2048))
+    packed = bool(args.get("packing") or args.get("neat_packing"))
+    seq = cutoff if lengths is None or packed else min(cutoff, lengths.longest)
+    mean_tokens = None if lengths is None or packed else min(cutoff, lengths.mean_padded)
+    dataset_rows = None if lengths is None else lengths.rows
+    trainable = trainable_params(args, shape)
+    compute = _dtype_bytes(args)
+    parts: dict[str, int] = {}
+    host: dict[str, int] = {}
+
+    parts["weights"] = _weights(args, shape, trainable)
+    pure = bool(args.get("pure_bf16"))
+    grad_bytes = 2 if pure else 4
+    optim_bytes = 4 if pure else 8
+    zero = _zero_stage(args)
+    if zero:
+        # ZeRO's accounting: 16-bit weights and gradients, fp32 master weights and moments (12 bytes) in the optimizer
+        grads, optimizer = trainable * 2, trainable * 12
+        if zero >= 2:
+            grads //= world_size
+        optimizer //= world_size
+        if zero >= 3:
+            parts["weights"] //= world_size
+        if _offload(args):
+            host["optimizer"] = optimizer
+            optimizer = 0
+            if zero >= 3:
+                host["weights"] = parts["weights"]
+                parts["weights"] = 0
+        parts["gradients"], parts["optimizer"] = grads, optimizer
+    else:
+        parts["gradients"] = trainable * grad_bytes
+        parts["optimizer"] = trainable * optim_bytes
+
+    rows = batch * (2 if stage in ("dpo", "rm") else 1)  # chosen and rejected in one batch
+    if stage == "kto":
+        rows = batch * 2  # the batch and its mismatched KL pairs
+    if stage in ("ppo", "grpo"):
+        rows = batch * int(args.get("num_generations", 1) if stage == "grpo" else 1)
+    parts["activations"] = _activations(args, shape, rows, seq)
+    logit_rows = rows if stage != "rm" else 0
+    parts["logits"] = _logits(args, shape, logit_rows, seq)
+    if stage in ("dpo", "kto") and method not in ("lora", "oft"):
+        parts["reference"] = shape.params * compute
+    if stage == "ppo":
+        parts["reward_model"] = 0 if args.get("reward_model_type", "lora") == "lora" else shape.params * compute
+    if stage in ("ppo", "grpo") or args.get("do_predict"):
+        new = int(args.get("max_new_tokens") or 128)
+        kv = shape.kv_heads * shape.head_dim
+        parts["kv_cache"] = rows * (seq + new) * shape.layers * 2 * kv * compute
+    parts["runtime"] = CUDA_RUNTIME_BYTES if device == "cuda" else CPU_RUNTIME_BYTES
+
+    result = Estimate(parts=parts, host=host, params=shape.params, trainable=trainable)
+    tokens = mean_tokens or seq
+    accumulation = int(args.get("gradient_accumulation_steps", 1))
+    result.tokens_per_step = int(rows * tokens * accumulation * world_size)
+    per_token = (6 if method in ("full",) else 4) * shape.params
+    if method == "freeze":
+        per_token = 4 * shape.params + 2 * trainable
+    if args.get("gradient_checkpointing"):
+        per_token += 2 * shape.params
+    attention = 12 * shape.layers * shape.hidden * tokens  # QK^T and AV, forward and backward
+    if stage in ("dpo", "kto") and method in ("lora", "oft"):
+        per_token += 2 * shape.params  # the reference forward with the adapter switched off
+    result.flops_per_step = float(result.tokens_per_step * (per_token + attention)) / world_size
+    if seconds_per_flop:
+        result.seconds_per_step = step_overhead + result.flops_per_step * seconds_per_flop
+    result.steps = _steps(args, dataset_rows, batch * accumulation * world_size)
+    return result
+
+
+def fit(
+    args: dict[str, Any], config: dict[str, Any], device_bytes: int, **options: Any
+) -> tuple[dict[str, Any], list[str]]:
+    """ "Fit it": the changes that make the job fit in `device_bytes`, tried in order: the largest per-device batch
+    that fits (gradient accumulation raised to keep the effective batch), gradient checkpointing, LoRA instead of
+    full / freeze, 4-bit QLoRA, then halving cutoff_len. Returns the new args and one line per change ([] when the
+    job already fits); the last args may still not fit (the lines say so)."""
+    args = dict(args)
+    changes: list[str] = []
+
+    def fits(candidate: dict[str, Any]) -> bool:
+        return estimate(candidate, config, **options).total <= device_bytes
+
+    if fits(args):
+        return args, []
+    effective = int(args.get("per_device_train_batch_size", 1)) * int(args.get("gradient_accumulation_steps", 1))
+
+    def smallest_batch(candidate: dict[str, Any]) -> dict[str, Any] | None:
+        batch = int(candidate.get("per_device_train_batch_size", 1))
+        while batch >= 1:
+            trial = {**candidate, "per_device_train_batch_size": batch,
+                     "gradient_accumulation_steps": max(1, math.ceil(effective / batch))}  # fmt: skip
+            if fits(trial):
+                return trial
+            batch //= 2
+        return None
+
+    steps = [
+        ("gradient_checkpointing", True, "gradient_checkpointing: true (activations recomputed in the backward pass)"),
+        ("finetuning_type", "lora", "finetuning_type: lora (only adapters learn)"),
+        ("quantization_bit", 4, "quantization_bit: 4 (QLoRA: the base weights in 4 bits)"),
+    ]
+    candidate = dict(args)
+    for key, value, line in [(None, None, None), *steps]:
+        if key is not None:
+            if candidate.get(key) == value or (key == "finetuning_type" and candidate.get(key) in ("lora", "oft")):
+                continue
+            candidate[key] = value
+            changes.append(line)
+        found = smallest_batch(candidate)
+        if found is not None:
+            return _note_batch(found, args, changes)
+    cutoff = int(candidate.get("cutoff_len", 2048))
+    while cutoff > 64:
+        cutoff //= 2
+        candidate["cutoff_len"] = cutoff
+        found = smallest_batch(candidate)
+        if found is not None:
+            changes.append(f"cutoff_len: {cutoff} (longer samples are truncated)")
+            return _note_batch(found, args, changes)
+    changes.append("still too big for this device: use more devices with DeepSpeed ZeRO-3, or a smaller model")
+    return candidate, changes
+
+
+def _note_batch(found: dict[str, Any], before: dict[str, Any], changes: list[str]) -> tuple[dict[str, Any], list[str]]:
+    batch = found["per_device_train_batch_size"]
+    if batch != int(before.get("per_device_train_batch_size", 1)):
+        changes.insert(
+            0,
+            f"per_device_train_batch_size: {batch}, gradient_accumulation_steps: "
+            f"{found['gradient_accumulation_steps']} (the same effective batch)",
+        )
+    return found, changes
+
+
+def _zero_stage(args: dict[str, Any]) -> int:
+    config = str(args.get("deepspeed") or "")
+    for stage in (3, 2):
+        if f"z{stage}" in config or f"zero{stage}" in config or f"stage{stage}" in config:
+            return stage
+    return 2 if config else 0
+
+
+def _offload(args: dict[str, Any]) -> bool:
+    return "offload" in str(args.get("deepspeed") or "")
+
+
+def _steps(args: dict[str, Any], rows: int | None, per_step: int) -> int | None:
+    if int(args.get("max_steps") or -1) > 0:
+        return int(args["max_steps"])
+    if rows is None:
+        return None
+    limit = args.get("max_samples")
+    rows = min(rows, int(limit)) if limit else rows
+    return math.ceil(rows / max(per_step, 1)) * max(1, math.ceil(float(args.get("num_train_epochs", 3))))
+
+
+def calibrate(small: tuple[float, float], large: tuple[float, float]) -> tuple[float, float]:
+    """(seconds_per_flop, step_overhead) from two measured jobs, each (flops_per_step, seconds_per_step): a small
+    one whose time is mostly overhead and a large one whose time is mostly arithmetic."""
+    (f1, t1), (f2, t2) = small, large
+    per_flop = max((t2 - t1) / (f2 - f1), 1e-15) if f2 != f1 else t2 / f2
+    return per_flop, max(0.0, t1 - f1 * per_flop)
+
+
+def device_seconds_per_flop(name: str) -> float:
+    return 1.0 / (DEVICES[name]["tflops"] * 1e12 * MFU)
+
+
+def format_bytes(count: float) -> str:
+    return f"{count / GB:.2f} GB" if count >= 0.1 * GB else f"{count / 1024**2:.1f} MB"
+
+
+def format_table(result: Estimate, device_bytes: int | None = None) -> str:
+    lines = [f"parameters {result.params:,}, trainable {result.trainable:,}"]
+    width = max(len(name) for name in result.parts)
+    for name, value in result.parts.items():
+        if value:
+            lines.append(f"  {name:<{width}}  {format_bytes(value):>10}")
+    lines.append(f"  {'total':<{width}}  {format_bytes(result.total):>10} per device")
+    for name, value in result.host.items():
+        lines.append(f"  host {name}: {format_bytes(value)} (offloaded)")
+    if device_bytes:
+        verdict = {"fits": "fits", "tight": "fits, but tight (over 85%)", "too_big": "will NOT fit"}
+        share = 100 * result.total / device_bytes
+        lines.append(
+            f"device memory {format_bytes(device_bytes)}: {verdict[result.verdict(device_bytes)]} ({share:.0f}%)"
+        )
+    lines.append(f"tokens per step {result.tokens_per_step:,}, {result.flops_per_step / 1e12:.3g} TFLOP per step")
+    if result.seconds_per_step is not None:
+        text = f"about {result.seconds_per_step:.3g} s per step"
+        if result.total_seconds is not None:
+            from core.runfolder import format_hms
+
+            text += f", {result.steps} steps, about {format_hms(result.total_seconds)} in all"
+        lines.append(text)
+    return "\n".join(lines)

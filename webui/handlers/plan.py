@@ -1,0 +1,145 @@
+"""The Train tab's plan bar: will this job fit on the chosen devices, and about how long will it take (core.plan,
+pure, from config.json alone), recomputed when a control that changes it changes; Start refuses a job that will
+not fit, with the estimate and the "Fit it" proposal, unless "Start anyway" is ticked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import lru_cache
+from html import escape
+from typing import Any
+
+from core.plan import DEVICES, GB, Estimate, PlanError, device_seconds_per_flop, estimate, fit, read_config
+from core.runfolder import format_hms
+from webui import args as argmod
+from webui.handlers.base import BoardBase
+from webui.handlers.choices import zero_choice
+from webui.handlers.events import Updates, Values
+from webui.handlers.train import form_of
+from webui.manager import alert
+
+PLAN_INPUTS = (
+    "top.model_name",
+    "top.model_path",
+    "top.finetuning_type",
+    "top.quantization_bit",
+    "top.booster",
+    "train.stage",
+    "train.compute_type",
+    "train.cutoff_len",
+    "train.per_device_train_batch_size",
+    "train.gradient_accumulation_steps",
+    "train.num_train_epochs",
+    "train.lora_rank",
+    "train.lora_target",
+    "train.freeze_trainable_layers",
+    "train.packing",
+    "train.extra_args",
+    "train.devices",
+    "train.ds_stage",
+)
+"""The controls whose change redraws the plan bar (the rest of the form is read, not watched)."""
+
+VERDICT_MESSAGES = {"fits": "plan_fits", "tight": "plan_tight", "too_big": "plan_too_big"}
+
+
+@lru_cache(maxsize=1)
+def gpu_memory() -> dict[str, tuple[str, int]]:
+    """GPU id -> (name, memory in bytes) from nvidia-smi; empty without NVIDIA GPUs. Asked once per board."""
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    found = {}
+    for line in listed.stdout.splitlines():
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit():
+            found[parts[0]] = (parts[1], int(parts[2]) * 1024**2)
+    return found
+
+
+def host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def device_of(devices: list[str]) -> tuple[str, int, float | None, int]:
+    """(what, bytes per device, seconds per FLOP or None, world size) for the chosen GPUs, all visible GPUs when
+    none is chosen, or this machine's memory when it has none."""
+    gpus = gpu_memory()
+    chosen = [gpus[device] for device in devices if device in gpus] or list(gpus.values())
+    if not chosen:
+        return "CPU", host_memory(), None, 1
+    name, memory = min(chosen, key=lambda item: item[1])
+    known = next((key for key in DEVICES if key.split("-")[0].replace(" ", "") in name.replace(" ", "")), None)
+    return name, memory, device_seconds_per_flop(known) if known else None, len(chosen)
+
+
+def plan_of(args: dict[str, Any], values: Values) -> tuple[Estimate, int, list[str], str]:
+    """The estimate of `args` on the chosen devices, their memory, the "Fit it" lines (none when it fits) and the
+    device's name. Raises PlanError when the model's config cannot be read."""
+    args = dict(args)
+    zero = zero_choice(values)
+    if zero:
+        args["deepspeed"] = f"ds_z{zero[0]}{'_offload' if zero[1] else ''}"
+    name, memory, per_flop, world = device_of([str(device) for device in values.get("train.devices") or []])
+    config = read_config(str(args.get("model_name_or_path") or ""))
+    options = {"world_size": world, "device": "cpu" if name == "CPU" else "cuda", "seconds_per_flop": per_flop}
+    result = estimate(args, config, **options)
+    changes = fit(args, config, memory, **options)[1] if result.verdict(memory) == "too_big" else []
+    return result, memory, changes, name
+
+
+def plan_html(lang: str | None, result: Estimate, memory: int, changes: list[str], device: str) -> str:
+    verdict = result.verdict(memory)
+    text = alert(
+        lang,
+        VERDICT_MESSAGES[verdict],
+        need=f"{result.total / GB:.1f}",
+        have=f"{memory / GB:.1f}",
+        device=device,
+        share=f"{100 * result.total / memory:.0f}",
+    )
+    if result.total_seconds is not None:
+        text += " · " + alert(lang, "plan_time", time=format_hms(result.total_seconds))
+    html = f'<div class="lb-plan lb-plan-{verdict}">{escape(text)}'
+    if changes:
+        items = "".join(f"<li><code>{escape(line)}</code></li>" for line in changes)
+        html += f"<div>{escape(alert(lang, 'plan_fit_it'))}</div><ul>{items}</ul>"
+    return html + "</div>"
+
+
+class PlanHandlers(BoardBase):
+    """The plan bar (mixed into webui.board.Board)."""
+
+    def plan(self, values: Values) -> Updates:
+        lang = values.get("top.lang")
+        try:
+            args = argmod.build_args(form_of(values))
+            html = plan_html(lang, *plan_of(args, values))
+        except PlanError as err:
+            html = f'<div class="lb-plan lb-plan-unknown">{escape(alert(lang, "plan_unknown", error=err))}</div>'
+        except ValueError:  # a form value the Start button will name
+            html = ""
+        return {"train.plan": html}
+
+    def plan_refusal(self, args: dict[str, Any], values: Values) -> list[tuple[str, str]]:
+        """Start's check: a warning with the estimate and the "Fit it" lines when the job will not fit, unless
+        "Start anyway" is ticked or the model's config cannot be read (then the plan has nothing to say)."""
+        if values.get("train.plan_insist"):
+            return []
+        try:
+            result, memory, changes, device = plan_of(args, values)
+        except PlanError:
+            return []
+        if result.verdict(memory) != "too_big":
+            return []
+        lang = values.get("top.lang")
+        text = alert(lang, "plan_refused", need=f"{result.total / GB:.1f}", have=f"{memory / GB:.1f}", device=device)
+        return [("warning", "\n".join([text, *changes]))]
