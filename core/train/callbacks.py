@@ -85,7 +85,9 @@ class LogCallback(TrainerCallback):
             return
         self.path = (self.output_dir or Path(args.output_dir)) / TRAINER_LOG
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_log_records(self.path) if r.get("current_steps", 0) <= state.global_step]
+        # Progress records of other phases (data preparation: `phase: prepare`) make way for training's.
+        records = read_log_records(self.path)
+        kept = [r for r in records if "phase" not in r and r.get("current_steps", 0) <= state.global_step]
         if state.global_step == 0:
             kept = []
         # Rewritten whole (not truncated in place) so the board never reads a record from the abandoned future.
