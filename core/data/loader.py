@@ -4,10 +4,16 @@
       -> {"train_dataset": Dataset | None, "eval_dataset": Dataset | dict[str, Dataset] | None}
 
 Steps: registry entry -> rows read and checked (core.data.readers / converter) -> per-dataset num_samples and
-max_samples -> mix (concat or interleave) -> validation split (val_size or eval_dataset) -> the stage's processor
-via `Dataset.map`, cached under `<cache_dir>/preprocessed` by a fingerprint of the rows, the processing settings,
-the template, the tokenizer and this package's code (`overwrite_cache: true` recomputes), in
-`preprocessing_num_workers` processes.
+max_samples -> mix (concat or interleave) -> validation split (val_size or eval_dataset) -> the stage's processor,
+a batch of `preprocessing_batch_size` rows at a time (in `preprocessing_num_workers` processes), written to an
+Arrow file under `<cache_dir>/preprocessed` named by a fingerprint of the data files' content, how rows are drawn
+from them, the processing settings, the template, the tokenizer and this package's code. A later run with the same
+fingerprint opens that file without reading a row (`overwrite_cache: true` prepares it again).
+
+Memory: when no step needs every row at once (no num_samples, interleaving or val_size), rows go from the file to
+the processor and the Arrow file one batch at a time: one batch of rows is held (2 per worker with workers), plus
+its result, whatever the file's size. Otherwise the canonical rows are held in memory before they are prepared.
+Progress: core.data.progress (a log line every few seconds, `phase: prepare` records in trainer_log.jsonl).
 
 Which processor: pt -> pretrain, sft -> supervised, rm/dpo/orpo/simpo -> pairwise, kto -> feedback,
 ppo -> unsupervised. The eval set is processed as unsupervised (prompt -> reference answer) when generating
@@ -163,10 +169,18 @@ def _converted(attr: DatasetAttr, need: str | None, data_args: Any, limit: int |
         raise DataError(f"{attr.info_file}: dataset '{attr.name}' has no usable rows.")
 
 
-def load_rows(attr: DatasetAttr, need: str | None, data_args: Any, seed: int) -> list[dict]:
+def load_rows(
+    attr: DatasetAttr, need: str | None, data_args: Any, seed: int, progress: PrepareProgress | None = None
+) -> list[dict]:
     """Canonical rows of one dataset (num_samples, then max_samples applied); see `_converted`."""
     max_samples = data_args.max_samples
-    rows = list(_converted(attr, need, data_args, None if attr.num_samples else max_samples))
+    rows = []
+    for row in _converted(attr, need, data_args, None if attr.num_samples else max_samples):
+        rows.append(row)
+        if progress is not None and len(rows) % 1000 == 0:
+            progress.update(1000)
+    if progress is not None:
+        progress.update(len(rows) % 1000)
     if attr.num_samples:
         rng = random.Random(seed)
         order = list(range(len(rows)))
@@ -508,16 +522,21 @@ class _Rows:
         self.data_args, self.seed = data_args, seed
         self.held: dict[tuple, tuple[list[dict], list[dict]]] = {}
 
-    def of(self, part: Part, total: int | None) -> tuple[Iterable[dict], int | None]:
+    def of(self, part: Part, counts: list[int | None]) -> tuple[Iterable[dict], int | None]:
         data_args, seed = self.data_args, self.seed
         if _streams(part, data_args):
             limit = data_args.max_samples
-            if limit and total is not None:
-                total = min(total, limit * len(part.attrs))
+            counts = [min(c, limit) if c is not None and limit else c for c in counts]
+            total = None if any(c is None for c in counts) else sum(counts)
             return chain.from_iterable(_converted(a, part.need, data_args, limit) for a in part.attrs), total
         key = (tuple(a.name for a in part.attrs), part.need)
         if key not in self.held:
-            rows = mix([load_rows(a, part.need, data_args, seed) for a in part.attrs], data_args, seed)
+            sources = []
+            for attr, count in zip(part.attrs, counts, strict=True):
+                reading = PrepareProgress(f"dataset '{attr.name}'", count, verbs=("Reading", "Read"))
+                sources.append(load_rows(attr, part.need, data_args, seed, reading))
+                reading.finish()
+            rows = mix(sources, data_args, seed)
             val_size = data_args.val_size if part.split else None
             self.held[key] = split_rows(rows, val_size, seed)
         train, held = self.held[key]
@@ -530,7 +549,6 @@ def _prepared(
 ):
     sources = [_source(attr, scans) for attr in part.attrs]
     counts = [count for _, count in sources]
-    total = None if any(c is None for c in counts) else sum(counts)
     fp = fingerprint([s for s, _ in sources], part, template, tokenizer, data_args, rows.seed)
     folder = cache_dir() / "preprocessed"
     folder.mkdir(parents=True, exist_ok=True)
@@ -547,7 +565,7 @@ def _prepared(
             path,
         )
         return dataset
-    part_rows, total = rows.of(part, total)
+    part_rows, total = rows.of(part, counts)
     dataset = process(part_rows, total, part, template, tokenizer, data_args, path, log_file)
     if len(dataset) == 0:
         raise DataError(f"{part.what}: no sample left after preprocessing. Raise cutoff_len or check the data.")

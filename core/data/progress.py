@@ -6,11 +6,12 @@ Every `INTERVAL` seconds (and at the start and the end) `PrepareProgress` logs a
 
 (the job's log) and appends a record to `<output_dir>/trainer_log.jsonl`:
 
-    {"phase": "prepare", "current_steps": rows done, "total_steps": rows in all (0: unknown), "percentage",
-     "elapsed_time", "remaining_time", "elapsed_s", "remaining_s", "rows_per_s"}
+    {"phase": "prepare", "rows_done", "rows_total" (0: unknown), "percentage", "elapsed_time", "remaining_time",
+     "elapsed_s", "remaining_s", "rows_per_s"}
 
-The training charts ignore these records (they carry no metric), the board's progress bar reads them as it reads
-eval / predict records, and `LogCallback` drops them when training begins. Pure: no torch, transformers, datasets.
+No `current_steps`: whoever reads the last record's step count (a board, a script waiting for step N) sees no
+training step yet. The training charts ignore these records (they carry no metric), the board's progress bar shows
+them as "Preparing data", and `LogCallback` drops them when training begins. Pure: no torch, transformers, datasets.
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ class PrepareProgress:
     """Counts the rows of one set as they are prepared; `total` None when it is not known beforehand."""
 
     def __init__(
-        self, what: str, total: int | None, log_file: Path | None = None, interval: float = INTERVAL, clock=None
+        self,
+        what: str,
+        total: int | None,
+        log_file: Path | None = None,
+        interval: float = INTERVAL,
+        clock=None,
+        verbs: tuple[str, str] = ("Preparing", "Prepared"),
     ) -> None:
         self.what = what
+        self.verbs = verbs
         self.total = total
         self.log_file = log_file
         self.interval = interval
@@ -57,17 +65,20 @@ class PrepareProgress:
             self._last = now
             self._emit(final=False)
 
-    def finish(self, samples: int) -> None:
+    def finish(self, samples: int | None = None) -> None:
         """The set is prepared: `samples` rows came out (fewer when some did not fit, other when packed)."""
         self.total = self.done
         self._emit(final=True)
         elapsed = self.clock() - self.start
+        out = f" -> {samples:,} samples" if samples is not None else ""
+        took = format_hms(elapsed) if elapsed >= 1 else f"{elapsed:.2f} s"
         logger.info(
-            "Prepared the %s: %s rows -> %s samples in %s (%s rows/s).",
+            "%s the %s: %s rows%s in %s (%s rows/s).",
+            self.verbs[1],
             self.what,
             f"{self.done:,}",
-            f"{samples:,}",
-            format_hms(elapsed) if elapsed >= 1 else f"{elapsed:.2f} s",
+            out,
+            took,
             f"{self.rate():,.0f}",
         )
 
@@ -82,8 +93,8 @@ class PrepareProgress:
         remaining = (total - self.done) / rate if rate > 0 and total else 0.0
         record = {
             "phase": "prepare",
-            "current_steps": self.done,
-            "total_steps": total,
+            "rows_done": self.done,
+            "rows_total": total,
             "percentage": round(100 * self.done / total, 2) if total else 0.0,
             "elapsed_time": format_hms(elapsed),
             "remaining_time": format_hms(remaining),
@@ -102,8 +113,9 @@ class PrepareProgress:
             return
         if not self.done:
             count = f"{total:,} rows" if total else "rows"
-            logger.info("Preparing the %s (%s) ...", self.what, count)
+            logger.info("%s the %s (%s) ...", self.verbs[0], self.what, count)
             return
         of_total = f"/{total:,} rows ({100 * self.done / total:.0f}%)" if total else " rows"
         left = f", {format_hms(remaining)} left" if total else ""
-        logger.info("Preparing the %s: %s%s, %s rows/s%s", self.what, f"{self.done:,}", of_total, f"{rate:,.0f}", left)
+        done = f"{self.done:,}"
+        logger.info("%s the %s: %s%s, %s rows/s%s", self.verbs[0], self.what, done, of_total, f"{rate:,.0f}", left)

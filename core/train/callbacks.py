@@ -16,6 +16,9 @@ A job that only evaluates or predicts (no `on_train_begin`) gets progress record
 `percentage` and the four time keys, no epoch and no metrics. They are appended every `_prediction_interval`
 batches and at the last one, so the board can draw a progress bar while answers are generated. A training run
 writes none (its evaluation passes stay out of the file): its records keep meaning training steps.
+
+Data preparation appends `phase: prepare` records before training starts (core.data.progress); `on_train_begin`
+drops every record with a `phase`, so the file holds training records only once training runs.
 """
 
 from __future__ import annotations

@@ -44,16 +44,16 @@ def test_progress_lines_and_records_every_interval(tmp_path, caplog):
     assert lines[2] == "Prepared the train set: 3,000 rows -> 2,900 samples in 0:00:03 (1,000 rows/s)."
     start, middle, end = records(log_file)
     assert all(r["phase"] == "prepare" for r in (start, middle, end))
-    assert (start["current_steps"], start["total_steps"]) == (0, 10_000)
-    assert (middle["current_steps"], middle["percentage"], middle["remaining_s"]) == (3_000, 30.0, 7.0)
+    assert (start["rows_done"], start["rows_total"]) == (0, 10_000)
+    assert (middle["rows_done"], middle["percentage"], middle["remaining_s"]) == (3_000, 30.0, 7.0)
     assert middle["rows_per_s"] == 1000.0 and middle["remaining_time"] == "0:00:07"
-    assert (end["current_steps"], end["total_steps"], end["percentage"]) == (3_000, 3_000, 100.0)
+    assert (end["rows_done"], end["rows_total"], end["percentage"]) == (3_000, 3_000, 100.0)
 
 
 def test_training_charts_ignore_prepare_records():
     from webui.plots import loss_figure, lr_figure
 
-    prepare = [{"phase": "prepare", "current_steps": n, "total_steps": 900, "rows_per_s": 50.0} for n in (0, 450)]
+    prepare = [{"phase": "prepare", "rows_done": n, "rows_total": 900, "percentage": n / 9} for n in (0, 450)]
     training = [{"current_steps": s, "total_steps": 4, "loss": 2.0 / s, "lr": 1e-3} for s in (1, 2, 3, 4)]
     assert loss_figure(prepare + training, smoothing=0) == loss_figure(training, smoothing=0)
     assert lr_figure(prepare + training) == lr_figure(training)
@@ -81,7 +81,8 @@ def test_a_run_reports_progress_and_a_second_run_reuses_without_reading(
     assert "Preparing the train set (25 rows) ..." in caplog.text
     assert "Prepared the train set: 25 rows -> 25 samples" in caplog.text
     written = records(run / "trainer_log.jsonl")
-    assert {r["phase"] for r in written} == {"prepare"} and written[-1]["current_steps"] == 25
+    assert {r["phase"] for r in written} == {"prepare"} and written[-1]["rows_done"] == 25
+    assert all("current_steps" not in r for r in written)  # no training step yet for whoever waits for one
 
     def no_reading(attr):
         raise AssertionError(f"read the rows of {attr.name} again")
@@ -152,10 +153,21 @@ def test_log_callback_drops_prepare_records_and_a_folder_with_only_them_is_not_i
     from core.train.trainer_utils import prepare_output_dir
 
     path = tmp_path / "trainer_log.jsonl"
-    path.write_text(json.dumps({"phase": "prepare", "current_steps": 3, "total_steps": 9}) + "\n")
+    path.write_text(json.dumps({"phase": "prepare", "rows_done": 3, "rows_total": 9}) + "\n")
     prepare_output_dir(SimpleNamespace(do_train=True, output_dir=str(tmp_path), resume_from_checkpoint=None))
-    old = [{"current_steps": s, "loss": 1.0} for s in (1, 2)] + [{"phase": "prepare", "current_steps": 1}]
+    old = [{"current_steps": s, "loss": 1.0} for s in (1, 2)] + [{"phase": "prepare", "rows_done": 1}]
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
     state = TrainerState(max_steps=4, global_step=2, is_world_process_zero=True)
     LogCallback().on_train_begin(SimpleNamespace(output_dir=str(tmp_path)), state, TrainerControl())
     assert read_log_records(path) == old[:2]
+
+
+def test_held_rows_report_their_reading_too(tokenizer, ddir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="core.data"):
+        out = prepare(tokenizer, ddir, tmp_path / "run", val_size=5)
+    assert len(out) == 20
+    assert (
+        "Reading the dataset 'rows' (25 rows) ..." in caplog.text and "Read the dataset 'rows': 25 rows" in caplog.text
+    )
+    assert "Prepared the train set: 20 rows -> 20 samples" in caplog.text
+    assert "Prepared the eval set: 5 rows -> 5 samples" in caplog.text
