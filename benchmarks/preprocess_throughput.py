@@ -112,7 +112,15 @@ def child(kind: str, data: str, workers: int, overwrite: bool, word_tokenizer: b
         overwrite_cache=overwrite,
     )
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    train = SimpleNamespace(seed=42, do_train=True, do_predict=False, predict_with_generate=False)
+    train = SimpleNamespace(
+        seed=42,
+        data_seed=None,
+        do_train=True,
+        do_predict=False,
+        predict_with_generate=False,
+        output_dir=None,
+        process_index=0,
+    )
     base = _rss_mb()
     start = time.perf_counter()
     out = get_dataset(template, None, data_args, train, stage, tokenizer)

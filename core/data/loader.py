@@ -47,11 +47,11 @@ from core.data.processor.pairwise import preprocess_pairwise
 from core.data.processor.pretrain import preprocess_pretrain
 from core.data.processor.supervised import preprocess_supervised
 from core.data.processor.unsupervised import preprocess_unsupervised
-from core.data.progress import LOG_FILE as PROGRESS_LOG_FILE
 from core.data.progress import PrepareProgress
 from core.data.readers import count_rows, iter_rows
 from core.data.registry import FILE_TYPES, PAIRWISE_STAGES, DataError, DatasetAttr, RowError, get_dataset_list
 from core.paths import cache_dir
+from core.runfolder import TRAINER_LOG
 
 logger = logging.getLogger(__name__)
 
@@ -578,7 +578,7 @@ def _progress_file(training_args: Any) -> Path | None:
     if not output_dir or training_args.process_index != 0:
         return None
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    return Path(output_dir) / PROGRESS_LOG_FILE
+    return Path(output_dir) / TRAINER_LOG
 
 
 def get_dataset(

@@ -21,16 +21,12 @@ import logging
 import time
 from pathlib import Path
 
+from core.runfolder import format_hms
+
 logger = logging.getLogger(__name__)
 
 INTERVAL = 3.0
 """Seconds between two progress lines (and records)."""
-LOG_FILE = "trainer_log.jsonl"  # core.train.callbacks.LOG_FILE, which imports transformers
-
-
-def format_hms(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class PrepareProgress:

@@ -32,10 +32,8 @@ logger = logging.getLogger(__name__)
 def _only_progress(path: Path) -> bool:
     """A trainer_log.jsonl without a training record (data preparation progress of a run that stopped before its
     first step) holds nothing to keep."""
-    if path.name != "trainer_log.jsonl" or not path.is_file():
+    if path.name != TRAINER_LOG or not path.is_file():
         return False
-    from core.train.callbacks import read_log_records
-
     return all("phase" in record for record in read_log_records(path))
 
 
