@@ -400,9 +400,14 @@ def _id_lists(lists: list[list[int]]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
 
 
+# Processor output columns that are not id lists, and their Arrow type (the same in every batch, even an empty one).
+_OTHER_COLUMNS = {"kto_tags": pa.bool_(), "prompt": pa.string()}
+
+
 def _table(columns: dict[str, list]) -> pa.Table:
-    """A processor's output as an Arrow table: id lists as list<int64>, kto_tags as booleans."""
-    arrays = {k: pa.array(v, pa.bool_()) if k == "kto_tags" else _id_lists(v) for k, v in columns.items()}
+    """A processor's output as an Arrow table: id lists as list<int64>, the columns in _OTHER_COLUMNS as their type
+    (kto_tags booleans, unsupervised's prompt text)."""
+    arrays = {k: pa.array(v, _OTHER_COLUMNS[k]) if k in _OTHER_COLUMNS else _id_lists(v) for k, v in columns.items()}
     return pa.table(arrays)
 
 
