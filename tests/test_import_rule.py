@@ -42,6 +42,7 @@ PURE_MODULES = [
     "core.data.registry",
     "core.data.templates",
     "core.data.preview",
+    "core.data.progress",
     "core.data.readers",
     "core.data.converter",
     "core.launcher",

@@ -378,11 +378,16 @@ def progress(records: list[dict[str, Any]], job: dict[str, Any] | None) -> dict[
     """Where a job stands: current and total steps, percentage, elapsed and remaining (H:MM:SS), and a short
     label "current/total · elapsed < remaining". While the job runs, elapsed counts from its start time so the
     bar moves between log lines. `phase` is the last record's (`eval` / `predict` for an eval job's batches, whose
-    steps are batches of the prediction pass), "train" for training steps."""
+    steps are batches of the prediction pass; `prepare` while the data is prepared, whose current / total are rows),
+    "train" for training steps."""
     job = job or {}
     record = records[-1] if records else {}
-    current = int(record.get("current_steps", 0) or 0)
-    total = int(record.get("total_steps", 0) or 0)
+    if record.get("phase") == "prepare":  # data preparation (core.data.progress): rows, not steps
+        current = int(record.get("rows_done", 0) or 0)
+        total = int(record.get("rows_total", 0) or 0)
+    else:
+        current = int(record.get("current_steps", 0) or 0)
+        total = int(record.get("total_steps", 0) or 0)
     percentage = float(record.get("percentage", 100.0 * current / total if total else 0.0))
     elapsed = record.get("elapsed_s")
     if elapsed is None:

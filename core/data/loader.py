@@ -4,10 +4,16 @@
       -> {"train_dataset": Dataset | None, "eval_dataset": Dataset | dict[str, Dataset] | None}
 
 Steps: registry entry -> rows read and checked (core.data.readers / converter) -> per-dataset num_samples and
-max_samples -> mix (concat or interleave) -> validation split (val_size or eval_dataset) -> the stage's processor
-via `Dataset.map`, cached under `<cache_dir>/preprocessed` by a fingerprint of the rows, the processing settings,
-the template, the tokenizer and this package's code (`overwrite_cache: true` recomputes), in
-`preprocessing_num_workers` processes.
+max_samples -> mix (concat or interleave) -> validation split (val_size or eval_dataset) -> the stage's processor,
+a batch of `preprocessing_batch_size` rows at a time (in `preprocessing_num_workers` processes), written to an
+Arrow file under `<cache_dir>/preprocessed` named by a fingerprint of the data files' content, how rows are drawn
+from them, the processing settings, the template, the tokenizer and this package's code. A later run with the same
+fingerprint opens that file without reading a row (`overwrite_cache: true` prepares it again).
+
+Memory: when no step needs every row at once (no num_samples, interleaving or val_size), rows go from the file to
+the processor and the Arrow file one batch at a time: one batch of rows is held (2 per worker with workers), plus
+its result, whatever the file's size. Otherwise the canonical rows are held in memory before they are prepared.
+Progress: core.data.progress (a log line every few seconds, `phase: prepare` records in trainer_log.jsonl).
 
 Which processor: pt -> pretrain, sft -> supervised, rm/dpo/orpo/simpo -> pairwise, kto -> feedback,
 ppo, grpo -> unsupervised. The eval set is processed as unsupervised (prompt -> reference answer) when generating
@@ -23,9 +29,16 @@ import json
 import logging
 import os
 import random
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
 from functools import partial
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from core.data.converter import NEEDS, convert_row
 from core.data.processor.common import IGNORE_INDEX
@@ -34,9 +47,11 @@ from core.data.processor.pairwise import preprocess_pairwise
 from core.data.processor.pretrain import preprocess_pretrain
 from core.data.processor.supervised import preprocess_supervised
 from core.data.processor.unsupervised import preprocess_unsupervised
-from core.data.readers import iter_rows
-from core.data.registry import PAIRWISE_STAGES, DataError, DatasetAttr, RowError, get_dataset_list
+from core.data.progress import PrepareProgress
+from core.data.readers import count_rows, iter_rows
+from core.data.registry import FILE_TYPES, PAIRWISE_STAGES, DataError, DatasetAttr, RowError, get_dataset_list
 from core.paths import cache_dir
+from core.runfolder import TRAINER_LOG
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +73,8 @@ STAGE_PROCESSOR = {
     "ppo": "unsupervised",
     "grpo": "unsupervised",
 }
-_CODE_FILES = ["converter.py", "templates.py", "processor/common.py"] + [f"processor/{name}.py" for name in PROCESSORS]
+_CODE_FILES = ["readers.py", "registry.py", "converter.py", "templates.py", "processor/common.py"]
+_CODE_FILES += [f"processor/{name}.py" for name in PROCESSORS]
 
 
 # Rows
@@ -82,14 +98,24 @@ def _check_stage(attr: DatasetAttr, stage: str) -> None:
         )
 
 
-def _hub_rows(attr: DatasetAttr) -> list[tuple[str, str, dict]]:
+_HUB: dict[tuple, Any] = {}
+
+
+def _hub_dataset(attr: DatasetAttr):
+    key = (attr.dataset_name, attr.subset, attr.split, attr.folder)
+    if key not in _HUB:
+        _HUB[key] = _load_hub(attr)
+    return _HUB[key]
+
+
+def _load_hub(attr: DatasetAttr):
     offline = any(
         os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
     )
     try:
         import datasets
 
-        loaded = datasets.load_dataset(attr.dataset_name, name=attr.subset, split=attr.split, data_dir=attr.folder)
+        return datasets.load_dataset(attr.dataset_name, name=attr.subset, split=attr.split, data_dir=attr.folder)
     except Exception as err:  # noqa: BLE001 - any failure becomes one readable message
         reason = (
             "this machine is offline (HF_HUB_OFFLINE=1) and the dataset is not in the local datasets cache"
@@ -100,7 +126,11 @@ def _hub_rows(attr: DatasetAttr) -> list[tuple[str, str, dict]]:
             f"{attr.info_file}: dataset '{attr.name}' lives on the Hugging Face Hub ({attr.dataset_name}), and "
             f"{reason}. Download it once while online, or save it as a file in the dataset_dir and use file_name."
         ) from None
-    return [(attr.dataset_name, f"row {i + 1}", row) for i, row in enumerate(loaded)]
+
+
+def _hub_rows(attr: DatasetAttr) -> Iterator[tuple[str, str, dict]]:
+    for i, row in enumerate(_hub_dataset(attr)):
+        yield attr.dataset_name, f"row {i + 1}", row
 
 
 def _raw_rows(attr: DatasetAttr):
@@ -112,27 +142,46 @@ def _raw_rows(attr: DatasetAttr):
             yield str(file), where, row
 
 
-def load_rows(attr: DatasetAttr, need: str | None, data_args: Any, seed: int) -> list[dict]:
-    """Canonical rows of one dataset (num_samples, then max_samples applied). A bad row raises RowError naming
-    the file and the row; with `skip_bad_rows` it is skipped and the count logged."""
+def _converted(attr: DatasetAttr, need: str | None, data_args: Any, limit: int | None) -> Iterator[dict]:
+    """Canonical rows of one dataset, read lazily, at most `limit`. A bad row raises DataError naming the file and
+    the row; with `skip_bad_rows` it is skipped and the count logged."""
     skip = bool(data_args.skip_bad_rows)
-    rows, skipped, first_error = [], 0, None
+    count, skipped, first_error = 0, 0, None
     for file, where, raw in _raw_rows(attr):
+        if limit and count >= limit:
+            break
         try:
             if isinstance(raw, RowError):
                 raise raw
-            rows.append(convert_row(raw, attr, where, file, need))
+            row = convert_row(raw, attr, where, file, need)
         except RowError as err:
             if not skip:
                 raise DataError(f"{err} (or set skip_bad_rows: true to skip such rows)") from None
             skipped += 1
             first_error = first_error or err
+            continue
+        count += 1
+        yield row
     if skipped:
         logger.warning(
             "Dataset '%s': skipped %d bad row(s) (skip_bad_rows). First: %s", attr.name, skipped, first_error
         )
-    if not rows:
+    if not count:
         raise DataError(f"{attr.info_file}: dataset '{attr.name}' has no usable rows.")
+
+
+def load_rows(
+    attr: DatasetAttr, need: str | None, data_args: Any, seed: int, progress: PrepareProgress | None = None
+) -> list[dict]:
+    """Canonical rows of one dataset (num_samples, then max_samples applied); see `_converted`."""
+    max_samples = data_args.max_samples
+    rows = []
+    for row in _converted(attr, need, data_args, None if attr.num_samples else max_samples):
+        rows.append(row)
+        if progress is not None and len(rows) % 1000 == 0:
+            progress.update(1000)
+    if progress is not None:
+        progress.update(len(rows) % 1000)
     if attr.num_samples:
         rng = random.Random(seed)
         order = list(range(len(rows)))
@@ -140,7 +189,6 @@ def load_rows(attr: DatasetAttr, need: str | None, data_args: Any, seed: int) ->
         while len(order) < attr.num_samples:
             order.append(rng.randrange(len(rows)))
         rows = [rows[i] for i in order[: attr.num_samples]]
-    max_samples = data_args.max_samples
     if max_samples:
         rows = rows[:max_samples]
     return rows
@@ -202,6 +250,95 @@ def split_rows(rows: list[dict], val_size: float | int | None, seed: int) -> tup
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
+# Which rows make up each set
+
+
+@dataclass
+class Part:
+    """One set to prepare: its rows come from `attrs` (mixed), or from one side of their val_size split."""
+
+    what: str  # "train set", "eval set", "eval set <name>": for log lines
+    kind: str  # the processor
+    attrs: list[DatasetAttr]
+    need: str | None
+    split: str | None = None  # "train" / "validation": a side of the val_size split
+    name: str | None = None  # eval_on_each_dataset: the key of this eval set
+
+
+def _checked(names: Any, data_args: Any, stage: str) -> list[DatasetAttr]:
+    attrs = get_dataset_list(names, data_args.dataset_dir)
+    for attr in attrs:
+        _check_stage(attr, stage)
+    return attrs
+
+
+def _parts(data_args: Any, training_args: Any, stage: str) -> list[Part]:
+    do_train = training_args.do_train
+    do_predict = training_args.do_predict
+    generate = training_args.predict_with_generate or (do_predict and not do_train)
+    train_kind = STAGE_PROCESSOR[stage]
+    eval_kind = "unsupervised" if generate else train_kind
+    eval_need = NEEDS.get(stage) if eval_kind == train_kind else None
+    eval_stage = "predict" if eval_kind == "unsupervised" and stage not in ("ppo", "grpo") else stage
+    eval_names = data_args.eval_dataset
+
+    parts = []
+    if data_args.dataset and do_train:
+        attrs = _checked(data_args.dataset, data_args, stage)
+        if data_args.val_size and not eval_names:
+            parts.append(Part("train set", train_kind, attrs, NEEDS.get(stage), split="train"))
+            parts.append(Part("eval set", eval_kind, attrs, NEEDS.get(stage), split="validation"))
+        else:
+            parts.append(Part("train set", train_kind, attrs, NEEDS.get(stage)))
+    elif data_args.dataset and not eval_names:
+        eval_names = data_args.dataset  # evaluate / predict without training: `dataset` is the set to evaluate on
+    if eval_names:
+        attrs = _checked(eval_names, data_args, eval_stage)
+        if data_args.eval_on_each_dataset and len(attrs) > 1:
+            parts += [Part(f"eval set {a.name}", eval_kind, [a], eval_need, name=a.name) for a in attrs]
+        else:
+            parts.append(Part("eval set", eval_kind, attrs, eval_need))
+    return parts
+
+
+def _streams(part: Part, data_args: Any) -> bool:
+    """Can the rows go from the files to the processor without being held: no sampling, shuffling or splitting?"""
+    concat = len(part.attrs) == 1 or (data_args.mix_strategy or "concat") == "concat"
+    plain = all(a.load_from == "file" and not a.num_samples for a in part.attrs)
+    return concat and plain and part.split is None
+
+
+def _scan(path: Path) -> tuple[str, int | None]:
+    """(content digest, number of rows or None when counting would mean parsing a big file), in one read."""
+    digest, newlines, size, last = hashlib.sha256(), 0, 0, b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+            newlines += chunk.count(b"\n")
+            size, last = size + len(chunk), chunk[-1:]
+    kind = FILE_TYPES.get(path.suffix.lower())
+    if kind in ("jsonl", "txt"):
+        count = newlines + (last != b"\n")  # blank lines count too: an estimate, corrected as rows come
+    else:
+        count = count_rows(path)
+    return digest.hexdigest(), count
+
+
+def _source(attr: DatasetAttr, scans: dict[Path, tuple[str, int | None]]) -> tuple[dict, int | None]:
+    """What the rows of one dataset depend on (its dataset_info entry and its files' content), and its row count."""
+    entry = json.loads(json.dumps(asdict(attr), default=str))
+    if attr.load_from == "hf_hub":
+        return {"entry": entry, "hub": _hub_dataset(attr)._fingerprint}, None
+    files, total = [], 0
+    for file in attr.files():
+        if file not in scans:
+            scans[file] = _scan(file)
+        digest, count = scans[file]
+        files.append([file.name, digest])
+        total = None if total is None or count is None else total + count
+    return {"entry": entry, "files": files}, total
+
+
 # Processing
 
 
@@ -228,52 +365,148 @@ def _settings(data_args: Any) -> dict:
     return {k: getattr(data_args, k, None) for k in keys}
 
 
-def fingerprint(rows: list[dict], kind: str, template: Any, tokenizer: Any, data_args: Any) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps(rows, ensure_ascii=False, default=str).encode())
-    settings = {"kind": kind, "settings": _settings(data_args), "template": repr(template)}
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+def _row_settings(part: Part, data_args: Any, seed: int) -> dict:
+    keys = ("max_samples", "skip_bad_rows", "mix_strategy", "interleave_probs")
+    settings = {k: getattr(data_args, k, None) for k in keys}
+    settings.update(need=part.need, split=part.split)
+    if part.split:
+        settings["val_size"] = data_args.val_size
+    if part.split or not _streams(part, data_args):
+        settings["seed"] = seed  # sampling, interleaving and splitting draw with it
+    return settings
+
+
+def fingerprint(sources: list[dict], part: Part, template: Any, tokenizer: Any, data_args: Any, seed: int) -> str:
+    """The prepared set's cache key: its sources' content, how rows are drawn from them, the processing settings,
+    the template, the tokenizer and this package's code."""
+    key = {
+        "sources": sources,
+        "rows": _row_settings(part, data_args, seed),
+        "kind": part.kind,
+        "settings": _settings(data_args),
+        "template": repr(template),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
     digest.update(_tokenizer_fingerprint(tokenizer).encode())
     digest.update(_code_fingerprint().encode())
     return digest.hexdigest()[:32]
 
 
-def process(rows: list[dict], kind: str, template: Any, tokenizer: Any, data_args: Any, desc: str):
-    """Tokenize canonical rows with one processor, through datasets' map cache."""
-    from datasets import Dataset
+def _id_lists(lists: list[list[int]]) -> pa.Array:
+    """list<int64> Arrow array of Python id lists, through numpy (pa.array on nested lists is ~20x slower)."""
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
 
-    fp = fingerprint(rows, kind, template, tokenizer, data_args)
-    folder = cache_dir() / "preprocessed"
-    folder.mkdir(parents=True, exist_ok=True)
-    dataset = Dataset.from_list(rows)
-    workers = data_args.preprocessing_num_workers
+
+# Processor output columns that are not id lists, and their Arrow type (the same in every batch, even an empty one).
+_OTHER_COLUMNS = {"kto_tags": pa.bool_(), "prompt": pa.string()}
+
+
+def _table(columns: dict[str, list]) -> pa.Table:
+    """A processor's output as an Arrow table: id lists as list<int64>, the columns in _OTHER_COLUMNS as their type
+    (kto_tags booleans, unsupervised's prompt text)."""
+    arrays = {k: pa.array(v, _OTHER_COLUMNS[k]) if k in _OTHER_COLUMNS else _id_lists(v) for k, v in columns.items()}
+    return pa.table(arrays)
+
+
+def _batches(rows: Iterable[dict], size: int) -> Iterator[dict[str, list]]:
+    """Columns of `size` canonical rows at a time, the form a processor takes."""
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield {key: [row[key] for row in chunk] for key in chunk[0]}
+
+
+# A worker process's processor and its arguments, set once by _init_worker.
+_WORK: dict[str, Any] = {}
+
+
+def _init_worker(function: Any) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per process: the processes are the parallelism
+    _WORK["function"] = function
+
+
+def _work(columns: dict[str, list]) -> pa.Table:
+    return _table(_WORK["function"](columns))
+
+
+def _tables(function: Any, batches: Iterator[dict[str, list]], workers: int) -> Iterator[tuple[int, pa.Table]]:
+    """(rows in, prepared table) per batch, in order. With workers, at most 2 batches per worker are in flight
+    (the reader waits), so memory stays a few batches whatever the file's size."""
+    if workers <= 1:
+        for columns in batches:
+            yield len(columns["_prompt"]), _table(function(columns))
+        return
+    import multiprocessing
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    with multiprocessing.get_context(method).Pool(workers, _init_worker, (function,)) as pool:
+        pending: deque = deque()
+        for columns in batches:
+            pending.append((len(columns["_prompt"]), pool.apply_async(_work, (columns,))))
+            if len(pending) >= 2 * workers:
+                rows, result = pending.popleft()
+                yield rows, result.get()
+        while pending:
+            rows, result = pending.popleft()
+            yield rows, result.get()
+
+
+def process(
+    rows: Iterable[dict],
+    total: int | None,
+    part: Part,
+    template: Any,
+    tokenizer: Any,
+    data_args: Any,
+    path: Path,
+    log_file: Path | None = None,
+):
+    """Prepare canonical rows with the part's processor, a batch at a time, into the Arrow file `path` (written
+    atomically), and open it as a Dataset. Progress goes to the log and to `log_file` (core.data.progress)."""
+    from datasets import Dataset, Features
+    from datasets.arrow_writer import ArrowWriter
+
     batch_size = data_args.preprocessing_batch_size or 1000
-    if kind == "feedback":
+    if part.kind == "feedback":
         # Each KL pair borrows the answer of the next row in its batch; small batches would pair rows too locally.
         batch_size = max(batch_size, 2)
-    processed = dataset.map(
-        partial(PROCESSORS[kind], template=template, tokenizer=tokenizer, data_args=data_args),
-        batched=True,
-        batch_size=batch_size,
-        num_proc=workers if workers and workers > 1 and len(dataset) >= workers else None,
-        remove_columns=dataset.column_names,
-        cache_file_name=str(folder / f"{kind}-{fp}.arrow"),
-        load_from_cache_file=not data_args.overwrite_cache,
-        new_fingerprint=fp,
-        desc=desc,
-    )
-    if kind == "supervised" and not (data_args.packing or data_args.neat_packing):
-        dropped = len(dataset) - len(processed)
+    workers = data_args.preprocessing_num_workers or 1
+    if total is not None and total < workers:
+        workers = 1
+    function = partial(PROCESSORS[part.kind], template=template, tokenizer=tokenizer, data_args=data_args)
+    progress = PrepareProgress(part.what, total, log_file)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    writer = None
+    try:
+        for n, table in _tables(function, _batches(rows, batch_size), workers):
+            if writer is None:
+                writer = ArrowWriter(path=str(tmp), features=Features.from_arrow_schema(table.schema))
+            writer.write_table(table)
+            progress.update(n)
+        if writer is None:
+            raise DataError(f"{part.what}: no rows to prepare. Check the dataset.")
+        writer.finalize()
+        writer.close()
+        os.replace(tmp, path)
+    finally:
+        if writer is not None and tmp.exists():
+            writer.close()
+            tmp.unlink(missing_ok=True)
+    dataset = Dataset.from_file(str(path))
+    progress.finish(len(dataset))
+    if part.kind == "supervised" and not (data_args.packing or data_args.neat_packing):
+        dropped = progress.done - len(dataset)
         if dropped:
             logger.warning(
                 "%s: dropped %d sample(s) whose answer did not fit in cutoff_len=%d.",
-                desc,
+                part.what,
                 dropped,
                 data_args.cutoff_len,
             )
-    if len(processed) == 0:
-        raise DataError(f"{desc}: no sample left after preprocessing. Raise cutoff_len or check the data.")
-    return processed
+    return dataset
 
 
 def _log_example(dataset, kind: str, tokenizer: Any) -> None:
@@ -287,12 +520,71 @@ def _log_example(dataset, kind: str, tokenizer: Any) -> None:
     logger.info("Its labels (what is learned):\n%s", tokenizer.decode(learned, skip_special_tokens=False))
 
 
-def _rows_for(names: Any, data_args: Any, need: str | None, stage: str, seed: int) -> dict[str, list[dict]]:
-    out = {}
-    for attr in get_dataset_list(names, data_args.dataset_dir):
-        _check_stage(attr, stage)
-        out[attr.name] = load_rows(attr, need, data_args, seed)
-    return out
+class _Rows:
+    """The rows of each part: streamed from the files when nothing needs them all at once, else read, sampled,
+    mixed and split in memory (shared by the two sides of a val_size split)."""
+
+    def __init__(self, data_args: Any, seed: int) -> None:
+        self.data_args, self.seed = data_args, seed
+        self.held: dict[tuple, tuple[list[dict], list[dict]]] = {}
+
+    def of(self, part: Part, counts: list[int | None]) -> tuple[Iterable[dict], int | None]:
+        data_args, seed = self.data_args, self.seed
+        if _streams(part, data_args):
+            limit = data_args.max_samples
+            counts = [min(c, limit) if c is not None and limit else c for c in counts]
+            total = None if any(c is None for c in counts) else sum(counts)
+            return chain.from_iterable(_converted(a, part.need, data_args, limit) for a in part.attrs), total
+        key = (tuple(a.name for a in part.attrs), part.need)
+        if key not in self.held:
+            sources = []
+            for attr, count in zip(part.attrs, counts, strict=True):
+                reading = PrepareProgress(f"dataset '{attr.name}'", count, verbs=("Reading", "Read"))
+                sources.append(load_rows(attr, part.need, data_args, seed, reading))
+                reading.finish()
+            rows = mix(sources, data_args, seed)
+            val_size = data_args.val_size if part.split else None
+            self.held[key] = split_rows(rows, val_size, seed)
+        train, held = self.held[key]
+        rows = held if part.split == "validation" else train
+        return rows, len(rows)
+
+
+def _prepared(
+    part: Part, rows: _Rows, scans: dict, template: Any, tokenizer: Any, data_args: Any, log_file: Path | None
+):
+    sources = [_source(attr, scans) for attr in part.attrs]
+    counts = [count for _, count in sources]
+    fp = fingerprint([s for s, _ in sources], part, template, tokenizer, data_args, rows.seed)
+    folder = cache_dir() / "preprocessed"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{part.kind}-{fp}.arrow"
+    if path.is_file() and not data_args.overwrite_cache:
+        from datasets import Dataset
+
+        dataset = Dataset.from_file(str(path))
+        logger.info(
+            "Reused the prepared %s (%s samples) from %s: same data and settings as an earlier run "
+            "(overwrite_cache: true prepares it again).",
+            part.what,
+            f"{len(dataset):,}",
+            path,
+        )
+        return dataset
+    part_rows, total = rows.of(part, counts)
+    dataset = process(part_rows, total, part, template, tokenizer, data_args, path, log_file)
+    if len(dataset) == 0:
+        raise DataError(f"{part.what}: no sample left after preprocessing. Raise cutoff_len or check the data.")
+    return dataset
+
+
+def _progress_file(training_args: Any) -> Path | None:
+    """trainer_log.jsonl of the run, written by the main process only."""
+    output_dir = training_args.output_dir
+    if not output_dir or training_args.process_index != 0:
+        return None
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return Path(output_dir) / TRAINER_LOG
 
 
 def get_dataset(
@@ -312,45 +604,22 @@ def get_dataset(
         return {"train_dataset": saved.get("train"), "eval_dataset": saved.get("validation")}
 
     seed = training_args.data_seed or training_args.seed
-    do_train = training_args.do_train
-    do_predict = training_args.do_predict
-    generate = training_args.predict_with_generate or (do_predict and not do_train)
-    train_kind = STAGE_PROCESSOR[stage]
-    eval_kind = "unsupervised" if generate else train_kind
-    eval_need = NEEDS.get(stage) if eval_kind == train_kind else None
-    eval_stage = "predict" if eval_kind == "unsupervised" and stage not in ("ppo", "grpo") else stage
-
     first = getattr(training_args, "main_process_first", None)
     guard = first(desc="preprocessing the dataset") if callable(first) else contextlib.nullcontext()
     with guard:
-        train_rows: list[dict] = []
-        eval_sets: dict[str, list[dict]] = {}
-        if data_args.dataset and do_train:
-            sources = _rows_for(data_args.dataset, data_args, NEEDS.get(stage), stage, seed)
-            train_rows = mix(list(sources.values()), data_args, seed)
-            if data_args.val_size and not data_args.eval_dataset:
-                train_rows, held = split_rows(train_rows, data_args.val_size, seed)
-                eval_sets["validation"] = held
-        elif data_args.dataset and not data_args.eval_dataset:
-            # Evaluate / predict without training: `dataset` is the set to evaluate on.
-            eval_sets = _rows_for(data_args.dataset, data_args, eval_need, eval_stage, seed)
-        if data_args.eval_dataset:
-            eval_sets = _rows_for(data_args.eval_dataset, data_args, eval_need, eval_stage, seed)
-
-        train_dataset = None
-        if train_rows:
-            train_dataset = process(train_rows, train_kind, template, tokenizer, data_args, "train set")
-            _log_example(train_dataset, train_kind, tokenizer)
+        parts = _parts(data_args, training_args, stage)
+        rows, scans, log_file = _Rows(data_args, seed), {}, _progress_file(training_args)
+        train_dataset: Any = None
         eval_dataset: Any = None
-        if eval_sets:
-            if data_args.eval_on_each_dataset and len(eval_sets) > 1:
-                eval_dataset = {
-                    name: process(rows, eval_kind, template, tokenizer, data_args, f"eval set {name}")
-                    for name, rows in eval_sets.items()
-                }
+        for part in parts:
+            dataset = _prepared(part, rows, scans, template, tokenizer, data_args, log_file)
+            if part.what == "train set":
+                train_dataset = dataset
+                _log_example(dataset, part.kind, tokenizer)
+            elif part.name is not None:
+                eval_dataset = {**(eval_dataset or {}), part.name: dataset}
             else:
-                rows = mix(list(eval_sets.values()), data_args, seed)
-                eval_dataset = process(rows, eval_kind, template, tokenizer, data_args, "eval set")
+                eval_dataset = dataset
 
         if tokenized_path:
             from datasets import DatasetDict

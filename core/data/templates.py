@@ -134,8 +134,8 @@ class Template:
         rendered = [self.render(m, s, t) for m, s, t in conversations]
         texts = [text for pairs in rendered for pair in pairs for text in pair]
         nonempty = [text for text in texts if text]
-        encoded = iter(tokenizer(nonempty, add_special_tokens=False)["input_ids"] if nonempty else [])
-        flat = [list(next(encoded)) if text else [] for text in texts]
+        encoded = iter(encode_texts(tokenizer, nonempty) if nonempty else [])
+        flat = [next(encoded) if text else [] for text in texts]
         out, k = [], 0
         for pairs in rendered:
             out.append([(flat[k + 2 * i], flat[k + 2 * i + 1]) for i in range(len(pairs))])
@@ -150,6 +150,23 @@ class Template:
             if token_id is not None and token_id != tokenizer.unk_token_id and token_id not in ids:
                 ids.append(token_id)
         return ids
+
+
+def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Ids of each text without special tokens added: `tokenizer(texts, add_special_tokens=False)["input_ids"]`.
+
+    A fast tokenizer's Rust backend is called directly (`encode_batch_fast`: threads, no offsets, no Python object
+    per encoding), which is what the tokenizer's own call does underneath once padding and truncation are off.
+    Other tokenizers, or a backend with truncation or padding set, take the ordinary call.
+    """
+    backend = getattr(tokenizer, "_tokenizer", None)
+    fast = getattr(backend, "encode_batch_fast", None)
+    if fast is None or backend.truncation is not None or backend.padding is not None:
+        return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    split = bool(getattr(tokenizer, "split_special_tokens", False))
+    if backend.encode_special_tokens != split:
+        backend.encode_special_tokens = split
+    return [encoding.ids for encoding in fast(texts, add_special_tokens=False)]
 
 
 def fold(pairs: list[tuple[list[int], list[int]]]) -> tuple[list[int], list[int]]:

@@ -22,6 +22,9 @@ A job that only evaluates or predicts (no `on_train_begin`) gets progress record
 `percentage` and the four time keys, no epoch and no metrics. They are appended every `_prediction_interval`
 batches and at the last one, so the board can draw a progress bar while answers are generated. A training run
 writes none (its evaluation passes stay out of the file): its records keep meaning training steps.
+
+Data preparation appends `phase: prepare` records before training starts (core.data.progress); `on_train_begin`
+drops every record with a `phase`, so the file holds training records only once training runs.
 """
 
 from __future__ import annotations
@@ -91,7 +94,9 @@ class LogCallback(TrainerCallback):
             return
         self.path = (self.output_dir or Path(args.output_dir)) / TRAINER_LOG
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_log_records(self.path) if r.get("current_steps", 0) <= state.global_step]
+        # Progress records of other phases (data preparation: `phase: prepare`) make way for training's.
+        records = read_log_records(self.path)
+        kept = [r for r in records if "phase" not in r and r.get("current_steps", 0) <= state.global_step]
         if state.global_step == 0:
             kept = []
         # Rewritten whole (not truncated in place) so the board never reads a record from the abandoned future.

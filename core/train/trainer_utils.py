@@ -29,6 +29,14 @@ from core.runfolder import BOARD_FILES, TRAINER_LOG, read_log_records
 logger = logging.getLogger(__name__)
 
 
+def _only_progress(path: Path) -> bool:
+    """A trainer_log.jsonl without a training record (data preparation progress of a run that stopped before its
+    first step) holds nothing to keep."""
+    if path.name != TRAINER_LOG or not path.is_file():
+        return False
+    return all("phase" in record for record in read_log_records(path))
+
+
 def prepare_output_dir(training_args: Any) -> None:
     """Apply the resume / overwrite rule above; sets `training_args.resume_from_checkpoint` when resuming."""
     if not getattr(training_args, "do_train", False):
@@ -57,7 +65,7 @@ def prepare_output_dir(training_args: Any) -> None:
         training_args.resume_from_checkpoint = str(last)
         logger.info("Resuming from %s", last)
         return
-    others = sorted(p.name for p in output_dir.iterdir() if p.name not in BOARD_FILES)
+    others = sorted(p.name for p in output_dir.iterdir() if p.name not in BOARD_FILES and not _only_progress(p))
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise ConfigError(

@@ -19,7 +19,15 @@ def training_args(**overrides: Any):
     from types import SimpleNamespace
 
     # get_dataset reads only these fields; building transformers' TrainingArguments costs ~1 s per test.
-    values = {"seed": 42, "data_seed": None, "do_train": True, "do_predict": False, "predict_with_generate": False}
+    values = {
+        "seed": 42,
+        "data_seed": None,
+        "do_train": True,
+        "do_predict": False,
+        "predict_with_generate": False,
+        "output_dir": None,  # where progress records go (none here)
+        "process_index": 0,
+    }
     values.update(overrides)
     return SimpleNamespace(**values)
 

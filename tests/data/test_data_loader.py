@@ -43,7 +43,7 @@ def prompts(tokenizer, dataset, column="input_ids"):
     [
         ("pt", "one", ["input_ids", "attention_mask", "labels"]),
         ("sft", "one", ["input_ids", "attention_mask", "labels"]),
-        ("ppo", "one", ["input_ids", "attention_mask", "labels"]),
+        ("ppo", "one", ["input_ids", "attention_mask", "labels", "prompt"]),  # prompt: the user's text
         (
             "rm",
             "pairs",

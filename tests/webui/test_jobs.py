@@ -289,6 +289,39 @@ def test_progress_of_an_eval_jobs_prediction_records_and_no_chart_points_from_th
         assert all(not trace.x for trace in figure.data)
 
 
+def test_progress_while_the_data_is_prepared_shows_rows_then_training_steps():
+    """core.data.progress's records: the bar says "preparing data" with rows done / total, the charts draw nothing
+    from them, and once a training record follows the bar counts steps again."""
+    from webui import plots
+    from webui.handlers.render import progress_html
+
+    records = [
+        {
+            "phase": "prepare",
+            "rows_done": done,
+            "rows_total": 100_000,
+            "percentage": done / 1000,
+            "elapsed_s": done / 10_000,
+            "remaining_s": (100_000 - done) / 10_000,
+            "rows_per_s": 10_000.0,
+        }
+        for done in (0, 35_000)
+    ]
+    job = {"state": "running", "started": time.time() - 3.5}
+    shown = jobs.progress(records, job)
+    assert (shown["phase"], shown["current"], shown["total"]) == ("prepare", 35_000, 100_000)
+    assert shown["percentage"] == 35.0
+    html = progress_html("en", shown, job)
+    assert "preparing data: 35,000 / 100,000 rows" in html and 'aria-valuenow="35"' in html
+    assert "step" not in html
+    assert "подготовка данных: 35,000 / 100,000" in progress_html("ru", shown, job)
+    for figure in (plots.loss_figure(records), plots.lr_figure(records)):
+        assert all(not trace.x for trace in figure.data)
+    training = jobs.progress([*records, record(3)], job)
+    assert (training["phase"], training["current"], training["total"]) == ("train", 3, 100)
+    assert "step 3 / 100" in progress_html("en", training, job)
+
+
 def test_error_summary_of_a_torchrun_job_names_the_workers_error():
     log = "\n".join(
         [

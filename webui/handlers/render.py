@@ -89,7 +89,8 @@ def device_count_html(lang: str | None, count: int) -> str:
 
 def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[str, Any] | None) -> str:
     """The progress bar: state, steps, elapsed and remaining time; a failed job's one-line error in red. A running
-    `job` with `loading: true` (set by the live view) is labelled "Loading"; its data-state stays "running"."""
+    `job` with `loading: true` (set by the live view) is labelled "Loading"; its data-state stays "running". While a
+    running job prepares its data (`phase: prepare`), "Preparing data" with rows done / total instead of steps."""
     if job is None:
         return f'<div class="lb-progress lb-idle">{escape(alert(lang, "no_run"))}</div>'
     state = str(job.get("state") or "unknown")
@@ -99,11 +100,12 @@ def progress_html(lang: str | None, progress: dict[str, Any] | None, job: dict[s
     if state == "finished":
         percentage = 100.0
     percentage = max(0.0, min(100.0, percentage))
+    preparing = progress.get("phase") == "prepare" and state == "running"
     detail = alert(
         lang,
-        "progress",
-        current=current,
-        total=total or "?",
+        "progress_prepare" if preparing else "progress",
+        current=f"{current:,}" if preparing else current,
+        total=(f"{total:,}" if preparing else total) or "?",
         elapsed=progress.get("elapsed") or "0:00:00",
         remaining=(progress.get("remaining") or "?") if state in ("queued", "running") else "-",
     )

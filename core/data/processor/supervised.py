@@ -38,7 +38,7 @@ def preprocess_supervised(examples: dict[str, list], template: Any, tokenizer: A
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
     for pairs in template.encode_many(tokenizer, conversations(examples)):
         input_ids, labels = supervised_ids(pairs, data_args)
-        if all(label == IGNORE_INDEX for label in labels):
+        if labels.count(IGNORE_INDEX) == len(labels):
             continue  # nothing to learn (the answer did not fit); the loader reports how many were dropped
         out["input_ids"].append(input_ids)
         out["attention_mask"].append([1] * len(input_ids))
