@@ -344,7 +344,8 @@ class HealthCallback(TrainerCallback):
             return
         length = float(logs[key])
         collapsed = length < 1.0
-        at_max = length >= 0.98 * self.max_new_tokens
+        # ppo logs the share of cut answers and raises its own ppo_truncated alert (core.train.ppo_trainer.Diagnosis)
+        at_max = length >= 0.98 * self.max_new_tokens and "truncated" not in logs
         streak = self._streak("response_length", collapsed or at_max)
         shape = "collapsed to empty answers" if collapsed else f"stuck at the maximum ({self.max_new_tokens} tokens)"
         self._sign(

@@ -38,6 +38,9 @@ HEALTH_TITLES = {
     "disk": "health_disk",
     "lr_zero": "health_lr_zero",
     "masked_labels": "health_masked_labels",
+    "ppo_no_signal": "health_ppo_no_signal",
+    "ppo_kl_over_score": "health_ppo_kl_over_score",
+    "ppo_truncated": "health_ppo_truncated",
 }
 """Alert kind of core.train.health -> the alert key of its title (an unknown kind shows as it is)."""
 
