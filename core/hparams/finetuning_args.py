@@ -183,9 +183,16 @@ class FinetuningArguments:
     pref_ftx: float = field(
         default=0.0, metadata=_help("dpo / kto: weight of an added sft loss on the chosen answers. 0: none.")
     )
-    pref_loss: Literal["sigmoid", "hinge", "ipo", "orpo", "simpo"] = field(
+    pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = field(
         default="sigmoid",
-        metadata=_help("dpo: loss type; orpo and simpo need no reference model."),
+        metadata=_help("dpo: loss type; kto_pair is KTO on the pairs; orpo and simpo need no reference model."),
+    )
+    disable_dropout: bool = field(
+        default=True,
+        metadata=_help(
+            "dpo / kto: set every dropout of the policy and the reference (lora_dropout included) to 0, so the "
+            "log-probability ratios compare like with like. false: keep them."
+        ),
     )
     dpo_label_smoothing: float = field(
         default=0.0, metadata=_help("dpo (sigmoid loss): assumed share of flipped labels, 0 to 0.5.")

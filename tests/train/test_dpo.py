@@ -165,6 +165,7 @@ LEARNING = {
     "sigmoid": {"pref_beta": 0.5},
     "hinge": {"pref_beta": 0.5},
     "ipo": {"pref_beta": 0.5},
+    "kto_pair": {"pref_beta": 0.5},
     "orpo": {"pref_beta": 0.5},
     "simpo": {"pref_beta": 2.0, "simpo_gamma": 0.5},
 }
