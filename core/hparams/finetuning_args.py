@@ -187,6 +187,14 @@ class FinetuningArguments:
         default="sigmoid",
         metadata=_help("dpo: loss type; kto_pair is KTO on the pairs; orpo and simpo need no reference model."),
     )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata=_help(
+            "dpo / kto: compute the frozen reference's log-probabilities once for the whole training set before "
+            "the first step (cached in the run folder as ref_logps-<fingerprint>.safetensors, reused on resume and "
+            "every epoch), instead of a reference forward pass in every step."
+        ),
+    )
     disable_dropout: bool = field(
         default=True,
         metadata=_help(

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import inspect
+import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,6 +95,44 @@ def adapter_layers(model: nn.Module) -> list[nn.Module]:
     except ImportError:  # pragma: no cover - peft is a dependency
         return []
     return [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
+
+
+REF_LOGPS_COLUMN = "ref_logps"
+
+
+def ref_logps_file(output_dir: str, dataset: Any, reference: nn.Module) -> Path:
+    """`<output_dir>/ref_logps-<fingerprint>.safetensors`: the fingerprint covers the processed dataset (datasets'
+    own fingerprint, or a hash of its token ids) and the reference's weights (a checksum of every frozen tensor), so
+    a changed dataset, cutoff, template or reference gets a file of its own and a resumed run finds its file."""
+    digest = hashlib.sha256()
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint:
+        digest.update(str(fingerprint).encode())
+    else:
+        for row in dataset:
+            digest.update(json.dumps({k: v for k, v in row.items() if k.endswith("input_ids")}).encode())
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if "lora_" in name:  # the adapter is off in the reference
+                continue
+            values = param.detach().double()
+            digest.update(
+                f"{name}{tuple(param.shape)}{values.sum().item():.10e}{values.abs().sum().item():.10e}".encode()
+            )
+    return Path(output_dir) / f"ref_logps-{digest.hexdigest()[:16]}.safetensors"
+
+
+@dataclasses.dataclass
+class RefLogpsCollator:
+    """Our collator, plus the precomputed reference log-probabilities of each example when the dataset has them."""
+
+    collator: Any
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(features)
+        if REF_LOGPS_COLUMN in features[0]:
+            batch[REF_LOGPS_COLUMN] = torch.tensor([f[REF_LOGPS_COLUMN] for f in features], dtype=torch.float32)
+        return batch
 
 
 class MetricStore:
@@ -225,6 +266,57 @@ class _PreferenceBase(_ReferenceMixin, Trainer):
         else:
             self._setup_reference(ref_model, needs_reference=needs_reference)
         self._setup_forward()
+        # A frozen reference gives the same log-probabilities every epoch: computed once, read from the batch.
+        self.precompute_ref_log_probs = bool(getattr(finetuning_args, "precompute_ref_log_probs", False)) and (
+            needs_reference and not self.reference_is_policy
+        )
+        if self.precompute_ref_log_probs:
+            self.data_collator = RefLogpsCollator(self.data_collator)
+
+    def reference_logps(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """The reference log-probabilities one batch needs, one row per example (the stage decides the columns)."""
+        raise NotImplementedError
+
+    def get_train_dataloader(self):
+        columns = getattr(self.train_dataset, "column_names", None)  # a datasets.Dataset can take a column
+        if self.precompute_ref_log_probs and columns is not None and REF_LOGPS_COLUMN not in columns:
+            self.train_dataset = self._with_ref_logps(self.train_dataset)
+        return super().get_train_dataloader()
+
+    def _with_ref_logps(self, dataset: Any) -> Any:
+        """`dataset` with a `ref_logps` column: read from the run folder's cache file, else computed in one pass
+        (no gradients, the adapter off) and written there atomically by the main process."""
+        from safetensors.torch import load_file, save_file
+
+        with self._reference(self.model) as reference:
+            path = ref_logps_file(self.args.output_dir, dataset, reference)
+        if path.is_file():
+            values = load_file(str(path))[REF_LOGPS_COLUMN]
+            logger.info("Reference log-probabilities: read from %s", path.name)
+        else:
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_size=self.args.per_device_eval_batch_size,
+                collate_fn=self.data_collator.collator,
+                shuffle=False,
+            )
+            rows = []
+            training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                for batch in loader:
+                    rows.append(self.reference_logps(self.model, self._prepare_inputs(batch)).float().cpu())
+            self.model.train(training)
+            values = torch.cat(rows)
+            if self.is_world_process_zero():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".partial")
+                save_file({REF_LOGPS_COLUMN: values.contiguous()}, str(partial))
+                partial.replace(path)
+            logger.info("Reference log-probabilities: %d examples computed once, cached in %s", len(values), path.name)
+        if len(values) != len(dataset):
+            raise ValueError(f"{path}: {len(values)} rows for a dataset of {len(dataset)}; delete the file to redo it")
+        return dataset.add_column(REF_LOGPS_COLUMN, values.tolist())
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -306,6 +398,14 @@ class PreferenceTrainer(_PreferenceBase):
                 "dpo_label_smoothing applies to pref_loss sigmoid and simpo; ignored for %s.", self.loss_type
             )
 
+    def reference_logps(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """`[B, 4]`: reference sum (chosen, rejected), then reference mean (chosen, rejected) of each pair."""
+        batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        with torch.no_grad(), self._reference(model) as ref_model:
+            sums, avgs = self._forward_logps(ref_model, *batch)
+        half = sums.shape[0] // 2
+        return torch.stack((sums[:half], sums[half:], avgs[:half], avgs[half:]), dim=1)
+
     def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
         batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         sums, avgs = self._forward_logps(model, *batch)
@@ -319,8 +419,11 @@ class PreferenceTrainer(_PreferenceBase):
                 policy[:half], policy[half:], self.beta, self.simpo_gamma, self.label_smoothing
             )
         else:
-            with torch.no_grad(), self._reference(model) as ref_model:
-                ref_sums, ref_avgs = self._forward_logps(ref_model, *batch)
+            precomputed = inputs.get(REF_LOGPS_COLUMN)
+            if precomputed is None:
+                precomputed = self.reference_logps(model, inputs)
+            ref_sums = torch.cat((precomputed[:, 0], precomputed[:, 1]))
+            ref_avgs = torch.cat((precomputed[:, 2], precomputed[:, 3]))
             ref = ref_avgs if use_avg else ref_sums
             if self.loss_type == "kto_pair":
                 losses, chosen_rewards, rejected_rewards = kto_pair_loss(
@@ -365,6 +468,15 @@ class KTOTrainer(_PreferenceBase):
         self.desirable_weight = float(finetuning_args.kto_chosen_weight)
         self.undesirable_weight = float(finetuning_args.kto_rejected_weight)
 
+    def reference_logps(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """`[B, 2]`: the reference sum of each example's answer and of its mismatched KL answer."""
+        with torch.no_grad(), self._reference(model) as ref_model:
+            sums, _ = self._forward_logps(ref_model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            kl_sums, _ = self._forward_logps(
+                ref_model, inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_labels"]
+            )
+        return torch.stack((sums, kl_sums), dim=1)
+
     def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
         batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         kl_batch = (inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_labels"])
@@ -372,9 +484,10 @@ class KTOTrainer(_PreferenceBase):
         sums, avgs = self._forward_logps(model, *batch)
         with torch.no_grad():
             kl_sums, _ = self._forward_logps(model, *kl_batch)
-            with self._reference(model) as ref_model:
-                ref_sums, _ = self._forward_logps(ref_model, *batch)
-                ref_kl_sums, _ = self._forward_logps(ref_model, *kl_batch)
+            precomputed = inputs.get(REF_LOGPS_COLUMN)
+            if precomputed is None:
+                precomputed = self.reference_logps(model, inputs)
+            ref_sums, ref_kl_sums = precomputed[:, 0], precomputed[:, 1]
             # One KL estimate for the whole (global) batch; it only shifts the target, no gradient flows through it.
             kl = self.accelerator.gather((kl_sums - ref_kl_sums).mean().reshape(1)).mean().clamp(min=0)
 

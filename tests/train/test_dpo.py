@@ -139,6 +139,42 @@ def test_loraplus_ratio_reaches_the_optimizer(tmp_path):
     assert rates == {trainer.args.learning_rate, 16.0 * trainer.args.learning_rate}
 
 
+def test_precomputed_reference_log_probs_give_the_same_loss(tmp_path):
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from core.data.collator import PairwiseDataCollator
+
+    model = lora(tiny_llama())
+    batch = pair_batch()
+    rows = [
+        {f"{side}_{key}": batch[key][i + offset].tolist() for side, offset in (("chosen", 0), ("rejected", 2))
+         for key in ("input_ids", "attention_mask", "labels")}
+        for i in range(2)
+    ]  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False,
+        per_device_train_batch_size=2,
+    )  # fmt: skip
+    trainer = PreferenceTrainer(
+        model=model,
+        args=args,
+        finetuning_args=finetuning(precompute_ref_log_probs=True),
+        train_dataset=Dataset.from_list(rows),
+        data_collator=PairwiseDataCollator(tokenizer=types.SimpleNamespace(pad_token_id=0, padding_side="right")),
+    )
+    inputs = next(iter(trainer.get_train_dataloader()))
+    assert inputs["ref_logps"].shape == (2, 4)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    without = {key: value for key, value in inputs.items() if key != "ref_logps"}
+    torch.testing.assert_close(
+        trainer.batch_loss(model, inputs, "train"), trainer.batch_loss(model, without, "train"), rtol=0, atol=1e-5
+    )
+
+
 # --- learning on the demo model ----------------------------------------------------------------------------------
 
 

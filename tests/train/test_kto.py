@@ -145,6 +145,56 @@ def test_policy_as_its_own_reference_leaves_the_rewards_out(tmp_path):
     assert "eval_logps/chosen" in seen[0] and "eval_kl" in seen[0]
 
 
+def test_precomputed_reference_log_probs_equal_the_per_step_ones_and_are_cached(tmp_path, monkeypatch):
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from core.data.collator import KTODataCollator
+
+    model = lora(tiny_llama())
+    batch = feedback_batch([True, False, True, False])
+    keys = ("input_ids", "attention_mask", "labels", "kl_input_ids", "kl_attention_mask", "kl_labels", "kto_tags")
+    dataset = Dataset.from_list([{key: batch[key][i].tolist() for key in keys} for i in range(4)])
+    collator = KTODataCollator(tokenizer=types.SimpleNamespace(pad_token_id=0, padding_side="right"))
+    values = {"pref_beta": 0.1, "pref_ftx": 0.0, "kto_chosen_weight": 1.0, "kto_rejected_weight": 1.0}
+
+    def trainer_for(policy):
+        args = TrainingArguments(
+            output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False,
+            per_device_train_batch_size=4,
+        )  # fmt: skip
+        finetuning = types.SimpleNamespace(**values, precompute_ref_log_probs=True)
+        return KTOTrainer(
+            model=policy, args=args, finetuning_args=finetuning, train_dataset=dataset, data_collator=collator
+        )
+
+    trainer = trainer_for(model)
+    inputs = next(iter(trainer.get_train_dataloader()))
+    cached = list(tmp_path.glob("ref_logps-*.safetensors"))
+    assert len(cached) == 1
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)  # the policy moves; the adapter-off reference does not
+    per_step = trainer.reference_logps(model, inputs)
+    torch.testing.assert_close(inputs["ref_logps"], per_step, rtol=0, atol=1e-5)
+    without = {key: value for key, value in inputs.items() if key != "ref_logps"}
+    torch.testing.assert_close(
+        trainer.batch_loss(model, inputs, "train"), trainer.batch_loss(model, without, "train"), rtol=0, atol=1e-5
+    )
+
+    # A second run in the same folder (a resume) reads the file instead of computing again.
+    monkeypatch.setattr(KTOTrainer, "reference_logps", lambda *a: pytest.fail("recomputed despite the cache"))
+    again = trainer_for(model)
+    assert "ref_logps" in next(iter(again.get_train_dataloader()))
+    monkeypatch.undo()
+    # Another reference (here: changed base weights) gets a file of its own.
+    with torch.no_grad():
+        model.get_base_model().model.embed_tokens.weight.add_(0.1)
+    trainer_for(model).get_train_dataloader()
+    assert len(list(tmp_path.glob("ref_logps-*.safetensors"))) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "method, overrides",
