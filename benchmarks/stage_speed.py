@@ -12,7 +12,8 @@ LLaMA-Factory: the interpreter named in that CLI's first line imports `llamafact
 function the CLI calls, with the same timing callback as ours. Runs alternate (ours first in even rounds, theirs
 first in odd ones) so that a machine shared with other work slows both alike; the figures are medians over rounds.
 
-Seconds per step: the median time between optimizer steps, the first step (warm-up) left out. Real tokens: the
+Seconds per step: the median time between optimizer steps, the first step (warm-up) left out; also in process CPU
+seconds, which other work on a shared machine disturbs less than wall time (ratio `cpu ratio`). Real tokens: the
 non-padding tokens of the training rows each step consumed (`attention_mask`; for dpo both answers of each pair, for
 kto not the mismatched KL rows), counted the same way in both frameworks. ppo steps generate, so no token figure.
 Peak memory: the process's peak RSS on CPU, torch.cuda.max_memory_allocated on GPU.
@@ -88,12 +89,14 @@ def run_worker(framework: str, job_path: str, result_path: str) -> None:
     import transformers
 
     marks: list[float] = []
+    cpu_marks: list[float] = []
     tokens: list[int] = [0]
     step_tokens: list[int] = []
 
     class StepTimer(transformers.TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             marks.append(time.perf_counter())
+            cpu_marks.append(time.process_time())
             step_tokens.append(tokens[0])
 
     original_step = transformers.Trainer.training_step
@@ -125,7 +128,13 @@ def run_worker(framework: str, job_path: str, result_path: str) -> None:
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"marks": marks, "tokens": step_tokens, "peak_mib": peak_mib, "threads": torch.get_num_threads()}
+    result = {
+        "marks": marks,
+        "cpu_marks": cpu_marks,
+        "tokens": step_tokens,
+        "peak_mib": peak_mib,
+        "threads": torch.get_num_threads(),
+    }
     with open(result_path, "w", encoding="utf-8") as handle:
         json.dump(result, handle)
 
@@ -163,9 +172,12 @@ def run_once(framework: str, python: str, job: dict, workdir: Path, tag: str, th
     if len(marks) < 3:
         raise RuntimeError(f"{framework} {tag}: only {len(marks)} steps timed; use --steps 4 or more")
     deltas = [b - a for a, b in zip(marks[1:], marks[2:], strict=False)]  # the first step is warm-up
+    cpu = result["cpu_marks"]
+    cpu_deltas = [b - a for a, b in zip(cpu[1:], cpu[2:], strict=False)]
     spent = marks[-1] - marks[1]
     return {
         "s_per_step": statistics.median(deltas),
+        "cpu_s_per_step": statistics.median(cpu_deltas),
         "tokens_per_s": (tokens[-1] - tokens[1]) / spent if tokens[-1] > tokens[1] else None,
         "peak_mib": result["peak_mib"],
         "threads": result["threads"],
@@ -199,6 +211,9 @@ def make_model(path: str, hidden: int, layers: int, intermediate: int, vocab: in
     tokenizer.save_pretrained(path)
     count = sum(p.numel() for p in model.parameters())
     print(f"wrote {path}: {count / 1e6:.1f}M parameters, vocabulary {config.vocab_size}")
+
+
+KEYS = ("s_per_step", "cpu_s_per_step", "peak_mib")
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -279,33 +294,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = f"{'model':<28} {'stage':<5} {'s/step':>8} {'tokens/s':>9} {'peak MiB':>9}"
     if options.baseline:
-        header += f" {'LF s/step':>9} {'LF tok/s':>9} {'LF MiB':>8} {'ratio':>6} {'mem ratio':>9}"
+        header += f" {'LF s/step':>9} {'LF tok/s':>9} {'LF MiB':>8} {'ratio':>6} {'cpu ratio':>9} {'mem ratio':>9}"
     print(header)
     for model, stage, results in rows:
         if not all(results.values()):
             failed = ", ".join(name for name, runs in results.items() if not runs)
             print(f"{Path(model).name:<28} {stage:<5} failed: {failed} (see the messages above)")
             continue
-        ours = {k: statistics.median([r[k] for r in results["ours"]]) for k in ("s_per_step", "peak_mib")}
+        ours = {k: statistics.median([r[k] for r in results["ours"]]) for k in KEYS}
         tokens = [r["tokens_per_s"] for r in results["ours"] if r["tokens_per_s"]]
         line = (
             f"{Path(model).name:<28} {stage:<5} {ours['s_per_step']:>8.3f} "
             f"{fmt(statistics.median(tokens) if tokens else None, '.0f'):>9} {ours['peak_mib']:>9.0f}"
         )
         if options.baseline:
-            theirs = {
-                k: statistics.median([r[k] for r in results["llamafactory"]]) for k in ("s_per_step", "peak_mib")
-            }
+            theirs = {k: statistics.median([r[k] for r in results["llamafactory"]]) for k in KEYS}
             their_tokens = [r["tokens_per_s"] for r in results["llamafactory"] if r["tokens_per_s"]]
             their_rate = statistics.median(their_tokens) if their_tokens else None
             line += (
                 f" {theirs['s_per_step']:>9.3f} {fmt(their_rate, '.0f'):>9}"
                 f" {theirs['peak_mib']:>8.0f} {ours['s_per_step'] / theirs['s_per_step']:>6.2f}"
+                f" {ours['cpu_s_per_step'] / theirs['cpu_s_per_step']:>9.2f}"
                 f" {ours['peak_mib'] / theirs['peak_mib']:>9.2f}"
             )
         print(line)
     threads = {r["threads"] for _, _, results in rows for runs in results.values() for r in runs}
-    print(f"torch threads per run: {', '.join(map(str, sorted(threads)))}; ratio = ours / LLaMA-Factory")
+    print(
+        f"torch threads per run: {', '.join(map(str, sorted(threads)))}; ratio = ours / LLaMA-Factory in seconds "
+        "per step; cpu ratio the same in process CPU seconds per step (steadier on a shared machine)"
+    )
     return 0
 
 
