@@ -105,8 +105,7 @@ def test_choices_are_what_the_core_accepts() -> None:
 
     assert set(train.STAGES) == literal(FinetuningArguments, "stage")
     assert set(top.FINETUNING_TYPES) == literal(FinetuningArguments, "finetuning_type")
-    # kto_pair (issue 17) joins the board's choices once the Train tab restructure (issue 11) has landed.
-    assert set(train.PREF_LOSSES) | {"kto_pair"} == literal(FinetuningArguments, "pref_loss")
+    assert set(train.PREF_LOSSES) == literal(FinetuningArguments, "pref_loss")
     assert set(top.QUANTIZATION_METHODS) == literal(ModelArguments, "quantization_method")
     assert set(top.ROPE_SCALINGS) - {"none"} == literal(ModelArguments, "rope_scaling")
 
@@ -211,6 +210,8 @@ def test_stage_filters_datasets_and_shows_rlhf_controls(ui: Any) -> None:
     assert "demo_pref" in names and "demo_sft" not in names
     assert result["train.dataset"]["value"] == ["demo_pref"]  # the demo data of the stage, preselected
     assert result["train.rlhf_tab"]["visible"] and result["train.pref_loss"]["visible"]
+    offered = {value: name for name, value in ui.board.manager["train.pref_loss"].choices}
+    assert offered["kto_pair"] == entry("en", "train.pref_loss")["choices"]["kto_pair"] == "KTO pair"
     assert not result["train.reward_model"]["visible"]
     ppo = ui.board.change_stage(form(ui, train__stage="ppo"))
     assert ppo["train.reward_model"]["visible"] and not ppo["train.pref_loss"]["visible"]
