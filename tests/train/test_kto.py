@@ -114,7 +114,7 @@ def test_logps_from_the_label_window_and_switched_layers_equal_the_plain_computa
     assert not torch.allclose(policy[0], reference[0])  # the adapter was off for the reference only
 
 
-def test_dropout_is_off_in_the_policy_unless_asked_for(tmp_path):
+def test_dropout_is_off_in_the_policy_and_the_reference_unless_asked_for(tmp_path):
     from peft import LoraConfig, get_peft_model
 
     def dropouts(model):
@@ -127,6 +127,10 @@ def test_dropout_is_off_in_the_policy_unless_asked_for(tmp_path):
     model = lora_with_dropout()
     make_trainer(tmp_path, model)
     assert dropouts(model) and set(dropouts(model)) == {0}
+    # A separate frozen reference (full / freeze runs) has its dropout switched off too.
+    policy, reference = lora_with_dropout(), lora_with_dropout()
+    make_trainer(tmp_path, policy, ref_model=reference)
+    assert dropouts(reference) and set(dropouts(reference)) == {0}
     kept = lora_with_dropout()
     make_trainer(tmp_path, kept, disable_dropout=False)
     assert set(dropouts(kept)) == {0.3}
