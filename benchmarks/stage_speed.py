@@ -3,7 +3,7 @@ LLaMA-Factory on the identical job.
 
     python benchmarks/stage_speed.py [--models demo-small DIR ...] [--stages pt,sft,rm,dpo,kto,ppo]
         [--steps 12] [--rounds 2] [--batch-size 8] [--cutoff-len 128] [--lora-rank 16]
-        [--baseline /work/lf-venv/bin/llamafactory-cli]
+        [--baseline /work/lf-venv/bin/llamafactory-cli] [--before-tree DIR]
     python benchmarks/stage_speed.py --make-model DIR --hidden 512 --layers 8 [--intermediate 2560] [--vocab N]
 
 Each run is a fresh process given the same LLaMA-Factory-style job (LoRA on all linear layers, the demo datasets,
@@ -11,6 +11,9 @@ Each run is a fresh process given the same LLaMA-Factory-style job (LoRA on all 
 LLaMA-Factory: the interpreter named in that CLI's first line imports `llamafactory.train.tuner.run_exp`, the
 function the CLI calls, with the same timing callback as ours. Runs alternate (ours first in even rounds, theirs
 first in odd ones) so that a machine shared with other work slows both alike; the figures are medians over rounds.
+With `--before-tree DIR` (a checkout of another commit of this project, e.g. `git archive main | tar -x -C DIR`)
+that tree's code runs the same job in the same alternation, under this interpreter, and `before ratio` is ours /
+its seconds per step: how much a change sped a stage up, on a machine too busy for absolute figures.
 
 Seconds per step: the median time between optimizer steps, the first step (warm-up) left out; also in process CPU
 seconds, which other work on a shared machine disturbs less than wall time (ratio `cpu ratio`). Real tokens: the
@@ -114,7 +117,7 @@ def run_worker(framework: str, job_path: str, result_path: str) -> None:
             depth[0] -= 1
 
     transformers.Trainer.training_step = counting_step
-    if framework == "ours":
+    if framework in ("ours", "before"):
         from core import run_exp
     else:
         from llamafactory.train.tuner import run_exp
@@ -152,14 +155,18 @@ def interpreter_of(cli: str) -> str:
     return first[2:].strip().split()[0]
 
 
-def run_once(framework: str, python: str, job: dict, workdir: Path, tag: str, threads: int) -> dict:
+def run_once(
+    framework: str, python: str, job: dict, workdir: Path, tag: str, threads: int, before_tree: str | None = None
+) -> dict:
     job_path = workdir / f"{tag}.json"
     result_path = workdir / f"{tag}.result.json"
     log_path = workdir / f"{tag}.log"
     job_path.write_text(json.dumps(job), encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1", TOKENIZERS_PARALLELISM="false")
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if framework != "ours":
+    if framework == "before":
+        env["PYTHONPATH"] = str(Path(before_tree).resolve())  # the other commit's `core`, not ours
+    elif framework != "ours":
         env.pop("PYTHONPATH", None)  # their interpreter must not see our tree
     argv = [python, str(Path(__file__).resolve()), "--worker", framework, str(job_path), str(result_path)]
     with open(log_path, "w", encoding="utf-8") as log:
@@ -237,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch threads per run (OMP_NUM_THREADS), the same for both"
     )
     parser.add_argument("--baseline", help="path to LLaMA-Factory's llamafactory-cli (its own virtual environment)")
+    parser.add_argument(
+        "--before-tree", metavar="DIR", help="another checkout of this project to compare with (e.g. main's)"
+    )
     parser.add_argument("--make-model", metavar="DIR", help="write a random Llama of the size below and exit")
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=8)
@@ -266,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     frameworks = [("ours", sys.executable)]
     if options.baseline:
         frameworks.append(("llamafactory", interpreter_of(options.baseline)))
+    if options.before_tree:
+        if not (Path(options.before_tree) / "core" / "__init__.py").is_file():
+            parser.error(f"--before-tree: {options.before_tree} has no core/__init__.py; give a LlamaBoard checkout")
+        frameworks.append(("before", sys.executable))
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="stage_speed-") as tmp:
@@ -281,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                         output_dir = str(workdir / tag)
                         job = build_job(stage, model_path, str(DEMO_DATA_DIR), output_dir, options)
                         try:
-                            results[name].append(run_once(name, python, job, workdir, tag, options.threads))
+                            result = run_once(name, python, job, workdir, tag, options.threads, options.before_tree)
+                            results[name].append(result)
                         except RuntimeError as error:  # one failed run must not lose the others' figures
                             print(f"  {error}", file=sys.stderr)
                             continue
@@ -293,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{options.cutoff_len}, {options.steps} steps, {options.rounds} alternating rounds (medians)"
     )
     header = f"{'model':<28} {'stage':<5} {'s/step':>8} {'tokens/s':>9} {'peak MiB':>9}"
+    if options.before_tree:
+        header += f" {'before':>8} {'before ratio':>12} {'cpu':>6} {'mem':>6}"
     if options.baseline:
         header += f" {'LF s/step':>9} {'LF tok/s':>9} {'LF MiB':>8} {'ratio':>6} {'cpu ratio':>9} {'mem ratio':>9}"
     print(header)
@@ -307,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{Path(model).name:<28} {stage:<5} {ours['s_per_step']:>8.3f} "
             f"{fmt(statistics.median(tokens) if tokens else None, '.0f'):>9} {ours['peak_mib']:>9.0f}"
         )
+        if options.before_tree:
+            before = {k: statistics.median([r[k] for r in results["before"]]) for k in KEYS}
+            line += (
+                f" {before['s_per_step']:>8.3f} {ours['s_per_step'] / before['s_per_step']:>12.2f}"
+                f" {ours['cpu_s_per_step'] / before['cpu_s_per_step']:>6.2f}"
+                f" {ours['peak_mib'] / before['peak_mib']:>6.2f}"
+            )
         if options.baseline:
             theirs = {k: statistics.median([r[k] for r in results["llamafactory"]]) for k in KEYS}
             their_tokens = [r["tokens_per_s"] for r in results["llamafactory"] if r["tokens_per_s"]]
@@ -321,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = {r["threads"] for _, _, results in rows for runs in results.values() for r in runs}
     print(
         f"torch threads per run: {', '.join(map(str, sorted(threads)))}; ratio = ours / LLaMA-Factory in seconds "
-        "per step; cpu ratio the same in process CPU seconds per step (steadier on a shared machine)"
+        "per step; cpu ratio the same in process CPU seconds per step (steadier on a shared machine); before ratio = "
+        "ours / --before-tree's (seconds, cpu seconds, peak memory)"
     )
     return 0
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from core.runfolder import ref_logps_name
 from core.train.pref_losses import (
     AVERAGED_LOSSES,
     PREF_LOSSES,
@@ -119,7 +120,7 @@ def ref_logps_file(output_dir: str, dataset: Any, reference: nn.Module) -> Path:
             digest.update(
                 f"{name}{tuple(param.shape)}{values.sum().item():.10e}{values.abs().sum().item():.10e}".encode()
             )
-    return Path(output_dir) / f"ref_logps-{digest.hexdigest()[:16]}.safetensors"
+    return Path(output_dir) / ref_logps_name(digest.hexdigest()[:16])
 
 
 @dataclasses.dataclass
