@@ -257,11 +257,12 @@ class _PreferenceBase(_ReferenceMixin, Trainer):
         # The policy serves as its own reference (evaluation without training): rewards would all be 0.
         self.reference_is_policy = ref_model is not None and ref_model is kwargs.get("model")
         if getattr(finetuning_args, "disable_dropout", True):
-            from trl.trainer.utils import disable_dropout_in_model
-
+            # What trl.trainer.utils.disable_dropout_in_model does, without importing trl for it (0.7 s of CPU,
+            # about 6 s on a busy 2-core machine, for every dpo / kto start).
             for module in (self.model, ref_model):
-                if module is not None:
-                    disable_dropout_in_model(module)
+                for layer in module.modules() if module is not None else ():
+                    if isinstance(layer, nn.Dropout):
+                        layer.p = 0.0
         if self.reference_is_policy:
             self._setup_reference(None, needs_reference=False)
         else:
