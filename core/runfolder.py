@@ -10,6 +10,7 @@ reads it (webui.jobs, webui.handlers) cannot drift apart. Pure: standard library
     METRICS_LOG                      metrics.jsonl, the job's CPU / memory / GPU samples (core.sysmetrics)
     SAMPLES                          samples.jsonl, grpo's sampled completions with their rewards, one line each
                                      (read it with read_log_records / TrainerLogReader, as the log)
+    ref_logps_name(fingerprint), is_cache_file(name)   precompute_ref_log_probs's cache of reference log-probs
     read_log_records(path)           every record of a trainer_log.jsonl; a torn last line is skipped
     TrainerLogReader(path).poll()    the records appended since the last poll (a poll at step 100,000 reads bytes
                                      appended since step 99,999, not the file)
@@ -46,6 +47,21 @@ RESULT_FILES = ("train_results.json", "all_results.json")
 """A run that wrote one of these finished (transformers' names)."""
 METRIC_FILES = ("all_results.json", "predict_results.json", "eval_results.json")
 """Where an eval run's numbers are, the first one winning on a shared key."""
+
+REF_LOGPS_PREFIX, REF_LOGPS_SUFFIX = "ref_logps-", ".safetensors"
+
+
+def ref_logps_name(fingerprint: str) -> str:
+    """`ref_logps-<fingerprint>.safetensors`: the reference log-probabilities of a training set that
+    `precompute_ref_log_probs` computes once (core.train.pref_trainer); the fingerprint covers data and reference."""
+    return f"{REF_LOGPS_PREFIX}{fingerprint}{REF_LOGPS_SUFFIX}"
+
+
+def is_cache_file(name: str) -> bool:
+    """A file a rerun of the job reads back (the reference log-probabilities): it never makes a folder "hold a run",
+    so starting the same job again after a failure before the first checkpoint reuses it instead of being refused."""
+    return name.startswith(REF_LOGPS_PREFIX) and name.endswith(REF_LOGPS_SUFFIX)
+
 
 LF_ARGS = "training_args.yaml"
 LF_LOG = "running_log.txt"

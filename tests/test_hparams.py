@@ -398,7 +398,6 @@ RULES = [
     ({"use_badam": "true"}, "use_badam", "it trains full weights, not lora — set finetuning_type: full"),
     ({"image_max_pixels": 262144}, "image_max_pixels", "not supported yet (multimodal"),
     ({"finetuning_type": "oft", "stage": "ppo"}, "finetuning_type", "ppo trains a lora adapter or the full model"),
-    ({"pref_loss": "kto_pair", "stage": "dpo"}, "pref_loss", "not supported yet"),
     ({"quantization_method": "gptq"}, "quantization_method", "not supported yet"),
     ({"use_asft_loss": True}, "use_asft_loss", "not supported yet (ASFT's KL anchor"),
 ]  # fmt: skip

@@ -72,7 +72,7 @@ LR_SCHEDULERS = (
 )
 REPORT_TO = ("none", "all", *installed_trackers())
 """Only the trackers whose package is installed here (a loaded YAML may still name another: custom values)."""
-PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
+PREF_LOSSES = ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
 
 TOP_ARGUMENTS = (
     "model_name",
@@ -162,7 +162,7 @@ LORA: tuple[Row, ...] = (
 PREF: Row = (
     slider("pref_beta", 0, 1, 0.01),
     slider("pref_ftx", 0, 10, 0.01),
-    dropdown("pref_loss", PREF_LOSSES),
+    dropdown("pref_loss", PREF_LOSSES, labelled=True),
 )
 PPO: Row = (
     dropdown("reward_model", allow_custom_value=True),

@@ -185,9 +185,24 @@ class FinetuningArguments:
     pref_ftx: float = field(
         default=0.0, metadata=_help("dpo / kto: weight of an added sft loss on the chosen answers. 0: none.")
     )
-    pref_loss: Literal["sigmoid", "hinge", "ipo", "orpo", "simpo"] = field(
+    pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = field(
         default="sigmoid",
-        metadata=_help("dpo: loss type; orpo and simpo need no reference model."),
+        metadata=_help("dpo: loss type; kto_pair is KTO on the pairs; orpo and simpo need no reference model."),
+    )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata=_help(
+            "dpo / kto: compute the frozen reference's log-probabilities once for the whole training set before "
+            "the first step (cached in the run folder as ref_logps-<fingerprint>.safetensors, reused on resume and "
+            "every epoch), instead of a reference forward pass in every step."
+        ),
+    )
+    disable_dropout: bool = field(
+        default=True,
+        metadata=_help(
+            "dpo / kto: set every dropout of the policy and the reference (lora_dropout included) to 0, so the "
+            "log-probability ratios compare like with like. false: keep them."
+        ),
     )
     dpo_label_smoothing: float = field(
         default=0.0, metadata=_help("dpo (sigmoid loss): assumed share of flipped labels, 0 to 0.5.")

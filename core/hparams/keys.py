@@ -208,7 +208,6 @@ UNSUPPORTED_VALUES: dict[str, dict[str, str]] = {
         method: f"loading {method.upper()}-quantized models"
         for method in ("gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8")
     },
-    "pref_loss": {"kto_pair": "the kto_pair loss (use stage: kto)"},
     "reward_model_type": {"api": "a reward model behind an API"},
     "mix_strategy": {"interleave_once": "interleave_once mixing"},
     "flash_attn": {"fa3": "FlashAttention-3"},

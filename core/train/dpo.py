@@ -46,7 +46,7 @@ def run_dpo(
         ref_model = None
     else:
         ref_model = create_ref_model(
-            tokenizer, model_args, finetuning_args, policy_is_trainable=training_args.do_train
+            tokenizer, model_args, finetuning_args, policy_is_trainable=training_args.do_train, policy=model
         )
 
     # Collator

@@ -43,7 +43,9 @@ def run_kto(
 
     # Model
     model = load_model(tokenizer, model_args, finetuning_args, is_trainable=training_args.do_train)
-    ref_model = create_ref_model(tokenizer, model_args, finetuning_args, policy_is_trainable=training_args.do_train)
+    ref_model = create_ref_model(
+        tokenizer, model_args, finetuning_args, policy_is_trainable=training_args.do_train, policy=model
+    )
 
     # Collator
     collator = KTODataCollator(tokenizer=tokenizer, pad_to_multiple_of=default_pad_to_multiple_of())

@@ -8,6 +8,7 @@ Which log-probabilities to pass (the trainer does this):
 - `sigmoid`, `hinge`: sums over completion tokens, policy and reference.
 - `ipo`: per-token averages, policy and reference (IPO's target margin assumes length-normalised ratios).
 - `orpo`, `simpo`: per-token averages of the policy only; they need no reference model.
+- `kto_pair`: sums, policy and reference; the KTO loss on pairs, each side's KL term estimated from the other side.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
+PREF_LOSSES = ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
 REFERENCE_FREE_LOSSES = ("orpo", "simpo")
 # Losses that compare per-token averages rather than sums; long answers would otherwise dominate the margin.
 AVERAGED_LOSSES = ("ipo", "orpo", "simpo")
@@ -23,17 +24,24 @@ AVERAGED_LOSSES = ("ipo", "orpo", "simpo")
 Losses = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p(target) at each position, `[N, L, V]` logits and `[N, L]` targets -> `[N, L]` (fp32).
+# At most this many logits are converted to float32 at a time (64 MiB): a whole batch at once on a small vocabulary,
+# one row at a time on a real one (150k entries), where a `[batch, length, vocabulary]` float32 copy would be the
+# largest tensor of the step.
+CHUNK_ELEMENTS = 1 << 24
 
-    One row at a time: log_softmax over a real vocabulary (150k entries) for a whole batch is the largest tensor
-    of the step; this keeps one row of it at a time."""
-    rows = []
-    for row_logits, row_targets in zip(logits, targets, strict=True):
-        row_logits = row_logits.float()
-        picked = torch.gather(row_logits, -1, row_targets.unsqueeze(-1)).squeeze(-1)
-        rows.append(picked - torch.logsumexp(row_logits, dim=-1))
-    return torch.stack(rows)
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) at each position, `[N, L, V]` logits and `[N, L]` targets -> `[N, L]` (fp32), computed in
+    chunks of rows of at most CHUNK_ELEMENTS logits (no log_softmax tensor: the picked logit minus logsumexp)."""
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, logits[0].numel())) if len(logits) else 1
+    chunks = []
+    for chunk_logits, chunk_targets in zip(logits.split(rows_per_chunk), targets.split(rows_per_chunk), strict=True):
+        chunk_logits = chunk_logits.float()
+        picked = torch.gather(chunk_logits, -1, chunk_targets.unsqueeze(-1)).squeeze(-1)
+        chunks.append(picked - torch.logsumexp(chunk_logits, dim=-1))
+    if not chunks:
+        return logits.new_zeros(targets.shape, dtype=torch.float32)
+    return torch.cat(chunks)
 
 
 def dpo_loss(
@@ -61,6 +69,26 @@ def dpo_loss(
     else:
         raise ValueError(f"pref_loss: received {loss_type!r} — not a reference-model loss; use one of {PREF_LOSSES}.")
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+
+
+def kto_pair_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> Losses:
+    """KTO on preference pairs (LLaMA-Factory's `pref_loss: kto_pair`, the paired form of the KTO paper): the
+    chosen answer must beat the batch's KL estimate from the rejected side, the rejected one stay under the one from
+    the chosen side; each estimate is a detached batch mean clamped at zero. Returns one loss per pair, the mean of
+    its two halves, so the batch mean equals the mean over all 2B answers."""
+    chosen_ratio = policy_chosen - ref_chosen
+    rejected_ratio = policy_rejected - ref_rejected
+    chosen_kl = chosen_ratio.mean().clamp(min=0).detach()
+    rejected_kl = rejected_ratio.mean().clamp(min=0).detach()
+    chosen_losses = 1 - torch.sigmoid(beta * (chosen_ratio - rejected_kl))
+    rejected_losses = 1 - torch.sigmoid(beta * (chosen_kl - rejected_ratio))
+    return (chosen_losses + rejected_losses) / 2, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
 def orpo_loss(policy_chosen_avg: torch.Tensor, policy_rejected_avg: torch.Tensor, beta: float) -> Losses:

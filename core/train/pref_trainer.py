@@ -20,20 +20,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import inspect
+import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import Trainer
 
+from core.runfolder import ref_logps_name
 from core.train.pref_losses import (
     AVERAGED_LOSSES,
     PREF_LOSSES,
     REFERENCE_FREE_LOSSES,
     dpo_loss,
     kto_loss,
+    kto_pair_loss,
     orpo_loss,
     simpo_loss,
     token_logps,
@@ -42,6 +48,17 @@ from core.train.pref_losses import (
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+# Reward metrics mean nothing when the reference is the policy itself (evaluation without training): left out.
+REWARD_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "accuracy")
+
+
+def label_window(labels: torch.Tensor) -> tuple[int, int]:
+    """The positions `[start, end)` whose logits predict a labelled token in some row (position t predicts the
+    token at t + 1): prompts and padding outside it need no logits. (0, 0) when nothing is labelled."""
+    columns = (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero()
+    if columns.numel() == 0:
+        return 0, 0
+    return int(columns[0]), int(columns[-1]) + 1
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,6 +72,68 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     sums = (logps * mask).sum(-1)
     counts = mask.sum(-1).clamp(min=1)
     return sums, sums / counts
+
+
+def window_logps(
+    logits: torch.Tensor, labels: torch.Tensor, start: int, end: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sequence_logps` from the logits of positions `[start, end)` only (see `label_window`)."""
+    targets = labels[:, start + 1 : end + 1]
+    mask = targets != IGNORE_INDEX
+    logps = token_logps(logits, targets.masked_fill(~mask, 0))
+    sums = (logps * mask).sum(-1)
+    return sums, sums / mask.sum(-1).clamp(min=1)
+
+
+def adapter_layers(model: nn.Module) -> list[nn.Module]:
+    """The PEFT layers whose adapters `disable_adapter()` switches off, found once.
+
+    peft's `PeftModel.disable_adapter()` walks every module twice and builds a status report of all layers each
+    time it is entered; per training step that walk cost a quarter of a 2M-parameter model's kto step. Switching
+    the same layers through their own `enable_adapters` does the same work minus the walks."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return []
+    return [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
+
+
+REF_LOGPS_COLUMN = "ref_logps"
+
+
+def ref_logps_file(output_dir: str, dataset: Any, reference: nn.Module) -> Path:
+    """`<output_dir>/ref_logps-<fingerprint>.safetensors`: the fingerprint covers the processed dataset (datasets'
+    own fingerprint, or a hash of its token ids) and the reference's weights (a checksum of every frozen tensor), so
+    a changed dataset, cutoff, template or reference gets a file of its own and a resumed run finds its file."""
+    digest = hashlib.sha256()
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint:
+        digest.update(str(fingerprint).encode())
+    else:
+        for row in dataset:
+            digest.update(json.dumps({k: v for k, v in row.items() if k.endswith("input_ids")}).encode())
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if "lora_" in name:  # the adapter is off in the reference
+                continue
+            values = param.detach().double()
+            digest.update(
+                f"{name}{tuple(param.shape)}{values.sum().item():.10e}{values.abs().sum().item():.10e}".encode()
+            )
+    return Path(output_dir) / ref_logps_name(digest.hexdigest()[:16])
+
+
+@dataclasses.dataclass
+class RefLogpsCollator:
+    """Our collator, plus the precomputed reference log-probabilities of each example when the dataset has them."""
+
+    collator: Any
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(features)
+        if REF_LOGPS_COLUMN in features[0]:
+            batch[REF_LOGPS_COLUMN] = torch.tensor([f[REF_LOGPS_COLUMN] for f in features], dtype=torch.float32)
+        return batch
 
 
 class MetricStore:
@@ -90,9 +169,11 @@ class MetricStore:
 
 
 class _ReferenceMixin:
-    """Reference log-probabilities from `self.ref_model`, or from the policy with its adapter off."""
+    """Reference log-probabilities from `self.ref_model`, or from the policy with its adapter off (or the policy
+    itself when it is its own reference)."""
 
     ref_model: nn.Module | None
+    reference_is_policy: bool = False
 
     def _setup_reference(self, ref_model: nn.Module | None, needs_reference: bool) -> None:
         if not needs_reference:
@@ -109,17 +190,42 @@ class _ReferenceMixin:
             )
         self.ref_model = None
 
+    def _setup_forward(self) -> None:
+        """What `_forward_logps` needs to know about the policy, found once: its adapter layers, and whether its
+        forward takes `logits_to_keep` (transformers' causal LMs do), so logits are made only where labels are."""
+        policy = self.accelerator.unwrap_model(self.model)
+        self._adapter_layers = adapter_layers(policy) if hasattr(policy, "disable_adapter") else []
+        base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        models = [m for m in (base, self.ref_model) if m is not None]
+        self._keeps_logits = all("logits_to_keep" in inspect.signature(m.forward).parameters for m in models)
+
     @contextlib.contextmanager
     def _reference(self, model: nn.Module) -> Iterator[nn.Module]:
-        if self.ref_model is not None:
-            yield self.ref_model
+        if self.ref_model is not None or self.reference_is_policy:
+            yield self.ref_model or model
             return
-        with self.accelerator.unwrap_model(model).disable_adapter():
+        layers = getattr(self, "_adapter_layers", None)
+        if not layers:
+            with self.accelerator.unwrap_model(model).disable_adapter():
+                yield model
+            return
+        for layer in layers:
+            layer.enable_adapters(False)
+        try:
             yield model
+        finally:
+            for layer in layers:
+                layer.enable_adapters(True)
 
     def _forward_logps(self, model: nn.Module, input_ids, attention_mask, labels) -> tuple[torch.Tensor, ...]:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-        return sequence_logps(logits, labels)
+        """Sum and mean log-probability of each row's labelled tokens. Logits are computed only for the positions
+        that predict a label (`logits_to_keep`), so the prompt's positions never reach the output projection."""
+        start, end = label_window(labels)
+        kwargs = {"logits_to_keep": torch.arange(start, end, device=input_ids.device)} if self._keeps_logits else {}
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+        if not self._keeps_logits:
+            logits = logits[:, start:end]
+        return window_logps(logits, labels, start, end)
 
 
 def _split_of(logs: dict[str, float]) -> tuple[str | None, str]:
@@ -142,10 +248,77 @@ class _PreferenceBase(_ReferenceMixin, Trainer):
     # compute_loss returns the mean over the micro-batch; Trainer divides by gradient accumulation itself.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args: Any, finetuning_args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, finetuning_args: Any, ref_model: nn.Module | None, needs_reference: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.finetuning_args = finetuning_args
         self.metrics = MetricStore(self.metric_keys)
+        # The policy serves as its own reference (evaluation without training): rewards would all be 0.
+        self.reference_is_policy = ref_model is not None and ref_model is kwargs.get("model")
+        if getattr(finetuning_args, "disable_dropout", True):
+            # What trl.trainer.utils.disable_dropout_in_model does, without importing trl for it (0.7 s of CPU,
+            # about 6 s on a busy 2-core machine, for every dpo / kto start).
+            for module in (self.model, ref_model):
+                for layer in module.modules() if module is not None else ():
+                    if isinstance(layer, nn.Dropout):
+                        layer.p = 0.0
+        if self.reference_is_policy:
+            self._setup_reference(None, needs_reference=False)
+        else:
+            self._setup_reference(ref_model, needs_reference=needs_reference)
+        self._setup_forward()
+        # A frozen reference gives the same log-probabilities every epoch: computed once, read from the batch.
+        self.precompute_ref_log_probs = bool(getattr(finetuning_args, "precompute_ref_log_probs", False)) and (
+            needs_reference and not self.reference_is_policy
+        )
+        if self.precompute_ref_log_probs:
+            self.data_collator = RefLogpsCollator(self.data_collator)
+
+    def reference_logps(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """The reference log-probabilities one batch needs, one row per example (the stage decides the columns)."""
+        raise NotImplementedError
+
+    def get_train_dataloader(self):
+        columns = getattr(self.train_dataset, "column_names", None)  # a datasets.Dataset can take a column
+        if self.precompute_ref_log_probs and columns is not None and REF_LOGPS_COLUMN not in columns:
+            self.train_dataset = self._with_ref_logps(self.train_dataset)
+        return super().get_train_dataloader()
+
+    def _with_ref_logps(self, dataset: Any) -> Any:
+        """`dataset` with a `ref_logps` column: read from the run folder's cache file, else computed in one pass
+        (no gradients, the adapter off) and written there atomically by the main process."""
+        from safetensors.torch import load_file, save_file
+
+        with self._reference(self.model) as reference:
+            path = ref_logps_file(self.args.output_dir, dataset, reference)
+        if path.is_file():
+            values = load_file(str(path))[REF_LOGPS_COLUMN]
+            logger.info("Reference log-probabilities: read from %s", path.name)
+        else:
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_size=self.args.per_device_eval_batch_size,
+                collate_fn=self.data_collator.collator,
+                shuffle=False,
+            )
+            rows = []
+            training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                for batch in loader:
+                    rows.append(self.reference_logps(self.model, self._prepare_inputs(batch)).float().cpu())
+            self.model.train(training)
+            values = torch.cat(rows)
+            if self.is_world_process_zero():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".partial")
+                save_file({REF_LOGPS_COLUMN: values.contiguous()}, str(partial))
+                partial.replace(path)
+            logger.info("Reference log-probabilities: %d examples computed once, cached in %s", len(values), path.name)
+        if len(values) != len(dataset):
+            raise ValueError(f"{path}: {len(values)} rows for a dataset of {len(dataset)}; delete the file to redo it")
+        return dataset.add_column(REF_LOGPS_COLUMN, values.tolist())
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -187,6 +360,8 @@ class _PreferenceBase(_ReferenceMixin, Trainer):
                 means["rewards/margins"] = means["rewards/chosen"] - means["rewards/rejected"]
             if "rewards/accuracies" in means:
                 means["accuracy"] = means["rewards/accuracies"]  # the key LLaMA-Factory's board plots
+            if self.reference_is_policy:
+                means = {key: value for key, value in means.items() if key not in REWARD_METRICS}
             logs.update({prefix + key: value for key, value in means.items()})
         super().log(logs, start_time)
 
@@ -205,10 +380,17 @@ class PreferenceTrainer(_PreferenceBase):
     )
 
     def __init__(self, *args: Any, finetuning_args: Any, ref_model: nn.Module | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, finetuning_args=finetuning_args, **kwargs)
-        self.loss_type = finetuning_args.pref_loss
-        if self.loss_type not in PREF_LOSSES:
-            raise ValueError(f"pref_loss: received {self.loss_type!r} — unknown; use one of {', '.join(PREF_LOSSES)}.")
+        loss_type = finetuning_args.pref_loss
+        if loss_type not in PREF_LOSSES:
+            raise ValueError(f"pref_loss: received {loss_type!r} — unknown; use one of {', '.join(PREF_LOSSES)}.")
+        super().__init__(
+            *args,
+            finetuning_args=finetuning_args,
+            ref_model=ref_model,
+            needs_reference=loss_type not in REFERENCE_FREE_LOSSES,
+            **kwargs,
+        )
+        self.loss_type = loss_type
         self.beta = float(finetuning_args.pref_beta)
         self.ftx = float(finetuning_args.pref_ftx or 0.0)
         self.label_smoothing = float(finetuning_args.dpo_label_smoothing or 0.0)
@@ -217,7 +399,14 @@ class PreferenceTrainer(_PreferenceBase):
             logger.warning(
                 "dpo_label_smoothing applies to pref_loss sigmoid and simpo; ignored for %s.", self.loss_type
             )
-        self._setup_reference(ref_model, needs_reference=self.loss_type not in REFERENCE_FREE_LOSSES)
+
+    def reference_logps(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """`[B, 4]`: reference sum (chosen, rejected), then reference mean (chosen, rejected) of each pair."""
+        batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        with torch.no_grad(), self._reference(model) as ref_model:
+            sums, avgs = self._forward_logps(ref_model, *batch)
+        half = sums.shape[0] // 2
+        return torch.stack((sums[:half], sums[half:], avgs[:half], avgs[half:]), dim=1)
 
     def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
         batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
@@ -232,12 +421,26 @@ class PreferenceTrainer(_PreferenceBase):
                 policy[:half], policy[half:], self.beta, self.simpo_gamma, self.label_smoothing
             )
         else:
-            with torch.no_grad(), self._reference(model) as ref_model:
-                ref_sums, ref_avgs = self._forward_logps(ref_model, *batch)
+            precomputed = inputs.get(REF_LOGPS_COLUMN)
+            if precomputed is None:
+                precomputed = self.reference_logps(model, inputs)
+            ref_sums = torch.cat((precomputed[:, 0], precomputed[:, 1]))
+            ref_avgs = torch.cat((precomputed[:, 2], precomputed[:, 3]))
             ref = ref_avgs if use_avg else ref_sums
-            losses, chosen_rewards, rejected_rewards = dpo_loss(
-                policy[:half], policy[half:], ref[:half], ref[half:], self.beta, self.loss_type, self.label_smoothing
-            )
+            if self.loss_type == "kto_pair":
+                losses, chosen_rewards, rejected_rewards = kto_pair_loss(
+                    policy[:half], policy[half:], ref[:half], ref[half:], self.beta
+                )
+            else:
+                losses, chosen_rewards, rejected_rewards = dpo_loss(
+                    policy[:half],
+                    policy[half:],
+                    ref[:half],
+                    ref[half:],
+                    self.beta,
+                    self.loss_type,
+                    self.label_smoothing,
+                )
         sft_losses = -avgs[:half]
         if self.ftx > 0:
             losses = losses + self.ftx * sft_losses
@@ -261,12 +464,20 @@ class KTOTrainer(_PreferenceBase):
     metric_keys = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "kl", "logps/chosen", "logps/rejected")
 
     def __init__(self, *args: Any, finetuning_args: Any, ref_model: nn.Module | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, finetuning_args=finetuning_args, **kwargs)
+        super().__init__(*args, finetuning_args=finetuning_args, ref_model=ref_model, needs_reference=True, **kwargs)
         self.beta = float(finetuning_args.pref_beta)
         self.ftx = float(finetuning_args.pref_ftx or 0.0)
         self.desirable_weight = float(finetuning_args.kto_chosen_weight)
         self.undesirable_weight = float(finetuning_args.kto_rejected_weight)
-        self._setup_reference(ref_model, needs_reference=True)
+
+    def reference_logps(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """`[B, 2]`: the reference sum of each example's answer and of its mismatched KL answer."""
+        with torch.no_grad(), self._reference(model) as ref_model:
+            sums, _ = self._forward_logps(ref_model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            kl_sums, _ = self._forward_logps(
+                ref_model, inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_labels"]
+            )
+        return torch.stack((sums, kl_sums), dim=1)
 
     def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
         batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
@@ -275,9 +486,10 @@ class KTOTrainer(_PreferenceBase):
         sums, avgs = self._forward_logps(model, *batch)
         with torch.no_grad():
             kl_sums, _ = self._forward_logps(model, *kl_batch)
-            with self._reference(model) as ref_model:
-                ref_sums, _ = self._forward_logps(ref_model, *batch)
-                ref_kl_sums, _ = self._forward_logps(ref_model, *kl_batch)
+            precomputed = inputs.get(REF_LOGPS_COLUMN)
+            if precomputed is None:
+                precomputed = self.reference_logps(model, inputs)
+            ref_sums, ref_kl_sums = precomputed[:, 0], precomputed[:, 1]
             # One KL estimate for the whole (global) batch; it only shifts the target, no gradient flows through it.
             kl = self.accelerator.gather((kl_sums - ref_kl_sums).mean().reshape(1)).mean().clamp(min=0)
 
@@ -312,13 +524,16 @@ def create_ref_model(
     finetuning_args: Any,
     add_valuehead: bool = False,
     policy_is_trainable: bool = True,
+    policy: nn.Module | None = None,
 ):
     """The frozen reference a full / freeze run needs (LoRA runs switch their adapter off instead).
 
     `ref_model` (+ `ref_model_adapters`) names another model; otherwise the run's own starting weights are
     loaded a second time. Returns None when the run's policy can serve as its own reference. A LoRA policy
     loaded only to evaluate has its adapters merged, so there is nothing to switch off: the reference is then the
-    base model without them."""
+    base model without them. Evaluating without training and without adapters, the starting weights ARE the
+    policy: `policy` itself is returned (when given) rather than a second copy, and the trainers then leave the
+    reward metrics, all zero by construction, out of the results (as LLaMA-Factory does)."""
     from core.model import load_model
 
     if finetuning_args.ref_model:
@@ -336,6 +551,13 @@ def create_ref_model(
         )
     if finetuning_args.finetuning_type == "lora" and policy_is_trainable:
         return None
+    if (
+        policy is not None
+        and not policy_is_trainable
+        and not (finetuning_args.finetuning_type == "lora" and model_args.adapter_name_or_path)
+    ):
+        logger.info("Reference model: the evaluated model itself; reward metrics are left out")
+        return policy
     if finetuning_args.finetuning_type == "lora":
         logger.info("Reference model: %s without adapters", model_args.model_name_or_path)
         base_args = dataclasses.replace(model_args, adapter_name_or_path=None)

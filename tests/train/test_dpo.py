@@ -139,6 +139,42 @@ def test_loraplus_ratio_reaches_the_optimizer(tmp_path):
     assert rates == {trainer.args.learning_rate, 16.0 * trainer.args.learning_rate}
 
 
+def test_precomputed_reference_log_probs_give_the_same_loss(tmp_path):
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from core.data.collator import PairwiseDataCollator
+
+    model = lora(tiny_llama())
+    batch = pair_batch()
+    rows = [
+        {f"{side}_{key}": batch[key][i + offset].tolist() for side, offset in (("chosen", 0), ("rejected", 2))
+         for key in ("input_ids", "attention_mask", "labels")}
+        for i in range(2)
+    ]  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False,
+        per_device_train_batch_size=2,
+    )  # fmt: skip
+    trainer = PreferenceTrainer(
+        model=model,
+        args=args,
+        finetuning_args=finetuning(precompute_ref_log_probs=True),
+        train_dataset=Dataset.from_list(rows),
+        data_collator=PairwiseDataCollator(tokenizer=types.SimpleNamespace(pad_token_id=0, padding_side="right")),
+    )
+    inputs = next(iter(trainer.get_train_dataloader()))
+    assert inputs["ref_logps"].shape == (2, 4)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    without = {key: value for key, value in inputs.items() if key != "ref_logps"}
+    torch.testing.assert_close(
+        trainer.batch_loss(model, inputs, "train"), trainer.batch_loss(model, without, "train"), rtol=0, atol=1e-5
+    )
+
+
 # --- learning on the demo model ----------------------------------------------------------------------------------
 
 
@@ -165,6 +201,7 @@ LEARNING = {
     "sigmoid": {"pref_beta": 0.5},
     "hinge": {"pref_beta": 0.5},
     "ipo": {"pref_beta": 0.5},
+    "kto_pair": {"pref_beta": 0.5},
     "orpo": {"pref_beta": 0.5},
     "simpo": {"pref_beta": 2.0, "simpo_gamma": 0.5},
 }
@@ -179,6 +216,14 @@ def _run_and_read(args) -> tuple[dict, list[dict]]:
     results = json.loads((output_dir / "eval_results.json").read_text())
     records = read_log_records(output_dir / "trainer_log.jsonl")
     return results, [r for r in records if "loss" in r]
+
+
+def _train_log(args) -> list[dict]:
+    from core.train.callbacks import read_log_records
+    from core.train.tuner import run_exp
+
+    run_exp(args)
+    return [r for r in read_log_records(Path(args["output_dir"]) / "trainer_log.jsonl") if "loss" in r]
 
 
 @pytest.mark.slow
@@ -244,3 +289,32 @@ def test_lora_dpo_fits_its_pairs_against_the_adapter_off_reference(make_args):
     again = json.loads((Path(evaluation["output_dir"]) / "eval_results.json").read_text())
     for key in ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss"):
         assert again[key] == pytest.approx(results[key], abs=1e-4), key
+
+
+@pytest.mark.slow
+def test_a_precomputed_reference_gives_the_same_training_run(make_args, tmp_path):
+    """`precompute_ref_log_probs: true` (one reference pass before the first step, cached in the run folder) trains
+    exactly as the per-step reference does: the same losses and rewards at every step, within 1e-5."""
+    common = {"pref_loss": "sigmoid", "pref_beta": 0.5, "max_samples": 32, "max_steps": 6, "logging_steps": 1}
+    per_step = _train_log(make_args("dpo", output_dir=tmp_path / "per-step", **common))
+    args = make_args("dpo", output_dir=tmp_path / "precomputed", **common, precompute_ref_log_probs=True)
+    precomputed = _train_log(args)
+    assert len(per_step) == len(precomputed) == 6
+    for before, after in zip(per_step, precomputed, strict=True):
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "logps/chosen"):
+            assert after[key] == pytest.approx(before[key], abs=1e-5), (after.get("step"), key)
+    assert len(list(Path(args["output_dir"]).glob("ref_logps-*.safetensors"))) == 1
+
+
+@pytest.mark.slow
+def test_evaluating_the_model_itself_leaves_the_meaningless_rewards_out(make_args):
+    """No training and no adapter: the reference is the evaluated model, every reward would be exactly 0; the
+    results keep the loss and log-probabilities and leave the rewards out (LLaMA-Factory does the same)."""
+    from core.train.tuner import run_exp
+
+    args = make_args("dpo", finetuning_type="full", do_train=False, do_eval=True, max_samples=16)
+    args["eval_dataset"] = args.pop("dataset")
+    run_exp(args)
+    results = json.loads((Path(args["output_dir"]) / "eval_results.json").read_text())
+    assert "eval_loss" in results and "eval_logps/chosen" in results
+    assert not [key for key in results if "rewards" in key or key == "eval_accuracy"], results

@@ -19,7 +19,7 @@ import pytest
 import torch
 from trainhelp import lora, tiny_llama
 
-from core.train.pref_trainer import KTOTrainer
+from core.train.pref_trainer import KTOTrainer, sequence_logps
 
 
 def feedback_batch(tags):
@@ -40,12 +40,12 @@ def feedback_batch(tags):
     }
 
 
-def make_trainer(tmp_path, model, **overrides):
+def make_trainer(tmp_path, model, ref_model=None, **overrides):
     from transformers import TrainingArguments
 
     values = {"pref_beta": 0.1, "pref_ftx": 0.0, "kto_chosen_weight": 1.0, "kto_rejected_weight": 1.0, **overrides}
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False)
-    return KTOTrainer(model=model, args=args, finetuning_args=types.SimpleNamespace(**values))
+    return KTOTrainer(model=model, args=args, finetuning_args=types.SimpleNamespace(**values), ref_model=ref_model)
 
 
 def test_fresh_adapter_gives_the_neutral_loss_and_weights_scale_it(tmp_path):
@@ -86,6 +86,117 @@ def test_batch_without_desirable_examples(tmp_path):
     trainer.callback_handler.on_log = lambda args, state, control, logs: seen.append(dict(logs)) or control
     trainer.log({"loss": loss.item()})
     assert "rewards/rejected" in seen[0] and "rewards/chosen" not in seen[0]
+
+
+def test_logps_from_the_label_window_and_switched_layers_equal_the_plain_computation(tmp_path):
+    """The trainer's fast path (logits only where labels are, adapters switched layer by layer) against every logit
+    and peft's own disable_adapter(), within 1e-5, for the policy and the adapter-off reference."""
+    model = lora(tiny_llama())
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    trainer = make_trainer(tmp_path, model)
+    batch = feedback_batch([True, False, True])
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"].clone()
+    labels[0, 3] = -100  # answers starting at different positions
+    mask[2, 5:] = 0  # and a padded row
+    labels[2, 5:] = -100
+    with torch.no_grad():
+        policy = trainer._forward_logps(model, ids, mask, labels)
+        with trainer._reference(model) as ref:
+            reference = trainer._forward_logps(ref, ids, mask, labels)
+        plain_policy = sequence_logps(model(input_ids=ids, attention_mask=mask).logits, labels)
+        with model.disable_adapter():
+            plain_reference = sequence_logps(model(input_ids=ids, attention_mask=mask).logits, labels)
+    for got, expected in zip(policy + reference, plain_policy + plain_reference, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert not torch.allclose(policy[0], reference[0])  # the adapter was off for the reference only
+
+
+def test_dropout_is_off_in_the_policy_and_the_reference_unless_asked_for(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    def dropouts(model):
+        return [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+
+    def lora_with_dropout():
+        config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["q_proj", "v_proj"])
+        return get_peft_model(tiny_llama(), config)
+
+    model = lora_with_dropout()
+    make_trainer(tmp_path, model)
+    assert dropouts(model) and set(dropouts(model)) == {0}
+    # A separate frozen reference (full / freeze runs) has its dropout switched off too.
+    policy, reference = lora_with_dropout(), lora_with_dropout()
+    make_trainer(tmp_path, policy, ref_model=reference)
+    assert dropouts(reference) and set(dropouts(reference)) == {0}
+    kept = lora_with_dropout()
+    make_trainer(tmp_path, kept, disable_dropout=False)
+    assert set(dropouts(kept)) == {0.3}
+
+
+def test_policy_as_its_own_reference_leaves_the_rewards_out(tmp_path):
+    """Evaluating without training: the reference is the policy, every reward would be 0 and is not reported."""
+    model = tiny_llama()
+    trainer = make_trainer(tmp_path, model, ref_model=model)
+    loss = trainer.batch_loss(model, feedback_batch([True, False]), "eval")
+    assert loss.item() == pytest.approx(0.5)
+    seen = []
+    trainer.callback_handler.on_log = lambda args, state, control, logs: seen.append(dict(logs)) or control
+    trainer.log({"eval_loss": loss.item()})
+    assert not any("rewards" in key or key == "eval_accuracy" for key in seen[0]), seen[0]
+    assert "eval_logps/chosen" in seen[0] and "eval_kl" in seen[0]
+
+
+def test_precomputed_reference_log_probs_equal_the_per_step_ones_and_are_cached(tmp_path, monkeypatch):
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from core.data.collator import KTODataCollator
+
+    model = lora(tiny_llama())
+    batch = feedback_batch([True, False, True, False])
+    keys = ("input_ids", "attention_mask", "labels", "kl_input_ids", "kl_attention_mask", "kl_labels", "kto_tags")
+    dataset = Dataset.from_list([{key: batch[key][i].tolist() for key in keys} for i in range(4)])
+    collator = KTODataCollator(tokenizer=types.SimpleNamespace(pad_token_id=0, padding_side="right"))
+    values = {"pref_beta": 0.1, "pref_ftx": 0.0, "kto_chosen_weight": 1.0, "kto_rejected_weight": 1.0}
+
+    def trainer_for(policy):
+        args = TrainingArguments(
+            output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False,
+            per_device_train_batch_size=4,
+        )  # fmt: skip
+        finetuning = types.SimpleNamespace(**values, precompute_ref_log_probs=True)
+        return KTOTrainer(
+            model=policy, args=args, finetuning_args=finetuning, train_dataset=dataset, data_collator=collator
+        )
+
+    trainer = trainer_for(model)
+    inputs = next(iter(trainer.get_train_dataloader()))
+    cached = list(tmp_path.glob("ref_logps-*.safetensors"))
+    assert len(cached) == 1
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)  # the policy moves; the adapter-off reference does not
+    per_step = trainer.reference_logps(model, inputs)
+    torch.testing.assert_close(inputs["ref_logps"], per_step, rtol=0, atol=1e-5)
+    without = {key: value for key, value in inputs.items() if key != "ref_logps"}
+    torch.testing.assert_close(
+        trainer.batch_loss(model, inputs, "train"), trainer.batch_loss(model, without, "train"), rtol=0, atol=1e-5
+    )
+
+    # A second run in the same folder (a resume) reads the file instead of computing again.
+    monkeypatch.setattr(KTOTrainer, "reference_logps", lambda *a: pytest.fail("recomputed despite the cache"))
+    again = trainer_for(model)
+    assert "ref_logps" in next(iter(again.get_train_dataloader()))
+    monkeypatch.undo()
+    # Another reference (here: changed base weights) gets a file of its own.
+    with torch.no_grad():
+        model.get_base_model().model.embed_tokens.weight.add_(0.1)
+    trainer_for(model).get_train_dataloader()
+    assert len(list(tmp_path.glob("ref_logps-*.safetensors"))) == 2
 
 
 @pytest.mark.slow

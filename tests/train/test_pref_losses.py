@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from core.train.pref_losses import dpo_loss, kto_loss, orpo_loss, simpo_loss
-from core.train.pref_trainer import IGNORE_INDEX, sequence_logps
+from core.train import pref_losses
+from core.train.pref_losses import dpo_loss, kto_loss, kto_pair_loss, orpo_loss, simpo_loss, token_logps
+from core.train.pref_trainer import IGNORE_INDEX, label_window, sequence_logps, window_logps
 
 # Two pairs; the first prefers chosen more than the reference does, the second less.
 PC, PR, RC, RR = [-4.0, -6.0], [-7.0, -5.0], [-5.0, -5.5], [-6.0, -5.5]
@@ -110,3 +111,47 @@ def test_sequence_logps_counts_only_labelled_tokens():
         picked = [logp[row, pos - 1, labels[row, pos]].item() for pos in range(1, 5) if labels[row, pos] >= 0]
         assert sums[row].item() == pytest.approx(sum(picked), rel=1e-5)
         assert avgs[row].item() == pytest.approx(sum(picked) / len(picked), rel=1e-5)
+
+
+def test_kto_pair_matches_hand_computation():
+    beta = 0.1
+    losses, chosen, rejected = kto_pair_loss(t(PC), t(PR), t(RC), t(RR), beta)
+    chosen_ratios = [PC[i] - RC[i] for i in range(2)]  # 1.0, -0.5
+    rejected_ratios = [PR[i] - RR[i] for i in range(2)]  # -1.0, 0.5
+    chosen_kl = max(0.0, sum(chosen_ratios) / 2)  # 0.25: the KL estimate the rejected side must stay under
+    rejected_kl = max(0.0, sum(rejected_ratios) / 2)  # -0.25 -> 0: the one the chosen side must beat
+
+    def sigmoid(x):
+        return 1 / (1 + math.exp(-x))
+
+    for i in range(2):
+        chosen_loss = 1 - sigmoid(beta * (chosen_ratios[i] - rejected_kl))
+        rejected_loss = 1 - sigmoid(beta * (chosen_kl - rejected_ratios[i]))
+        assert losses[i].item() == pytest.approx((chosen_loss + rejected_loss) / 2, rel=1e-9)
+        assert chosen[i].item() == pytest.approx(beta * chosen_ratios[i])
+        assert rejected[i].item() == pytest.approx(beta * rejected_ratios[i])
+    assert losses[0] < losses[1]
+
+
+def test_token_logps_in_chunks_equals_the_whole_batch_log_softmax(monkeypatch):
+    torch.manual_seed(0)
+    logits, targets = torch.randn(5, 6, 11), torch.randint(0, 11, (5, 6))
+    whole = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(token_logps(logits, targets), whole, rtol=0, atol=1e-5)
+    monkeypatch.setattr(pref_losses, "CHUNK_ELEMENTS", 2 * 6 * 11)  # two rows per chunk, the last one alone
+    torch.testing.assert_close(token_logps(logits, targets), whole, rtol=0, atol=1e-5)
+
+
+def test_logps_from_the_label_window_equal_those_from_every_position():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 9, 13)
+    labels = torch.full((3, 9), IGNORE_INDEX)
+    labels[0, 4:7] = torch.tensor([1, 2, 3])  # prompts of different lengths, padding after the answers
+    labels[1, 6:9] = torch.tensor([4, 5, 6])
+    labels[2, 5] = 7
+    start, end = label_window(labels)
+    assert (start, end) == (3, 8)  # position 3 predicts the first label (at 4), 7 the last (at 8)
+    window = window_logps(logits[:, start:end], labels, start, end)
+    for got, expected in zip(window, sequence_logps(logits, labels), strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert label_window(torch.full((2, 4), IGNORE_INDEX)) == (0, 0)

@@ -81,6 +81,16 @@ def test_board_files_do_not_make_a_folder_non_empty(tmp_path):
     assert args.resume_from_checkpoint is None
 
 
+def test_a_cached_reference_pass_does_not_make_a_folder_non_empty(tmp_path):
+    """A dpo / kto run with precompute_ref_log_probs that failed before its first checkpoint, started again: the
+    cache is not "an old run" to refuse, it is read back (test_kto checks the reading)."""
+    (tmp_path / "ref_logps-0123456789abcdef.safetensors").write_bytes(b"cache")
+    prepare_output_dir(_args(tmp_path))
+    (tmp_path / "ref_logps-notes.txt").write_text("mine")  # only the cache's own pattern is exempt
+    with pytest.raises(ValueError, match=r"ref_logps-notes.txt"):
+        prepare_output_dir(_args(tmp_path))
+
+
 def test_overwrite_starts_over(tmp_path):
     _checkpoint(tmp_path / "checkpoint-5")
     (tmp_path / "trainer_log.jsonl").write_text('{"current_steps": 5}\n')

@@ -210,6 +210,8 @@ def test_stage_filters_datasets_and_shows_rlhf_controls(ui: Any) -> None:
     assert "demo_pref" in names and "demo_sft" not in names
     assert result["train.dataset"]["value"] == ["demo_pref"]  # the demo data of the stage, preselected
     assert result["train.rlhf_tab"]["visible"] and result["train.pref_loss"]["visible"]
+    offered = {value: name for name, value in ui.board.manager["train.pref_loss"].choices}
+    assert offered["kto_pair"] == entry("en", "train.pref_loss")["choices"]["kto_pair"] == "KTO pair"
     assert not result["train.reward_model"]["visible"]
     ppo = ui.board.change_stage(form(ui, train__stage="ppo"))
     assert ppo["train.reward_model"]["visible"] and not ppo["train.pref_loss"]["visible"]

@@ -404,6 +404,16 @@ def test_validate_includes_the_cores_checks(saves):
     assert any("lora_rnak" in problem for problem in problems)
 
 
+def test_the_paired_kto_loss_is_offered_and_passes_the_cores_checks(saves):
+    """pref_loss kto_pair (LLaMA-Factory's paired KTO): chosen on the board, or read from a YAML, it reaches the
+    arguments as it is and the core no longer refuses it."""
+    args = build_args(demo_form(stage="dpo", dataset=["demo_pref"], pref_loss="kto_pair"), saves)
+    assert args["pref_loss"] == "kto_pair"
+    assert validate(args) == []
+    form, extra = args_to_form({"stage": "dpo", "pref_loss": "kto_pair", "dataset": "demo_pref"}, saves)
+    assert form["pref_loss"] == "kto_pair" and "pref_loss" not in extra
+
+
 def test_a_yaml_asking_for_unsloth_keeps_it_as_an_extra_key():
     """The board offers no Unsloth booster (the core does not support it); loading such a YAML must not drop it."""
     form, extra = args_to_form({"model_name_or_path": "demo", "use_unsloth": True})
