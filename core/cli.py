@@ -4,6 +4,7 @@
     llamafactory-cli eval examples/infer/eval_lora.yaml
     llamafactory-cli chat examples/infer/chat_lora.yaml
     llamafactory-cli export examples/infer/export_lora.yaml export_dir=merged
+    llamafactory-cli runs list --json
     llamafactory-cli webui | version | env | demo | data
 
 Commands are the `COMMANDS` table; each imports what it needs when it runs, so `version` and `--help` stay fast
@@ -308,6 +309,12 @@ def _data(argv: list[str]) -> int | None:
     return data_main(argv)
 
 
+def _runs(argv: list[str]) -> int | None:
+    from core.runs_cli import main as runs_main
+
+    return runs_main(argv)
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(_train, "run a training job: train <config.yaml> [key=value ...]"),
     "webui": Command(_webui, "start the board (LlamaBoard) in the browser"),
@@ -315,6 +322,7 @@ COMMANDS: dict[str, Command] = {
     "env": Command(_env, "print versions of the stack and the visible devices, for bug reports"),
     "demo": Command(_demo, "build the offline demo model"),
     "data": Command(_data, "inspect datasets: list, preview, statistics"),
+    "runs": Command(_runs, "the runs under saves: runs list [--json] (the board's Runs tab)"),
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),
     "chat": Command(_chat, "chat with a model (and adapters) in the terminal: chat <config.yaml> [key=value ...]"),
     "export": Command(_export, "merge LoRA adapters into the model and save it: export <config.yaml> [key=value ...]"),

@@ -19,6 +19,8 @@ PURE_MODULES = [
     "core",
     "core.paths",
     "core.runfolder",
+    "core.registry",
+    "core.runs_cli",
     "core.errors",
     "core.secrets",
     "core.safeload",

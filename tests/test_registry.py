@@ -161,7 +161,9 @@ def test_a_changed_run_is_read_again_and_an_unchanged_one_is_not(saves: Path, mo
 
 def test_a_running_job_whose_process_is_gone_is_judged_from_its_files(tmp_path: Path) -> None:
     old = time.time() - 3600
-    run = write_run(tmp_path / "m" / "lora" / "r", {}, steps(2), {"state": "running", "pid": 2**22 + 7, "created": old})
+    run = write_run(
+        tmp_path / "m" / "lora" / "r", {}, steps(2), {"state": "running", "pid": 2**22 + 7, "created": old}
+    )
     row = registry.read_row(run)
     assert (row["state"], row["stale"]) == ("finished", True)  # it wrote results
     (run / "train_results.json").unlink()
@@ -207,3 +209,34 @@ def test_find_run_by_path_by_relative_name_and_by_unique_name(saves: Path) -> No
         registry.find_run(saves, "sft-a")
     with pytest.raises(FileNotFoundError, match="'nope': no such folder.*runs list"):
         registry.find_run(saves, "nope")
+
+
+def test_runs_list_cli_prints_the_table_and_json(saves: Path, capsys, monkeypatch) -> None:
+    from core.cli import main
+
+    monkeypatch.setenv("LLAMABOARD_SAVES", str(saves))
+    assert main(["runs", "list", "--stage", "sft"]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "run",
+        "stage",
+        "state",
+        "steps",
+        "time",
+        "loss",
+        "eval_loss",
+        "reward_acc",
+        "reward",
+        "created",
+    ]
+    assert line.split()[:7] == ["demo/lora/sft-a", "sft", "finished", "10/10", "0:00:20", "2", "1.25"]
+    assert main(["runs", "list", "--json", "--sort", "eval_loss", "--saves", str(saves)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows][:2] == ["demo/lora/dpo-b", "demo/lora/sft-a"]
+    assert rows[0]["reward_accuracy"] == 0.8 and rows[0]["error"] == "CUDA out of memory"
+    assert main(["runs", "list", "--state", "running"]) == 0
+    assert "No runs under" in capsys.readouterr().err
+    assert main(["runs", "list", "--sort", "speed"]) == 2
+    assert "invalid choice: 'speed'" in capsys.readouterr().err
+    assert main(["runs", "rerun-all"]) == 2
+    assert "unknown action 'rerun-all'; use one of: list" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""`llamafactory-cli runs ...`: the Runs tab's actions in the terminal, over the run registry (core/registry.py).
+
+    llamafactory-cli runs list [--json] [--saves DIR] [--model M] [--stage S] [--state X] [--text T]
+                               [--sort COLUMN] [--desc]
+
+Pure: no torch; the saves folder is $LLAMABOARD_SAVES, else saves/ here (core.paths.saves_dir), as for the board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from core import registry
+from core.paths import saves_dir
+from core.runfolder import format_hms
+
+PROG = "llamafactory-cli runs"
+TEXT_COLUMNS = (
+    ("name", "run"),
+    ("stage", "stage"),
+    ("state", "state"),
+    ("steps", "steps"),
+    ("duration_s", "time"),
+    ("train_loss", "loss"),
+    ("eval_loss", "eval_loss"),
+    ("reward_accuracy", "reward_acc"),
+    ("reward", "reward"),
+    ("created", "created"),
+)
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    if key == "steps":
+        return f"{row['steps']}/{row['total_steps'] or '?'}"
+    if key == "duration_s":
+        return format_hms(value)
+    if key == "created":
+        return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M") if value else ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as an aligned text table, one line a run (the error, if any, on the next line)."""
+    cells = [[title for _, title in TEXT_COLUMNS]] + [[_cell(row, key) for key, _ in TEXT_COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(TEXT_COLUMNS))]
+    lines = []
+    for index, line in enumerate(cells):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        error = rows[index - 1]["error"] if index else ""
+        if error:
+            lines.append(f"    error: {error}")
+    return "\n".join(lines)
+
+
+def _list(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"{PROG} list", description="List every run under the saves folder.")
+    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list (every column)")
+    parser.add_argument("--saves", help="the saves folder (default: $LLAMABOARD_SAVES, else ./saves)")
+    parser.add_argument("--model", help="only runs of this model_name_or_path")
+    parser.add_argument("--stage", help="only runs of this stage (sft, dpo, ...)")
+    parser.add_argument("--state", help="only runs in this state (queued, running, finished, failed, aborted)")
+    parser.add_argument("--text", help="only runs whose name, model, datasets or error contain this")
+    parser.add_argument("--sort", default="created", choices=registry.COLUMNS, help="the column to sort by")
+    parser.add_argument("--desc", action="store_true", help="sort high to low (created is always newest first)")
+    options = parser.parse_args(argv)
+    rows = registry.list_runs(options.saves or saves_dir())
+    rows = registry.filter_runs(rows, options.model, options.stage, options.state, options.text)
+    rows = registry.sort_runs(rows, options.sort, options.desc or options.sort == "created")
+    if options.json:
+        print(json.dumps(rows, indent=1))
+    elif rows:
+        print(format_table(rows))
+    else:
+        print(f"No runs under {options.saves or saves_dir()} match.", file=sys.stderr)
+    return 0
+
+
+ACTIONS = {"list": _list}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: {PROG} <action> ...   actions: {', '.join(ACTIONS)} ({PROG} <action> --help for more)")
+        return 0 if argv else 2
+    action = ACTIONS.get(argv[0])
+    if action is None:
+        print(f"{PROG}: unknown action {argv[0]!r}; use one of: {', '.join(ACTIONS)}.", file=sys.stderr)
+        return 2
+    return action(argv[1:])
