@@ -24,6 +24,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -320,19 +321,26 @@ def list_runs(saves_root: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def _wanted(value: str | Iterable[str] | None) -> set[str]:
+    if not value:
+        return set()
+    return {value} if isinstance(value, str) else {str(item) for item in value}
+
+
 def filter_runs(
     rows: list[dict[str, Any]],
-    model: str | None = None,
-    stage: str | None = None,
-    state: str | None = None,
+    model: str | Iterable[str] | None = None,
+    stage: str | Iterable[str] | None = None,
+    state: str | Iterable[str] | None = None,
     text: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows of that model, stage and state (None or "" = any) whose name, model, datasets or error contain
-    `text` (case-insensitive)."""
+    """The rows of that model, stage and state (one value or several; None or empty = any) whose name, model,
+    datasets or error contain `text` (case-insensitive)."""
+    wanted = {"model": _wanted(model), "stage": _wanted(stage), "state": _wanted(state)}
     needle = (text or "").strip().lower()
     kept = []
     for row in rows:
-        if (model and row["model"] != model) or (stage and row["stage"] != stage) or (state and row["state"] != state):
+        if any(values and row[key] not in values for key, values in wanted.items()):
             continue
         if needle and not any(needle in str(row[key]).lower() for key in ("name", "model", "datasets", "error")):
             continue

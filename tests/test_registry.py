@@ -186,6 +186,10 @@ def test_filter_by_model_stage_state_and_text(saves: Path) -> None:
     assert names(registry.filter_runs(rows, text="MEMORY")) == ["demo/lora/dpo-b"]  # the error, any case
     assert names(registry.filter_runs(rows, model="demo", state="finished", text="sft")) == ["demo/lora/sft-a"]
     assert registry.filter_runs(rows, text="no such thing") == []
+    assert names(registry.filter_runs(rows, stage=["ppo", "dpo"], state=[])) == [
+        "Qwen3-0.6B/full/ppo-c",
+        "demo/lora/dpo-b",
+    ]
 
 
 def test_sort_by_a_column_with_empty_values_last(saves: Path) -> None:

@@ -406,16 +406,58 @@ def finished_run(ui: Any) -> str:
 
 def test_runs_tab_lists_runs_and_opens_one(ui: Any, finished_run: str) -> None:
     table = ui.board.runs_table("en")
-    assert list(table.columns) == ["Run", "Stage", "State", "Steps", "Created", "Error", "Folder"]
+    assert list(table.columns) == [
+        "Run",
+        "Kind",
+        "Stage",
+        "Method",
+        "Model",
+        "Datasets",
+        "State",
+        "Steps",
+        "Time",
+        "Train loss",
+        "Best eval loss",
+        "Reward accuracy",
+        "Reward",
+        "Created",
+        "Error",
+        "Folder",
+    ]
     rows = {row["Run"]: row for _, row in table.iterrows()}
     run = rows["demo/lora/finished"]
     assert run["State"] == "Finished" and run["Stage"] == "sft" and run["Steps"] == "30/30"
+    assert (run["Kind"], run["Method"], run["Model"]) == ("training", "lora", "demo")
+    assert run["Train loss"] and run["Time"].count(":") == 2
     shown = ui.board.show_run(form(ui, train__view_run=run["Folder"]))
     assert shown["train.view_run"]["value"] == run["Folder"] == finished_run
     assert 'data-state="finished"' in shown["train.progress"]
     assert len(shown["train.loss_viewer"].data[0].y) == 30
     zh = ui.board.runs_table("zh")
-    assert list(zh.columns)[0] == entry("zh", "runs.table")["columns"]["run"]
+    assert list(zh.columns)[0] == entry("zh", "runs.table")["columns"]["name"]
+
+
+def test_runs_tab_filters_and_sorts(ui: Any, finished_run: str) -> None:
+    broken = ui.board.saves_root / "other-model" / "full" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "job.yaml").write_text("model_name_or_path: other-model\nstage: dpo\n", encoding="utf-8")
+    (broken / "job.json").write_text(json.dumps({"state": "failed", "error": "Out of memory", "created": 1.0}))
+    (broken / "trainer_log.jsonl").write_text(json.dumps({"current_steps": 2, "total_steps": 9, "loss": 1.0}) + "\n")
+    refreshed = ui.board.refresh_runs_table(form(ui, runs__state=["failed"], runs__sort="steps"))
+    assert "other-model/full/broken" in list(refreshed["runs.table"]["Run"])
+    assert set(refreshed["runs.table"]["State"]) == {"Failed"}
+    dpo = ui.board.refresh_runs_table(form(ui, runs__stage=["dpo"]))["runs.table"]
+    assert "other-model/full/broken" in dpo["Run"].tolist() and set(dpo["Stage"]) == {"dpo"}
+    memory = ui.board.refresh_runs_table(form(ui, runs__text="memory"))["runs.table"]
+    assert memory["Run"].tolist() == ["other-model/full/broken"] and memory["Error"][0] == "Out of memory"
+    assert refreshed["runs.model"]["choices"] == sorted({"demo", *refreshed["runs.model"]["choices"]})
+    kept = ui.board.refresh_runs_table(form(ui, runs__text="FINISHED", runs__model=["demo"]))["runs.table"]
+    assert list(kept["Run"]) == ["demo/lora/finished"]
+    assert ui.board.refresh_runs_table(form(ui, runs__model=["no-such-model"]))["runs.table"].empty
+    steps = lambda table: [int(cell.split("/")[0]) for cell in table["Steps"]]  # noqa: E731
+    up = steps(ui.board.refresh_runs_table(form(ui, runs__sort="steps", runs__descending=False))["runs.table"])
+    down = steps(ui.board.refresh_runs_table(form(ui, runs__sort="steps", runs__descending=True))["runs.table"])
+    assert up == sorted(up) and down == sorted(down, reverse=True) and len(up) >= 2
 
 
 def test_loss_chart_log_scale_and_language(ui: Any, finished_run: str) -> None:

@@ -1,5 +1,6 @@
-"""The Runs tab: every run under saves (the board's, the CLI's and LLaMA-Factory's), newest first, with its stage,
-state, steps and error. Picking a row shows that run in the Train tab's live view: log, progress and curves."""
+"""The Runs tab: every run under saves (the board's, the CLI's and LLaMA-Factory's) with its stage, method, model,
+datasets, state, steps, time and numbers (core/registry.py), filtered by model / stage / state / text and sorted by
+a column. Picking a row shows that run in the Train tab's live view: log, progress and curves."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import gradio as gr
 
 from webui.handlers.events import bind
 from webui.handlers.live import LIVE_VIEW
-from webui.manager import initial
+from webui.handlers.runs import FILTERS
+from webui.manager import button_label, initial
 
 if TYPE_CHECKING:
     from webui.board import Board
@@ -17,24 +19,55 @@ if TYPE_CHECKING:
 
 def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Component]:
     """Build the Runs tab in `lang`."""
+    rows = board.registry_rows()
+    choices = board.filter_choices(lang, rows)
     with gr.Row():
-        refresh = gr.Button(size="sm", scale=0, min_width=160, elem_id="runs_refresh", **_button(lang))
+        model = gr.Dropdown(
+            choices["runs.model"], value=[], multiselect=True, elem_id="runs_model", **initial(lang, "runs.model")
+        )
+        stage = gr.Dropdown(
+            choices["runs.stage"], value=[], multiselect=True, elem_id="runs_stage", **initial(lang, "runs.stage")
+        )
+        state = gr.Dropdown(
+            choices["runs.state"], value=[], multiselect=True, elem_id="runs_state", **initial(lang, "runs.state")
+        )
+        text = gr.Textbox(elem_id="runs_text", **initial(lang, "runs.text"))
+    with gr.Row():
+        sort = gr.Dropdown(
+            board.sort_choices(lang), value="created", elem_id="runs_sort", **initial(lang, "runs.sort")
+        )
+        descending = gr.Checkbox(value=True, elem_id="runs_descending", **initial(lang, "runs.descending"))
+        refresh = gr.Button(
+            size="sm", scale=0, min_width=160, elem_id="runs_refresh", **button_label(lang, "runs.refresh")
+        )
     table = gr.Dataframe(
-        value=board.runs_table(lang),
+        value=board.runs_table(lang, rows=rows),
         interactive=False,
         wrap=True,
         max_height=600,
-        column_widths=["22%", "6%", "9%", "8%", "12%", "18%", "25%"],
         elem_id="runs_table",
         **initial(lang, "runs.table"),
     )
-    return {"refresh": refresh, "table": table}
+    return {
+        "model": model,
+        "stage": stage,
+        "state": state,
+        "text": text,
+        "sort": sort,
+        "descending": descending,
+        "refresh": refresh,
+        "table": table,
+    }
 
 
 def bind_runs(board: Board, tabs: gr.Tabs) -> None:
-    """Refresh re-reads the saves folder; a click on a row opens that run in the Train tab."""
+    """Refresh and every filter re-read the saves folder; a click on a row opens that run in the Train tab."""
     m = board.manager
-    bind(board, m["runs.refresh"].click, board.refresh_runs_table, [], ["runs.table"])
+    outputs = ["runs.table", "runs.model", "runs.stage", "runs.state"]
+    bind(board, m["runs.refresh"].click, board.refresh_runs_table, FILTERS, outputs)
+    for key in ("runs.model", "runs.stage", "runs.state", "runs.sort", "runs.descending"):
+        bind(board, m[key].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
+    bind(board, m["runs.text"].submit, board.refresh_runs_table, FILTERS, outputs, api_name=False)
 
     live = [*LIVE_VIEW]
     outputs = [m[key] for key in sorted({*live, "train.output_box", "train.notes"})] + [tabs]
@@ -50,7 +83,3 @@ def bind_runs(board: Board, tabs: gr.Tabs) -> None:
 
     inputs = {m[key] for key in ("top.lang", "train.notes", "train.poll_state", "train.loss_log_y")}
     m["runs.table"].select(open_run, inputs=inputs, outputs=outputs, show_progress="hidden", api_name="open_run")
-
-
-def _button(lang: str) -> dict[str, Any]:
-    return {"value": initial(lang, "runs.refresh").get("label", "")}
