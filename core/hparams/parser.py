@@ -270,6 +270,7 @@ _LEGACY_SIMPLE = {
     "gradient_checkpointing": "activation_checkpointing",
     "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
     "add_special_tokens": "new_special_tokens",
+    "early_stopping_steps": "early_stopping_patience",
 }
 
 
@@ -558,6 +559,20 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
                 "eval_strategy" if eff["eval_strategy"] != "no" else "do_eval",
                 "ppo runs no evaluation",
                 "remove it; evaluate the trained model with stage: sft and do_eval: true",
+            )
+    patience = eff["early_stopping_patience"]
+    if patience is not None:
+        if patience < 1:
+            add(
+                "early_stopping_patience", "it counts evaluations without improvement", "write 1 or more, or remove it"
+            )
+        elif stage == "ppo":
+            add("early_stopping_patience", "ppo runs no evaluation", "remove it")
+        elif eff["eval_strategy"] == "no":
+            add(
+                "early_stopping_patience",
+                "it counts evaluations, and eval_strategy is no",
+                "set eval_strategy: steps and eval_steps: N (with val_size or eval_dataset)",
             )
     if eff["load_best_model_at_end"] and stage in ("rm", "ppo"):
         add("load_best_model_at_end", f"stage {stage} cannot reload the best checkpoint", "remove it")
@@ -978,6 +993,8 @@ def get_train_args(
     data_args = DataArguments(**groups["data"])
     finetuning_args = FinetuningArguments(**groups["finetuning"])
     generating_args = GeneratingArguments(**groups["generating"])
+    if finetuning_args.early_stopping_patience and not groups["training"].get("metric_for_best_model"):
+        groups["training"]["metric_for_best_model"] = "loss"  # the eval loss; greater_is_better follows from it
     try:
         training_args = TrainingArguments(**groups["training"])
     except ValueError as err:  # transformers' own checks, e.g. strategies that do not match

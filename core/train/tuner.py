@@ -95,10 +95,13 @@ def write_job_yaml(output_dir: str | os.PathLike, args: dict[str, Any]) -> Path:
 
 
 def default_callbacks(training_args: Any, finetuning_args: Any) -> list:
-    """The callbacks every run gets: the jsonl log, graceful stop, and PiSSA conversion when asked."""
-    from core.train.callbacks import GracefulStopCallback, LogCallback, PissaConvertCallback
+    """The callbacks every run gets: the jsonl log, graceful stop, and early stopping and PiSSA conversion when
+    asked."""
+    from core.train.callbacks import EarlyStopCallback, GracefulStopCallback, LogCallback, PissaConvertCallback
 
     callbacks = [LogCallback(training_args.output_dir), GracefulStopCallback()]
+    if getattr(finetuning_args, "early_stopping_patience", None):
+        callbacks.append(EarlyStopCallback(finetuning_args.early_stopping_patience))
     if getattr(finetuning_args, "pissa_init", False) and getattr(finetuning_args, "pissa_convert", False):
         callbacks.append(PissaConvertCallback(training_args.output_dir))
     return callbacks
