@@ -5,6 +5,7 @@
     filter_runs(rows, model=, stage=, state=, text=)   the rows that match (text: in name / model / datasets / error)
     sort_runs(rows, key, descending=False)        by one column; rows without a value last either way
     find_run(saves_root, ref) -> Path             a run folder from what a user typed (path, model/method/run, name)
+    config_diff({name: args}) -> [(key, values)] the keys whose values differ between runs, one value per run
     COLUMNS                                       the row keys, in table order
 
 A row: name ("<model>/<method>/<run>"), kind (train / eval / export), stage, method, model, datasets, state, steps,
@@ -373,3 +374,25 @@ def find_run(saves_root: str | os.PathLike, ref: str) -> Path:
     raise FileNotFoundError(
         f"run {ref!r}: no such folder, and no run of that name under {root} (runs list shows them)."
     )
+
+
+# Comparing runs
+
+RUN_SPECIFIC_KEYS = ("output_dir", "run_name", "logging_dir")
+"""Keys that differ between any two runs by construction; `config_diff` leaves them out unless asked."""
+
+
+def config_diff(configs: dict[str, dict[str, Any]], include_run_specific: bool = False) -> list[tuple[str, list[Any]]]:
+    """The keys whose values differ between the named argument dicts ({run name: args}), sorted, each with its
+    value per run in the given order (None where a run leaves the key out). Keys equal in all runs are left out,
+    and so are RUN_SPECIFIC_KEYS unless `include_run_specific`."""
+    names = list(configs)
+    keys = sorted({key for args in configs.values() for key in args})
+    rows = []
+    for key in keys:
+        if key in RUN_SPECIFIC_KEYS and not include_run_specific:
+            continue
+        values = [configs[name].get(key) for name in names]
+        if any(value != values[0] for value in values[1:]):
+            rows.append((key, values))
+    return rows

@@ -2,6 +2,7 @@
 
     llamafactory-cli runs list [--json] [--saves DIR] [--model M] [--stage S] [--state X] [--text T]
                                [--sort COLUMN] [--desc]
+    llamafactory-cli runs diff A B [C ...] [--all] [--json]   the arguments that differ, side by side
 
 Pure: no torch; the saves folder is $LLAMABOARD_SAVES, else saves/ here (core.paths.saves_dir), as for the board.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from core import registry
 from core.paths import saves_dir
-from core.runfolder import format_hms
+from core.runfolder import format_hms, read_args
 
 PROG = "llamafactory-cli runs"
 TEXT_COLUMNS = (
@@ -82,7 +83,56 @@ def _list(argv: list[str]) -> int:
     return 0
 
 
-ACTIONS = {"list": _list}
+def _show(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def format_diff(names: list[str], rows: list[tuple[str, list[Any]]]) -> str:
+    """The differing keys side by side: one line a key, one column a run ("-" where a run leaves the key out)."""
+    cells = [["key", *names]] + [[key, *map(_show, values)] for key, values in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
+
+
+def _diff(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} diff", description="Show the arguments that differ between two or more runs, side by side."
+    )
+    parser.add_argument("runs", nargs="+", help="run folders, <model>/<method>/<run> under saves, or run names")
+    parser.add_argument("--saves", help="the saves folder (default: $LLAMABOARD_SAVES, else ./saves)")
+    parser.add_argument("--all", action="store_true", help="also show output_dir and the other per-run keys")
+    parser.add_argument("--json", action="store_true", help="print {key: [value per run]} as JSON")
+    options = parser.parse_intermixed_args(argv)
+    if len(options.runs) < 2:
+        parser.error("give two or more runs to compare")
+    saves = options.saves or saves_dir()
+    configs = {}
+    for ref in options.runs:
+        try:
+            run_dir = registry.find_run(saves, ref)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        args = read_args(run_dir)
+        if not args:
+            print(f"error: {run_dir} has no job.yaml or training_args.yaml to compare.", file=sys.stderr)
+            return 2
+        configs[ref] = args
+    rows = registry.config_diff(configs, include_run_specific=options.all)
+    if options.json:
+        print(json.dumps({key: values for key, values in rows}, indent=1, default=str))
+    elif rows:
+        print(format_diff(list(configs), rows))
+    else:
+        print("The runs' arguments are the same" + ("." if options.all else " (output_dir aside)."))
+    return 0
+
+
+ACTIONS = {"list": _list, "diff": _diff}
 
 
 def main(argv: list[str]) -> int:

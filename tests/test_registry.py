@@ -244,3 +244,31 @@ def test_runs_list_cli_prints_the_table_and_json(saves: Path, capsys, monkeypatc
     assert "invalid choice: 'speed'" in capsys.readouterr().err
     assert main(["runs", "rerun-all"]) == 2
     assert "unknown action 'rerun-all'; use one of: list" in capsys.readouterr().err
+
+
+def test_config_diff_keeps_only_the_keys_that_differ() -> None:
+    configs = {
+        "a": {"learning_rate": 1e-4, "lora_rank": 8, "dataset": "x", "output_dir": "saves/a", "seed": 42},
+        "b": {"learning_rate": 5e-4, "lora_rank": 8, "dataset": "x", "output_dir": "saves/b"},
+        "c": {"learning_rate": 1e-4, "lora_rank": 8, "dataset": "x", "output_dir": "saves/c", "seed": 42},
+    }
+    assert registry.config_diff(configs) == [("learning_rate", [1e-4, 5e-4, 1e-4]), ("seed", [42, None, 42])]
+    assert ("output_dir", ["saves/a", "saves/b", "saves/c"]) in registry.config_diff(configs, True)
+    assert registry.config_diff({"a": configs["a"], "c": configs["c"]}) == []
+
+
+def test_runs_diff_cli_prints_the_differing_keys_side_by_side(saves: Path, capsys) -> None:
+    from core.cli import main
+
+    status = main(["runs", "diff", "sft-a", "demo/lora/dpo-b", "--saves", str(saves)])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert lines[0].split() == ["key", "sft-a", "demo/lora/dpo-b"]
+    assert [line.split() for line in lines[1:]] == [["dataset", "demo_sft", "demo_dpo"], ["stage", "sft", "dpo"]]
+    assert main(["runs", "diff", "sft-a", "sft-a", "--saves", str(saves)]) == 0
+    assert "The runs' arguments are the same (output_dir aside)." in capsys.readouterr().out
+    assert main(["runs", "diff", "sft-a", "--json", "Qwen3-0.6B/full/ppo-c", "--saves", str(saves)]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert diff["finetuning_type"] == ["lora", "full"] and "output_dir" not in diff
+    assert main(["runs", "diff", "sft-a", "nope", "--saves", str(saves)]) == 2
+    assert "error: run 'nope': no such folder" in capsys.readouterr().err
