@@ -19,7 +19,7 @@ import yaml
 
 from webui.handlers import preview as handlers
 from webui.handlers.events import ALERTS
-from webui.manager import entry
+from webui.manager import alert, entry
 from webui.tabs import top, train
 
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
@@ -458,6 +458,30 @@ def test_runs_tab_filters_and_sorts(ui: Any, finished_run: str) -> None:
     up = steps(ui.board.refresh_runs_table(form(ui, runs__sort="steps", runs__descending=False))["runs.table"])
     down = steps(ui.board.refresh_runs_table(form(ui, runs__sort="steps", runs__descending=True))["runs.table"])
     assert up == sorted(up) and down == sorted(down, reverse=True) and len(up) >= 2
+
+
+def test_runs_tab_compares_two_runs_and_diffs_their_arguments(ui: Any, finished_run: str) -> None:
+    started = ui.board.start(form(ui, train__output_dir="finished_lr", train__learning_rate=1e-3))
+    other = started["train.view_run"]["value"]
+    ui.board.runner.wait(other, timeout=30)
+    compared = ui.board.compare_runs(form(ui, runs__compare=[finished_run, other]))
+    figure = compared["runs.compare_plot"]
+    assert [trace.name for trace in figure.data] == ["demo/lora/finished", "demo/lora/finished_lr"]
+    assert len({trace.line.color for trace in figure.data}) == 2 and len(figure.data[0].x) == 30
+    assert figure.layout.xaxis.title.text == "step" and figure.layout.title.text == "Train loss (smoothed)"
+    diff = compared["runs.diff"]
+    assert list(diff.columns) == ["Argument", "demo/lora/finished", "demo/lora/finished_lr"]
+    rows = {row["Argument"]: list(row)[1:] for _, row in diff.iterrows()}
+    assert rows["learning_rate"] == [str(form(ui)["train.learning_rate"]), "0.001"] and "output_dir" not in rows
+    one = ui.board.compare_runs(form(ui, runs__compare=[finished_run]))
+    assert alerts(one, "warning") == [alert("en", "compare_pick_two")]
+    # A shared link: ?compare=<model>/<method>/<run>,... opens the same comparison.
+    linked = ui.board.compare_link("demo/lora/finished, demo/lora/finished_lr", form(ui))
+    assert linked["runs.compare"]["value"] == [finished_run, other]
+    assert [trace.name for trace in linked["runs.compare_plot"].data] == [trace.name for trace in figure.data]
+    bad = ui.board.compare_link("demo/lora/finished,demo/lora/nope,../../etc", form(ui))
+    assert any("No run demo/lora/nope, ../../etc under" in text for text in alerts(bad, "warning"))
+    assert ui.board.compare_link(None, form(ui)) == {}
 
 
 def test_loss_chart_log_scale_and_language(ui: Any, finished_run: str) -> None:

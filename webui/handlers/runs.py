@@ -4,17 +4,20 @@ and sorted by a column, and a picked row opened in the Train tab's live view. Th
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
 from core import registry
-from core.runfolder import format_hms
+from core.runfolder import format_hms, read_args, read_log_records
+from webui import plots
 from webui.handlers.base import BoardBase, resolved
-from webui.handlers.events import Updates, Values
+from webui.handlers.events import ALERTS, Updates, Values
 from webui.handlers.render import KIND_ALERTS, state_name
 from webui.jobs import STATES
 from webui.manager import alert, choice_pairs, entry
@@ -53,6 +56,8 @@ SORT_KEYS = (
     "reward_accuracy",
     "reward",
 )
+COMPARE = ("runs.compare", "runs.compare_metric", "runs.compare_x")
+"""The controls of a comparison: the runs (folders), the metric overlaid, the x axis (step / tokens)."""
 FILTERS = ("runs.model", "runs.stage", "runs.state", "runs.text", "runs.sort", "runs.descending")
 """The controls that choose what the table shows."""
 
@@ -74,6 +79,12 @@ def _cell(lang: str | None, row: dict[str, Any], key: str) -> Any:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else value
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
 
 
 class RunsHandlers(BoardBase):
@@ -122,6 +133,61 @@ class RunsHandlers(BoardBase):
             known = {choice[1] if isinstance(choice, tuple) else choice for choice in choices}
             extra = [value for value in picked if value not in known]
             updates[key] = gr.update(choices=choices + extra, value=picked)
+        updates["runs.compare"] = gr.update(choices=self.compare_choices(rows))
+        return updates
+
+    def compare_choices(self, rows: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+        """Every run as (name, folder) for the comparison picker."""
+        rows = self.registry_rows() if rows is None else rows
+        return [(row["name"], resolved(row["path"])) for row in rows]
+
+    def _run_name(self, path: str) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.saves_root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def compare_runs(self, values: Values) -> Updates:
+        """Runs tab, Compare: the picked runs (runs.compare: folders) -> runs.compare_plot (runs.compare_metric of
+        each run overlaid against runs.compare_x, one colour and legend entry per run) and runs.diff (the arguments
+        that differ, one column per run)."""
+        lang = values.get("top.lang")
+        paths = [str(path) for path in values.get("runs.compare") or []]
+        if len(paths) < 2:
+            return {ALERTS: [("warning", alert(lang, "compare_pick_two"))]}
+        names = [self._run_name(path) for path in paths]
+        records = {name: read_log_records(path) for name, path in zip(names, paths, strict=True)}
+        metric = values.get("runs.compare_metric") or "loss"
+        figure = plots.compare_figure(
+            records,
+            metric,
+            values.get("runs.compare_x") or "step",
+            title=choice_pairs(lang, "runs.compare_metric", [metric])[0][0],
+            hint=alert(lang, "compare_no_metric"),
+        )
+        diff = registry.config_diff({name: read_args(path) for name, path in zip(names, paths, strict=True)})
+        key_title = entry(lang, "runs.diff").get("key_column", "key")
+        shown = [[key, *(_shown(value) for value in run_values)] for key, run_values in diff]
+        return {"runs.compare_plot": figure, "runs.diff": pd.DataFrame(shown, columns=[key_title, *names])}
+
+    def compare_link(self, query: str | None, values: Values) -> Updates:
+        """A page opened with `?compare=<run>,<run>` (names as the table shows them, <model>/<method>/<run>) -> the
+        comparison of those runs, as Compare would show it; {} without the query."""
+        refs = [ref.strip() for ref in (query or "").split(",") if ref.strip()]
+        if not refs:
+            return {}
+        paths, missing = [], []
+        for ref in refs:
+            folder = self.saves_root / ref
+            if ".." in Path(ref).parts or not registry.read_row(folder):
+                missing.append(ref)
+            else:
+                paths.append(resolved(folder))
+        updates = self.compare_runs({**values, "runs.compare": paths})
+        updates["runs.compare"] = gr.update(value=paths)
+        if missing:
+            warning = ("warning", alert(values.get("top.lang"), "compare_unknown_runs", runs=", ".join(missing)))
+            updates[ALERTS] = [*updates.get(ALERTS, []), warning]
         return updates
 
     def sort_choices(self, lang: str | None) -> list[tuple[str, str]]:
