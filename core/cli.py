@@ -312,7 +312,7 @@ def _data(argv: list[str]) -> int | None:
 def _runs(argv: list[str]) -> int | None:
     from core.runs_cli import main as runs_main
 
-    return runs_main(argv)
+    return runs_main(argv, run_job=_run_job)
 
 
 COMMANDS: dict[str, Command] = {
@@ -322,7 +322,7 @@ COMMANDS: dict[str, Command] = {
     "env": Command(_env, "print versions of the stack and the visible devices, for bug reports"),
     "demo": Command(_demo, "build the offline demo model"),
     "data": Command(_data, "inspect datasets: list, preview, statistics"),
-    "runs": Command(_runs, "the runs under saves: runs list [--json] (the board's Runs tab)"),
+    "runs": Command(_runs, "the runs under saves: runs list [--json] | diff A B | rerun A (the board's Runs tab)"),
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),
     "chat": Command(_chat, "chat with a model (and adapters) in the terminal: chat <config.yaml> [key=value ...]"),
     "export": Command(_export, "merge LoRA adapters into the model and save it: export <config.yaml> [key=value ...]"),

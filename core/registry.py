@@ -6,6 +6,7 @@
     sort_runs(rows, key, descending=False)        by one column; rows without a value last either way
     find_run(saves_root, ref) -> Path             a run folder from what a user typed (path, model/method/run, name)
     config_diff({name: args}) -> [(key, values)] the keys whose values differ between runs, one value per run
+    rerun_config(run_dir) -> (new_dir, args)     the same arguments in a new sibling folder, to run again exactly
     COLUMNS                                       the row keys, in table order
 
 A row: name ("<model>/<method>/<run>"), kind (train / eval / export), stage, method, model, datasets, state, steps,
@@ -31,7 +32,17 @@ from typing import Any
 
 import yaml
 
-from core.runfolder import JOB_JSON, JOB_YAML, LF_ARGS, LF_LOG, RESULT_FILES, TRAINER_LOG, hms_seconds, run_kind
+from core.runfolder import (
+    JOB_JSON,
+    JOB_YAML,
+    LF_ARGS,
+    LF_LOG,
+    RESULT_FILES,
+    TRAINER_LOG,
+    hms_seconds,
+    read_args,
+    run_kind,
+)
 
 COLUMNS = (
     "name",
@@ -396,3 +407,20 @@ def config_diff(configs: dict[str, dict[str, Any]], include_run_specific: bool =
         if any(value != values[0] for value in values[1:]):
             rows.append((key, values))
     return rows
+
+
+def rerun_config(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """What re-running `run_dir` exactly takes: a new sibling folder (`<run>-rerun`, then `-rerun2`, ...) and the
+    run's arguments (job.yaml, else training_args.yaml) with only output_dir changed to it. Raises
+    FileNotFoundError naming the folder when it holds no arguments."""
+    run_dir = Path(run_dir)
+    args = read_args(run_dir)
+    if not args:
+        raise FileNotFoundError(f"{run_dir} has no {JOB_YAML} or {LF_ARGS}: there is nothing to run again.")
+    base = run_dir.name.split("-rerun")[0]
+    number = 1
+    while True:
+        target = run_dir.with_name(f"{base}-rerun" if number == 1 else f"{base}-rerun{number}")
+        if not target.exists():
+            return target, {**args, "output_dir": str(target)}
+        number += 1

@@ -3,6 +3,7 @@
     llamafactory-cli runs list [--json] [--saves DIR] [--model M] [--stage S] [--state X] [--text T]
                                [--sort COLUMN] [--desc]
     llamafactory-cli runs diff A B [C ...] [--all] [--json]   the arguments that differ, side by side
+    llamafactory-cli runs rerun A [--dry-run]    train again with A's arguments in a new folder beside it
 
 Pure: no torch; the saves folder is $LLAMABOARD_SAVES, else saves/ here (core.paths.saves_dir), as for the board.
 """
@@ -12,12 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import yaml
+
 from core import registry
 from core.paths import saves_dir
-from core.runfolder import format_hms, read_args
+from core.runfolder import JOB_YAML, format_hms, read_args
 
 PROG = "llamafactory-cli runs"
 TEXT_COLUMNS = (
@@ -132,10 +136,35 @@ def _diff(argv: list[str]) -> int:
     return 0
 
 
-ACTIONS = {"list": _list, "diff": _diff}
+def _rerun(argv: list[str], run_job: Callable[[list[str], dict], int] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} rerun",
+        description="Run a run again with its identical arguments, in a new folder beside it (<run>-rerun, ...).",
+    )
+    parser.add_argument("run", help="a run folder, <model>/<method>/<run> under saves, or a run name")
+    parser.add_argument("--saves", help="the saves folder (default: $LLAMABOARD_SAVES, else ./saves)")
+    parser.add_argument("--dry-run", action="store_true", help="write the new folder's job.yaml, do not train")
+    options = parser.parse_args(argv)
+    try:
+        source = registry.find_run(options.saves or saves_dir(), options.run)
+        target, args = registry.rerun_config(source)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    target.mkdir(parents=True)
+    config = target / JOB_YAML
+    config.write_text(yaml.safe_dump(args, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    print(f"Re-running {source} with the same arguments in {target}.")
+    if options.dry_run or run_job is None:
+        return 0
+    return run_job([str(config)], args)
 
 
-def main(argv: list[str]) -> int:
+ACTIONS = {"list": _list, "diff": _diff, "rerun": _rerun}
+
+
+def main(argv: list[str], run_job: Callable[[list[str], dict], int] | None = None) -> int:
+    """Run one action; `run_job(argv, args)` trains (core.cli's, passed in so this module stays pure)."""
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: {PROG} <action> ...   actions: {', '.join(ACTIONS)} ({PROG} <action> --help for more)")
         return 0 if argv else 2
@@ -143,4 +172,4 @@ def main(argv: list[str]) -> int:
     if action is None:
         print(f"{PROG}: unknown action {argv[0]!r}; use one of: {', '.join(ACTIONS)}.", file=sys.stderr)
         return 2
-    return action(argv[1:])
+    return _rerun(argv[1:], run_job) if action is _rerun else action(argv[1:])
