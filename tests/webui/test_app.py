@@ -484,6 +484,18 @@ def test_runs_tab_compares_two_runs_and_diffs_their_arguments(ui: Any, finished_
     assert ui.board.compare_link(None, form(ui)) == {}
 
 
+def test_rerun_runs_the_viewed_run_again_in_a_new_folder(ui: Any, finished_run: str) -> None:
+    started = ui.board.rerun(form(ui, train__view_run=finished_run))
+    rerun = started["train.view_run"]["value"]
+    assert rerun == str(Path(finished_run).with_name("finished-rerun"))
+    assert alerts(started, "info")
+    ui.board.runner.wait(rerun, timeout=30)
+    before = yaml.safe_load((Path(finished_run) / "job.yaml").read_text())
+    after = yaml.safe_load((Path(rerun) / "job.yaml").read_text())
+    assert after == {**before, "output_dir": rerun}
+    assert ui.board.rerun(form(ui, train__view_run=None)) == {ALERTS: [("warning", alert("en", "rerun_nothing"))]}
+
+
 def test_loss_chart_log_scale_and_language(ui: Any, finished_run: str) -> None:
     cycle = finished_run
     plain = ui.board.change_view(form(ui, train__view_run=cycle))["train.loss_viewer"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from core import registry
 from core.data.registry import get_dataset_attr
 from core.secrets import without_secrets
 from webui import args as argmod
@@ -246,6 +247,35 @@ class TrainHandlers(BoardBase):
         method = values.get("top.finetuning_type") or "lora"
         html = start_from_html(values.get("top.lang"), values.get("top.checkpoint_path") or [], method)
         return {"train.start_from": html}
+
+    def rerun(self, values: Values) -> Updates:
+        """Re-run -> the viewed run's arguments, unchanged but for output_dir (a new folder beside it,
+        core.registry.rerun_config), checked like Start and handed to the runner; the live view follows the new
+        run. The twin of `llamafactory-cli runs rerun <run>`."""
+        lang = values.get("top.lang")
+        source = resolved(values.get("train.view_run"))
+        if not source:
+            return {ALERTS: [("warning", alert(lang, "rerun_nothing"))]}
+        try:
+            run_dir, args = registry.rerun_config(source)
+        except FileNotFoundError as err:
+            return {ALERTS: [("warning", alert(lang, "start_failed", error=err))]}
+        args, alerts = self.guard(args, values)
+        if args is None:
+            return {ALERTS: alerts}
+        problems = self.validate(args)
+        if problems:
+            return {ALERTS: [("warning", alert(lang, "invalid", problems="\n".join(problems)))]}
+        try:
+            job = self.runner.start(args, run_dir, values.get("train.devices") or None, zero_choice(values))
+        except (RunnerError, OSError) as err:
+            return {ALERTS: [("warning", alert(lang, "start_failed", error=err))]}
+        return {
+            "train.view_run": gr.update(choices=self.run_choices(lang), value=resolved(run_dir)),
+            "train.poll_state": {},
+            "train.notes": [],
+            ALERTS: [("info", started_alert(lang, job, run_dir))],
+        }
 
     def abort(self, values: Values) -> Updates:
         """Abort -> the viewed run (or the active one) gets SIGTERM, then SIGKILL after the runner's grace period;

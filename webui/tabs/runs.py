@@ -11,8 +11,18 @@ import gradio as gr
 from webui import plots
 from webui.handlers.events import ALERTS, bind
 from webui.handlers.live import LIVE_VIEW
-from webui.handlers.runs import COMPARE, FILTERS
+from webui.handlers.runs import COMPARE, FILTERS, TABLE_COLUMNS
 from webui.manager import button_label, choice_pairs, initial
+
+_WIDTHS = {
+    "name": "220px",
+    "model": "140px",
+    "datasets": "140px",
+    "created": "140px",
+    "error": "220px",
+    "path": "320px",
+}
+"""Fixed column widths (the table scrolls sideways): an empty column would otherwise shrink to its header's letters."""
 
 if TYPE_CHECKING:
     from webui.board import Board
@@ -65,6 +75,7 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
         interactive=False,
         wrap=True,
         max_height=600,
+        column_widths=[_WIDTHS.get(column, "90px") for column in TABLE_COLUMNS],
         elem_id="runs_table",
         **initial(lang, "runs.table"),
     )
