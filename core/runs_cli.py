@@ -3,9 +3,11 @@
     llamafactory-cli runs list [--json] [--saves DIR] [--model M] [--stage S] [--state X] [--text T]
                                [--sort COLUMN] [--desc]
     llamafactory-cli runs diff A B [C ...] [--all] [--json]   the arguments that differ, side by side
+    llamafactory-cli runs compare A B [--metric loss] [--x step|tokens] (--html out.html | --png out.png)
     llamafactory-cli runs rerun A [--dry-run]    train again with A's arguments in a new folder beside it
 
-Pure: no torch; the saves folder is $LLAMABOARD_SAVES, else saves/ here (core.paths.saves_dir), as for the board.
+Pure: no torch (compare imports plotly through webui.plots, the board's chart code). The saves folder is
+$LLAMABOARD_SAVES, else saves/ here (core.paths.saves_dir), as for the board.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import yaml
 
 from core import registry
 from core.paths import saves_dir
-from core.runfolder import JOB_YAML, format_hms, read_args
+from core.runfolder import JOB_YAML, format_hms, read_args, read_log_records
 
 PROG = "llamafactory-cli runs"
 TEXT_COLUMNS = (
@@ -160,7 +162,55 @@ def _rerun(argv: list[str], run_job: Callable[[list[str], dict], int] | None = N
     return run_job([str(config)], args)
 
 
-ACTIONS = {"list": _list, "diff": _diff, "rerun": _rerun}
+def _compare(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} compare",
+        description="Overlay one metric of two or more runs, one colour and legend entry per run, as the Runs tab "
+        "does; and print the arguments that differ.",
+    )
+    parser.add_argument("runs", nargs="+", help="run folders, <model>/<method>/<run> under saves, or run names")
+    parser.add_argument("--saves", help="the saves folder (default: $LLAMABOARD_SAVES, else ./saves)")
+    parser.add_argument(
+        "--metric", default="loss", help="loss (smoothed), eval_loss, lr, accuracy, rewards/margins, reward"
+    )
+    parser.add_argument("--x", default="step", choices=("step", "tokens"), help="the x axis: step or tokens seen")
+    parser.add_argument("--html", help="write the chart to this self-contained HTML file")
+    parser.add_argument("--png", help="write the chart to this PNG file (needs the kaleido package)")
+    options = parser.parse_intermixed_args(argv)
+    if len(options.runs) < 2:
+        parser.error("give two or more runs to compare")
+    if not (options.html or options.png):
+        parser.error("give --html out.html or --png out.png")
+    from webui.plots import COMPARE_METRICS, compare_figure  # plotly: only for this action
+
+    if options.metric not in COMPARE_METRICS:
+        parser.error(f"--metric {options.metric!r}: use one of {', '.join(COMPARE_METRICS)}")
+    saves = options.saves or saves_dir()
+    records, configs = {}, {}
+    for ref in options.runs:
+        try:
+            run_dir = registry.find_run(saves, ref)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        records[ref], configs[ref] = read_log_records(run_dir), read_args(run_dir)
+    figure = compare_figure(records, options.metric, options.x, title=options.metric)
+    if options.html:
+        figure.write_html(options.html, include_plotlyjs=True, full_html=True)
+        print(f"Wrote {options.html}")
+    if options.png:
+        try:
+            figure.write_image(options.png)
+        except (ImportError, ValueError, RuntimeError) as err:
+            print(f"error: --png {options.png}: {err} (install kaleido, or use --html)", file=sys.stderr)
+            return 2
+        print(f"Wrote {options.png}")
+    rows = registry.config_diff(configs)
+    print(format_diff(list(configs), rows) if rows else "The runs' arguments are the same (output_dir aside).")
+    return 0
+
+
+ACTIONS = {"list": _list, "diff": _diff, "compare": _compare, "rerun": _rerun}
 
 
 def main(argv: list[str], run_job: Callable[[list[str], dict], int] | None = None) -> int:

@@ -272,3 +272,17 @@ def test_runs_diff_cli_prints_the_differing_keys_side_by_side(saves: Path, capsy
     assert diff["finetuning_type"] == ["lora", "full"] and "output_dir" not in diff
     assert main(["runs", "diff", "sft-a", "nope", "--saves", str(saves)]) == 2
     assert "error: run 'nope': no such folder" in capsys.readouterr().err
+
+
+def test_runs_compare_cli_writes_an_html_chart_with_one_trace_per_run(saves: Path, tmp_path: Path, capsys) -> None:
+    from core.cli import main
+
+    out = tmp_path / "compare.html"
+    args = ["runs", "compare", "sft-a", "dpo-b", "--html", str(out), "--saves", str(saves)]
+    assert main(args) == 0
+    html = out.read_text(encoding="utf-8")
+    assert '"name":"sft-a"' in html and '"name":"dpo-b"' in html
+    printed = capsys.readouterr().out
+    assert f"Wrote {out}" in printed and "stage    sft" in printed
+    assert main(["runs", "compare", "sft-a", "dpo-b", "--saves", str(saves)]) == 2
+    assert "give --html out.html or --png out.png" in capsys.readouterr().err
