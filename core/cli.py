@@ -309,6 +309,12 @@ def _data(argv: list[str]) -> int | None:
     return data_main(argv)
 
 
+def _sweep(argv: list[str]) -> int | None:
+    from core.sweep import main as sweep_main
+
+    return sweep_main(argv, run_job=_run_job)
+
+
 def _runs(argv: list[str]) -> int | None:
     from core.runs_cli import main as runs_main
 
@@ -322,6 +328,7 @@ COMMANDS: dict[str, Command] = {
     "env": Command(_env, "print versions of the stack and the visible devices, for bug reports"),
     "demo": Command(_demo, "build the offline demo model"),
     "data": Command(_data, "inspect datasets: list, preview, statistics"),
+    "sweep": Command(_sweep, "a grid of runs: sweep job.yaml learning_rate=1e-4,5e-4 lora_rank=8,16"),
     "runs": Command(_runs, "the runs under saves: runs list [--json] | diff A B | rerun A (the board's Runs tab)"),
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),
     "chat": Command(_chat, "chat with a model (and adapters) in the terminal: chat <config.yaml> [key=value ...]"),

@@ -48,7 +48,7 @@ def demo_yaml(tmp_path):
 
 def test_the_command_table():
     assert set(COMMANDS) == {
-        "train", "eval", "chat", "export", "webui", "version", "env", "demo", "data", "expand", "runs"
+        "train", "eval", "chat", "export", "webui", "version", "env", "demo", "data", "expand", "runs", "sweep"
     }  # fmt: skip
     script = metadata.distribution("llamaboard").entry_points.select(group="console_scripts", name="llamafactory-cli")
     assert next(iter(script)).load() is main

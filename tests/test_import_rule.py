@@ -21,6 +21,7 @@ PURE_MODULES = [
     "core.runfolder",
     "core.registry",
     "core.runs_cli",
+    "core.sweep",
     "core.errors",
     "core.secrets",
     "core.safeload",
