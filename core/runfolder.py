@@ -34,6 +34,8 @@ BOARD_FILES = frozenset({JOB_YAML, JOB_JSON, JOB_LOG})
 """The board's own files in a run (or export) folder; everything else in it is the job's output."""
 
 TRAINER_LOG = "trainer_log.jsonl"
+REPRO_JSON = "repro.json"
+"""The run's reproducibility record (core/repro.py): arguments, dataset files, package versions, commit, devices."""
 PREDICTIONS = "generated_predictions.jsonl"
 RESULT_FILES = ("train_results.json", "all_results.json")
 """A run that wrote one of these finished (transformers' names)."""

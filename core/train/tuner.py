@@ -126,6 +126,9 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     prepare_output_dir(training_args)  # before anything is written, so a refused folder stays as it was
     if _is_main_process():
         write_job_yaml(training_args.output_dir, raw)
+        from core.repro import write_repro
+
+        write_repro(training_args.output_dir, raw, training_args.seed)
     log = console_log(training_args.output_dir) if _is_main_process() else contextlib.nullcontext()
     with log:
         _run_stage(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)
