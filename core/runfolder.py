@@ -35,6 +35,9 @@ BOARD_FILES = frozenset({JOB_YAML, JOB_JSON, JOB_LOG})
 
 TRAINER_LOG = "trainer_log.jsonl"
 REPRO_JSON = "repro.json"
+KEEP_BEST = "keep_best.request"
+"""Written by the board's "Stop and keep best" before it stops a job: the job then ends with its best checkpoint
+(by metric_for_best_model) as the final model."""
 """The run's reproducibility record (core/repro.py): arguments, dataset files, package versions, commit, devices."""
 PREDICTIONS = "generated_predictions.jsonl"
 RESULT_FILES = ("train_results.json", "all_results.json")

@@ -993,8 +993,11 @@ def get_train_args(
     data_args = DataArguments(**groups["data"])
     finetuning_args = FinetuningArguments(**groups["finetuning"])
     generating_args = GeneratingArguments(**groups["generating"])
-    if finetuning_args.early_stopping_patience and not groups["training"].get("metric_for_best_model"):
-        groups["training"]["metric_for_best_model"] = "loss"  # the eval loss; greater_is_better follows from it
+    evaluates = groups["training"].get("eval_strategy", "no") not in ("no", None)
+    if (finetuning_args.early_stopping_patience or evaluates) and not groups["training"].get("metric_for_best_model"):
+        # The eval loss (greater_is_better follows): the Trainer then tracks the best checkpoint, which early
+        # stopping, save_total_limit and "Stop and keep best" keep.
+        groups["training"]["metric_for_best_model"] = "loss"
     try:
         training_args = TrainingArguments(**groups["training"])
     except ValueError as err:  # transformers' own checks, e.g. strategies that do not match

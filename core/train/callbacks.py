@@ -32,7 +32,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from core.runfolder import TRAINER_LOG, format_hms, read_log_records
+from core.runfolder import KEEP_BEST, TRAINER_LOG, format_hms, read_log_records
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +219,7 @@ class GracefulStopCallback(TrainerCallback):
 
     def __init__(self) -> None:
         self.stop_requested = False
+        self.keep_best = False
         self.stopped_at_step: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -267,9 +268,22 @@ class GracefulStopCallback(TrainerCallback):
                 state.max_steps,
                 state.global_step,
             )
+            if (Path(args.output_dir) / KEEP_BEST).exists() and not args.load_best_model_at_end:
+                # The Trainer reloads state.best_model_checkpoint after its loop when this is set.
+                args.load_best_model_at_end = True
+                self.keep_best = True
+                logger.warning("Stop and keep best: the final model will be the best checkpoint.")
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore()
+        if self.keep_best and state.is_world_process_zero:
+            if state.best_model_checkpoint:
+                logger.warning(
+                    "Best checkpoint: %s (eval %s %.4g); the final model is its weights.",
+                    Path(state.best_model_checkpoint).name, args.metric_for_best_model, state.best_metric,
+                )  # fmt: skip
+            else:
+                logger.warning("Stop and keep best: no evaluated checkpoint yet; the final model is the last step.")
 
 
 class EarlyStopCallback(TrainerCallback):

@@ -366,6 +366,20 @@ def test_job_cycle_start_watch_refuse_second_abort(ui: Any, board_home: Path) ->
     board.runner.wait(run_dir, timeout=15)  # job.json says "aborted" a moment before the runner lets go of it
 
 
+def test_stop_and_keep_best_asks_the_job_for_its_best_then_stops_it(ui: Any) -> None:
+    board = ui.board
+    assert alerts(board.stop_keep_best(form(ui, train__view_run=None)), "warning") == [alert("en", "nothing_to_abort")]
+    started = board.start(form(ui, train__output_dir="keep_best"))
+    run_dir = started["train.view_run"]["value"]
+    poll_until(ui, run_dir, lambda seen, state: state.get("records", 0) >= 2)
+    stopping = board.stop_keep_best(form(ui, train__view_run=run_dir))
+    assert alerts(stopping, "info") == [alert("en", "stopping_keep_best", path=run_dir)]
+    assert (Path(run_dir) / "keep_best.request").exists()  # the job reads it when SIGTERM arrives
+    seen = poll_until(ui, run_dir, lambda seen, state: state.get("state") == "aborted")
+    assert "SIGTERM received" in seen["train.output_box"]
+    board.runner.wait(run_dir, timeout=15)
+
+
 def test_preference_runs_get_a_reward_chart(ui: Any) -> None:
     started = ui.board.start(form(ui, train__stage="dpo", train__dataset=["demo_pref"], train__output_dir="dpo_run"))
     assert not alerts(started, "warning"), started

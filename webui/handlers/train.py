@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from core import registry
+from core import registry, runfolder
 from core.data.registry import get_dataset_attr
 from core.secrets import without_secrets
 from webui import args as argmod
@@ -276,6 +276,20 @@ class TrainHandlers(BoardBase):
             "train.notes": [],
             ALERTS: [("info", started_alert(lang, job, run_dir))],
         }
+
+    def stop_keep_best(self, values: Values) -> Updates:
+        """Stop and keep best -> like Abort for a running job, after writing its KEEP_BEST request: the job stops
+        at its next step and ends with its best evaluated checkpoint as the final model (core GracefulStopCallback)."""
+        lang = values.get("top.lang")
+        active = [str(path) for path in self.runner.active()]
+        target = resolved(values.get("train.view_run"))
+        if target not in active:
+            target = active[0] if active else None
+        if target is None:
+            return {ALERTS: [("warning", alert(lang, "nothing_to_abort"))]}
+        (Path(target) / runfolder.KEEP_BEST).write_text("", encoding="utf-8")
+        self.runner.abort(Path(target))
+        return {ALERTS: [("info", alert(lang, "stopping_keep_best", path=target))]}
 
     def abort(self, values: Values) -> Updates:
         """Abort -> the viewed run (or the active one) gets SIGTERM, then SIGKILL after the runner's grace period;
