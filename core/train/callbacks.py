@@ -268,7 +268,8 @@ class GracefulStopCallback(TrainerCallback):
                 state.max_steps,
                 state.global_step,
             )
-            if (Path(args.output_dir) / KEEP_BEST).exists() and not args.load_best_model_at_end:
+            output_dir = getattr(args, "output_dir", None)
+            if output_dir and (Path(output_dir) / KEEP_BEST).exists() and not args.load_best_model_at_end:
                 # The Trainer reloads state.best_model_checkpoint after its loop when this is set.
                 args.load_best_model_at_end = True
                 self.keep_best = True
