@@ -4,6 +4,7 @@
     llamafactory-cli eval examples/infer/eval_lora.yaml
     llamafactory-cli chat examples/infer/chat_lora.yaml
     llamafactory-cli export examples/infer/export_lora.yaml export_dir=merged
+    llamafactory-cli runs list --json
     llamafactory-cli webui | version | env | demo | data
 
 Commands are the `COMMANDS` table; each imports what it needs when it runs, so `version` and `--help` stay fast
@@ -416,6 +417,18 @@ def _data(argv: list[str]) -> int | None:
     return data_main(argv)
 
 
+def _sweep(argv: list[str]) -> int | None:
+    from core.sweep import main as sweep_main
+
+    return sweep_main(argv, run_job=_run_job)
+
+
+def _runs(argv: list[str]) -> int | None:
+    from core.runs_cli import main as runs_main
+
+    return runs_main(argv, run_job=_run_job)
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(_train, "run a training job: train <config.yaml> [key=value ...]"),
     "webui": Command(_webui, "start the board (LlamaBoard) in the browser"),
@@ -423,6 +436,8 @@ COMMANDS: dict[str, Command] = {
     "env": Command(_env, "print versions of the stack and the visible devices, for bug reports"),
     "demo": Command(_demo, "build the offline demo model"),
     "data": Command(_data, "inspect datasets: list, preview, statistics"),
+    "sweep": Command(_sweep, "a grid of runs: sweep job.yaml learning_rate=1e-4,5e-4 lora_rank=8,16"),
+    "runs": Command(_runs, "the runs under saves: runs list [--json] | diff A B | rerun A (the board's Runs tab)"),
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),
     "chat": Command(_chat, "chat with a model (and adapters) in the terminal: chat <config.yaml> [key=value ...]"),
     "export": Command(_export, "merge LoRA adapters into the model and save it: export <config.yaml> [key=value ...]"),

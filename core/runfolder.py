@@ -42,6 +42,11 @@ TRAINER_LOG = "trainer_log.jsonl"
 METRICS_LOG = "metrics.jsonl"
 """The job's own system metrics, one JSON sample a line (core.sysmetrics writes it; TrainerLogReader reads it too)."""
 SAMPLES = "samples.jsonl"
+REPRO_JSON = "repro.json"
+"""The run's reproducibility record (core/repro.py): arguments, dataset files, package versions, commit, devices."""
+KEEP_BEST = "keep_best.request"
+"""Written by the board's "Stop and keep best" before it stops a job: the job then ends with its best checkpoint
+(by metric_for_best_model) as the final model."""
 PREDICTIONS = "generated_predictions.jsonl"
 RESULT_FILES = ("train_results.json", "all_results.json")
 """A run that wrote one of these finished (transformers' names)."""

@@ -59,6 +59,8 @@ def test_the_command_table():
         "data",
         "plan",
         "expand",
+        "runs",
+        "sweep",
     }
     script = metadata.distribution("llamaboard").entry_points.select(group="console_scripts", name="llamafactory-cli")
     assert next(iter(script)).load() is main

@@ -87,7 +87,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
 
         bind_top(board)
         bind_train(board)
-        bind_runs(board, tabs)
+        bind_runs(board, tabs, demo)
         bind_eval(infer)
         bind_chat(infer)
         bind_export(infer)

@@ -11,8 +11,8 @@ exceptions, all here:
   extra_args (JSON object) merged last, so it can set or override anything.
 Sections that do not apply are left out: lora_* unless lora, freeze_* unless freeze, preference keys unless
 dpo / kto, PPO keys unless ppo, GRPO keys (sampling settings included) unless grpo. Empty values (None, "") and
-zeros that mean "off" (neftune, LoRA+) are left out; every other value is written even when it equals the core's
-default, so the YAML says exactly what runs.
+zeros that mean "off" (neftune, LoRA+, early stopping, keep the best, checkpoint limit) are left out; every other
+value is written even when it equals the core's default, so the YAML says exactly what runs.
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ FORM_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0,
     "neftune_noise_alpha": 0,
     "extra_args": "{}",
+    "early_stopping_patience": 0,
+    "load_best_model_at_end": False,
+    "save_total_limit": 0,
     "packing": False,
     "neat_packing": False,
     "train_on_prompt": False,
@@ -141,8 +144,16 @@ INT_KEYS = (
     "lora_alpha",
     "oft_rank",
     "oft_block_size",
+    "early_stopping_patience",
+    "save_total_limit",
 )
-OFF_WHEN_ZERO = ("neftune_noise_alpha", "loraplus_lr_ratio")
+OFF_WHEN_ZERO = (
+    "neftune_noise_alpha",
+    "loraplus_lr_ratio",
+    "early_stopping_patience",
+    "load_best_model_at_end",
+    "save_total_limit",
+)
 
 # Form controls that are not argument keys, or become other keys; handled one by one below.
 _SPECIAL = {

@@ -120,6 +120,11 @@ EXTRA: tuple[Row, ...] = (
         textbox("extra_args", lines=2),
     ),
     (
+        number("early_stopping_patience", minimum=0, precision=0),
+        checkbox("load_best_model_at_end"),
+        number("save_total_limit", minimum=0, precision=0),
+    ),
+    (
         checkbox("packing"),
         checkbox("neat_packing"),
         checkbox("train_on_prompt"),

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.registry import process_alive  # noqa: F401 (the runner's check too)
 from core.runfolder import (
     JOB_JSON,
     JOB_LOG,
@@ -198,26 +199,6 @@ def write_job_json(run_dir: str | os.PathLike, job: dict[str, Any]) -> None:
     tmp = path.with_name(f".{JOB_JSON}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(job, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def process_alive(job: dict[str, Any]) -> bool:
-    """Is the job's main process still running? Checks the pid, and its start time or command line, so a pid
-    reused by another program does not count."""
-    pid = job.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = job.get("pid_create_time")
-        if isinstance(created, (int, float)):
-            return abs(proc.create_time() - created) < 1.0
-        return proc.cmdline() == list(job.get("argv") or [])
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 def settled_state(run_dir: Path, job: dict[str, Any]) -> tuple[str, str]:

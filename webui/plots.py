@@ -438,3 +438,54 @@ def rollout_figure(
         }
         layout["margin"]["r"] = 55  # room for the right axis' ticks and title
     return _figure(traces + right, layout, hint)
+
+
+COMPARE_METRICS = ("loss", "eval_loss", "lr", "accuracy", "rewards/margins", "reward")
+"""What the Runs tab's comparison can overlay (`loss` is the smoothed training loss)."""
+_RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+
+
+def _ema(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's debiased exponential moving average."""
+    smoothed, last, count = [], 0.0, 0
+    for value in values:
+        count += 1
+        last = last * weight + (1 - weight) * value
+        smoothed.append(last / (1 - weight**count))
+    return smoothed
+
+
+def compare_figure(
+    runs: dict[str, list[dict[str, Any]]],
+    metric: str = "loss",
+    x: str = "step",
+    smoothing: float = 0.6,
+    title: str = "Compare",
+    hint: str = "Pick two or more runs to compare.",
+):
+    """One metric of several runs on shared axes, one colour and legend entry per run (the run's name), against
+    the step or the tokens seen (`x`: "step" or "tokens"; a record without total_tokens takes the last one logged
+    before it). `loss` is smoothed with `smoothing`; accuracy reads rewards/accuracies or accuracy."""
+    keys = ACCURACY_KEYS if metric == "accuracy" else (metric,)
+    traces = []
+    for index, (name, records) in enumerate(runs.items()):
+        xs, ys, tokens = [], [], None
+        for record in records:
+            if isinstance(record.get("total_tokens"), (int, float)):
+                tokens = record["total_tokens"]
+            value = next((record[key] for key in keys if isinstance(record.get(key), (int, float))), None)
+            step = record.get("current_steps")
+            where = tokens if x == "tokens" else step
+            if value is None or where is None or "phase" in record:
+                continue
+            xs.append(float(where))
+            ys.append(float(value))
+        if metric == "loss" and smoothing > 0 and len(ys) > 1:
+            ys = _ema(ys, min(max(float(smoothing), 0.0), 0.999))
+        if xs:
+            color = _RUN_COLORS[index % len(_RUN_COLORS)]
+            traces.append(_line(xs, ys, name, color, markers=metric == "eval_loss", showlegend=True))
+    layout = _layout(title, metric, False)
+    layout["xaxis"]["title"] = {"text": "tokens seen" if x == "tokens" else "step"}
+    layout["height"] = 360
+    return _figure(traces, layout, hint)

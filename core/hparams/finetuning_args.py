@@ -74,6 +74,14 @@ class FinetuningArguments:
     pissa_convert: bool = field(
         default=False, metadata=_help("lora: save the PiSSA adapter converted to a plain LoRA adapter.")
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata=_help(
+            "Stop training when metric_for_best_model (default: eval loss) has not improved for this many "
+            "evaluations in a row; needs eval_strategy steps or epoch and held-out data. LLaMA-Factory's "
+            "early_stopping_steps is this key. With load_best_model_at_end the final model is the best checkpoint."
+        ),
+    )
     create_new_adapter: bool = field(
         default=False,
         metadata=_help(

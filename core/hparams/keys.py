@@ -177,7 +177,6 @@ UNSUPPORTED_KEYS: dict[str, tuple[tuple[Any, ...], str]] = {
     "moe_aux_loss_coef": ((None,), "a custom MoE auxiliary loss coefficient"),
     "upcast_layernorm": ((False,), "upcasting layer norms"),
     "upcast_lmhead_output": ((False,), "upcasting the LM head output"),
-    "early_stopping_steps": ((None,), "early stopping"),
     "enable_torch_profiler": ((False,), "the torch profiler"),
     "ray_num_workers": ((1,), "Ray training"),
     "infer_backend": (("huggingface", "hf"), "vLLM / SGLang inference (infer_backend: huggingface works)"),

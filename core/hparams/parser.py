@@ -276,6 +276,7 @@ _LEGACY_SIMPLE = {
     "gradient_checkpointing": "activation_checkpointing",
     "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
     "add_special_tokens": "new_special_tokens",
+    "early_stopping_steps": "early_stopping_patience",
 }
 
 
@@ -567,6 +568,20 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
             )
     if stage == "grpo":
         problems += _grpo_rules(eff, given)
+    patience = eff["early_stopping_patience"]
+    if patience is not None:
+        if patience < 1:
+            add(
+                "early_stopping_patience", "it counts evaluations without improvement", "write 1 or more, or remove it"
+            )
+        elif stage in ("ppo", "grpo"):
+            add("early_stopping_patience", f"{stage} runs no evaluation", "remove it")
+        elif eff["eval_strategy"] == "no":
+            add(
+                "early_stopping_patience",
+                "it counts evaluations, and eval_strategy is no",
+                "set eval_strategy: steps and eval_steps: N (with val_size or eval_dataset)",
+            )
     if eff["load_best_model_at_end"] and stage in ("rm", "ppo", "grpo"):
         add("load_best_model_at_end", f"stage {stage} cannot reload the best checkpoint", "remove it")
     for key in ("train_on_prompt", "mask_history"):
@@ -1079,6 +1094,11 @@ def get_train_args(
     data_args = DataArguments(**groups["data"])
     finetuning_args = FinetuningArguments(**groups["finetuning"])
     generating_args = GeneratingArguments(**groups["generating"])
+    evaluates = groups["training"].get("eval_strategy", "no") not in ("no", None)
+    if (finetuning_args.early_stopping_patience or evaluates) and not groups["training"].get("metric_for_best_model"):
+        # The eval loss (greater_is_better follows): the Trainer then tracks the best checkpoint, which early
+        # stopping, save_total_limit and "Stop and keep best" keep.
+        groups["training"]["metric_for_best_model"] = "loss"
     try:
         training_args = TrainingArguments(**groups["training"])
     except ValueError as err:  # transformers' own checks, e.g. strategies that do not match

@@ -1,4 +1,5 @@
-"""Callbacks every stage uses: the `trainer_log.jsonl` writer, graceful stop on SIGTERM/SIGINT, PiSSA conversion.
+"""Callbacks every stage uses: the `trainer_log.jsonl` writer, graceful stop on SIGTERM/SIGINT, early stopping,
+PiSSA conversion.
 
 `LogCallback` is the only writer of `trainer_log.jsonl` (DESIGN.md section 3): one JSON object a line, flushed, on
 the main process only. It works with any loop that calls `on_train_begin`, `on_log` and `on_train_end` with a
@@ -40,7 +41,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from core.runfolder import TRAINER_LOG, format_hms, read_log_records
+from core.runfolder import KEEP_BEST, TRAINER_LOG, format_hms, read_log_records
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +253,7 @@ class GracefulStopCallback(TrainerCallback):
 
     def __init__(self) -> None:
         self.stop_requested = False
+        self.keep_best = False
         self.stopped_at_step: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -300,9 +302,99 @@ class GracefulStopCallback(TrainerCallback):
                 state.max_steps,
                 state.global_step,
             )
+            output_dir = getattr(args, "output_dir", None)
+            if output_dir and (Path(output_dir) / KEEP_BEST).exists() and not args.load_best_model_at_end:
+                # The Trainer reloads state.best_model_checkpoint after its loop when this is set.
+                args.load_best_model_at_end = True
+                self.keep_best = True
+                logger.warning("Stop and keep best: the final model will be the best checkpoint.")
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore()
+        if self.keep_best and state.is_world_process_zero:
+            if state.best_model_checkpoint:
+                logger.warning(
+                    "Best checkpoint: %s (eval %s %.4g); the final model is its weights.",
+                    Path(state.best_model_checkpoint).name, args.metric_for_best_model, state.best_metric,
+                )  # fmt: skip
+            else:
+                logger.warning("Stop and keep best: no evaluated checkpoint yet; the final model is the last step.")
+
+
+class EarlyStopCallback(TrainerCallback):
+    """`early_stopping_patience`: stop training when `metric_for_best_model` (the eval loss unless set) has not
+    improved for `patience` evaluations in a row, as transformers' EarlyStoppingCallback, but tracking the best value
+    itself (so it needs no checkpoint saving) and saying in the job log after each evaluation without improvement
+    how long it has waited, and when and why it stopped. At the end of training it names the best
+    checkpoint (`state.best_model_checkpoint`) and whether the final model is its weights
+    (`load_best_model_at_end`). Evaluations outside training (the workflow's final evaluate) are not counted.
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.waited = 0
+        self.stopped_at_step: int | None = None
+        self._training = False
+
+    @staticmethod
+    def metric_key(args) -> str:
+        key = args.metric_for_best_model or "loss"
+        return key if key.startswith("eval_") else f"eval_{key}"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._training = True
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not self._training:
+            return
+        key = self.metric_key(args)
+        value = (metrics or {}).get(key)
+        if not isinstance(value, (int, float)):
+            logger.warning("Early stopping: this evaluation has no %s (metric_for_best_model); not counted.", key)
+            return
+        greater = bool(args.greater_is_better)
+        improved = value == value and (self.best is None or (value > self.best if greater else value < self.best))
+        if improved:
+            self.best, self.best_step, self.waited = float(value), state.global_step, 0
+            return
+        self.waited += 1
+        stop = self.waited >= self.patience
+        if stop:
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+        if not state.is_world_process_zero:
+            return
+        if stop:
+            logger.warning(
+                "Early stopping at step %d: %s has not improved for %d evaluations (best %.4g at step %d, "
+                "early_stopping_patience %d).",
+                state.global_step, key, self.waited, self.best, self.best_step, self.patience,
+            )  # fmt: skip
+        else:
+            logger.warning(
+                "Early stopping: %s %.4g at step %d is no better than %.4g at step %d (%d of %d evaluations).",
+                key, value, state.global_step, self.best, self.best_step, self.waited, self.patience,
+            )  # fmt: skip
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._training = False
+        if not state.is_world_process_zero:
+            return
+        if state.best_model_checkpoint:
+            kept = (
+                "the final model is its weights" if args.load_best_model_at_end else "the final model is the last step"
+            )
+            logger.warning(
+                "Best checkpoint: %s (%s %.4g); %s.",
+                Path(state.best_model_checkpoint).name, self.metric_key(args), state.best_metric, kept,
+            )  # fmt: skip
+        elif self.best_step is not None:
+            logger.warning(
+                "Best evaluation: %s %.4g at step %d (no checkpoint was saved at that step).",
+                self.metric_key(args), self.best, self.best_step,
+            )  # fmt: skip
 
     def close(self) -> None:
         """A run that raised never reaches on_train_end: run_exp calls this so the handlers do not outlive it."""

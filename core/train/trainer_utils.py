@@ -24,7 +24,7 @@ from core.checkpoints import (  # noqa: F401 - re-exported: the resume rule belo
     resume_problem,
 )
 from core.errors import ConfigError
-from core.runfolder import BOARD_FILES, TRAINER_LOG, is_cache_file, read_log_records
+from core.runfolder import BOARD_FILES, REPRO_JSON, TRAINER_LOG, is_cache_file, read_log_records
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +65,11 @@ def prepare_output_dir(training_args: Any) -> None:
         training_args.resume_from_checkpoint = str(last)
         logger.info("Resuming from %s", last)
         return
+    # repro.json is written at start like job.yaml: a job that failed before training leaves the folder reusable.
     others = sorted(
         p.name
         for p in output_dir.iterdir()
-        if p.name not in BOARD_FILES and not _only_progress(p) and not is_cache_file(p.name)
+        if p.name not in BOARD_FILES | {REPRO_JSON} and not _only_progress(p) and not is_cache_file(p.name)
     )
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")

@@ -114,8 +114,9 @@ def default_callbacks(
     training_args: Any, finetuning_args: Any, generating_args: Any = None, data_args: Any = None
 ) -> list:
     """The callbacks every run gets: the `mfu` figure (before the log writes it), the jsonl log, graceful stop,
-    health checks (`health_checks`), system metrics (`metrics_interval`), and PiSSA conversion when asked."""
-    from core.train.callbacks import GracefulStopCallback, LogCallback, PissaConvertCallback
+    health checks (`health_checks`), system metrics (`metrics_interval`), and early stopping and PiSSA conversion
+    when asked."""
+    from core.train.callbacks import EarlyStopCallback, GracefulStopCallback, LogCallback, PissaConvertCallback
     from core.train.health import HealthCallback
     from core.train.monitor import EfficiencyCallback, SystemMetricsCallback
 
@@ -129,6 +130,8 @@ def default_callbacks(
     interval = float(getattr(finetuning_args, "metrics_interval", 5.0) or 0)
     if interval > 0:
         callbacks.append(SystemMetricsCallback(log, interval))
+    if getattr(finetuning_args, "early_stopping_patience", None):
+        callbacks.append(EarlyStopCallback(finetuning_args.early_stopping_patience))
     if getattr(finetuning_args, "pissa_init", False) and getattr(finetuning_args, "pissa_convert", False):
         callbacks.append(PissaConvertCallback(training_args.output_dir))
     return callbacks
@@ -178,6 +181,9 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     prepare_output_dir(training_args)  # before anything is written, so a refused folder stays as it was
     if _is_main_process():
         write_job_yaml(training_args.output_dir, raw)
+        from core.repro import write_repro
+
+        write_repro(training_args.output_dir, raw, training_args.seed)
     log = console_log(training_args.output_dir) if _is_main_process() else contextlib.nullcontext()
     with log:
         _run_stage(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)

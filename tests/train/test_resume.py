@@ -58,6 +58,12 @@ def test_non_empty_output_dir_without_checkpoints_needs_overwrite(tmp_path):
     prepare_output_dir(_args_overwrite(tmp_path))  # allowed
 
 
+def test_a_repro_record_alone_does_not_make_output_dir_non_empty(tmp_path):
+    (tmp_path / "repro.json").write_text("{}")  # a job that failed before training wrote only this
+    (tmp_path / "job.yaml").write_text("stage: sft\n")
+    prepare_output_dir(_args(tmp_path))  # no error: Start again in the same folder works
+
+
 def _args_overwrite(output_dir: Path) -> SimpleNamespace:
     args = _args(output_dir)
     args.overwrite_output_dir = True

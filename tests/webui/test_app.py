@@ -19,7 +19,7 @@ import yaml
 
 from webui.handlers import preview as handlers
 from webui.handlers.events import ALERTS
-from webui.manager import entry
+from webui.manager import alert, entry
 from webui.tabs import top, train
 
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
@@ -374,6 +374,20 @@ def test_job_cycle_start_watch_refuse_second_abort(ui: Any, board_home: Path) ->
     board.runner.wait(run_dir, timeout=15)  # job.json says "aborted" a moment before the runner lets go of it
 
 
+def test_stop_and_keep_best_asks_the_job_for_its_best_then_stops_it(ui: Any) -> None:
+    board = ui.board
+    assert alerts(board.stop_keep_best(form(ui, train__view_run=None)), "warning") == [alert("en", "nothing_to_abort")]
+    started = board.start(form(ui, train__output_dir="keep_best"))
+    run_dir = started["train.view_run"]["value"]
+    poll_until(ui, run_dir, lambda seen, state: state.get("records", 0) >= 2)
+    stopping = board.stop_keep_best(form(ui, train__view_run=run_dir))
+    assert alerts(stopping, "info") == [alert("en", "stopping_keep_best", path=run_dir)]
+    assert (Path(run_dir) / "keep_best.request").exists()  # the job reads it when SIGTERM arrives
+    seen = poll_until(ui, run_dir, lambda seen, state: state.get("state") == "aborted")
+    assert "SIGTERM received" in seen["train.output_box"]
+    board.runner.wait(run_dir, timeout=15)
+
+
 def test_preference_runs_get_a_reward_chart(ui: Any) -> None:
     started = ui.board.start(form(ui, train__stage="dpo", train__dataset=["demo_pref"], train__output_dir="dpo_run"))
     assert not alerts(started, "warning"), started
@@ -447,16 +461,94 @@ def finished_run(ui: Any) -> str:
 
 def test_runs_tab_lists_runs_and_opens_one(ui: Any, finished_run: str) -> None:
     table = ui.board.runs_table("en")
-    assert list(table.columns) == ["Run", "Stage", "State", "Steps", "Created", "Error", "Folder"]
+    assert list(table.columns) == [
+        "Run",
+        "Kind",
+        "Stage",
+        "Method",
+        "Model",
+        "Datasets",
+        "State",
+        "Steps",
+        "Time",
+        "Train loss",
+        "Best eval loss",
+        "Reward accuracy",
+        "Reward",
+        "Created",
+        "Error",
+        "Folder",
+    ]
     rows = {row["Run"]: row for _, row in table.iterrows()}
     run = rows["demo/lora/finished"]
     assert run["State"] == "Finished" and run["Stage"] == "sft" and run["Steps"] == "30/30"
+    assert (run["Kind"], run["Method"], run["Model"]) == ("training", "lora", "demo")
+    assert run["Train loss"] and run["Time"].count(":") == 2
     shown = ui.board.show_run(form(ui, train__view_run=run["Folder"]))
     assert shown["train.view_run"]["value"] == run["Folder"] == finished_run
     assert 'data-state="finished"' in shown["train.progress"]
     assert len(shown["train.loss_viewer"].data[0].y) == 30
     zh = ui.board.runs_table("zh")
-    assert list(zh.columns)[0] == entry("zh", "runs.table")["columns"]["run"]
+    assert list(zh.columns)[0] == entry("zh", "runs.table")["columns"]["name"]
+
+
+def test_runs_tab_filters_and_sorts(ui: Any, finished_run: str) -> None:
+    broken = ui.board.saves_root / "other-model" / "full" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "job.yaml").write_text("model_name_or_path: other-model\nstage: dpo\n", encoding="utf-8")
+    (broken / "job.json").write_text(json.dumps({"state": "failed", "error": "Out of memory", "created": 1.0}))
+    (broken / "trainer_log.jsonl").write_text(json.dumps({"current_steps": 2, "total_steps": 9, "loss": 1.0}) + "\n")
+    refreshed = ui.board.refresh_runs_table(form(ui, runs__state=["failed"], runs__sort="steps"))
+    assert "other-model/full/broken" in list(refreshed["runs.table"]["Run"])
+    assert set(refreshed["runs.table"]["State"]) == {"Failed"}
+    dpo = ui.board.refresh_runs_table(form(ui, runs__stage=["dpo"]))["runs.table"]
+    assert "other-model/full/broken" in dpo["Run"].tolist() and set(dpo["Stage"]) == {"dpo"}
+    memory = ui.board.refresh_runs_table(form(ui, runs__text="memory"))["runs.table"]
+    assert memory["Run"].tolist() == ["other-model/full/broken"] and memory["Error"][0] == "Out of memory"
+    assert refreshed["runs.model"]["choices"] == sorted({"demo", *refreshed["runs.model"]["choices"]})
+    kept = ui.board.refresh_runs_table(form(ui, runs__text="FINISHED", runs__model=["demo"]))["runs.table"]
+    assert list(kept["Run"]) == ["demo/lora/finished"]
+    assert ui.board.refresh_runs_table(form(ui, runs__model=["no-such-model"]))["runs.table"].empty
+    steps = lambda table: [int(cell.split("/")[0]) for cell in table["Steps"]]  # noqa: E731
+    up = steps(ui.board.refresh_runs_table(form(ui, runs__sort="steps", runs__descending=False))["runs.table"])
+    down = steps(ui.board.refresh_runs_table(form(ui, runs__sort="steps", runs__descending=True))["runs.table"])
+    assert up == sorted(up) and down == sorted(down, reverse=True) and len(up) >= 2
+
+
+def test_runs_tab_compares_two_runs_and_diffs_their_arguments(ui: Any, finished_run: str) -> None:
+    started = ui.board.start(form(ui, train__output_dir="finished_lr", train__learning_rate=1e-3))
+    other = started["train.view_run"]["value"]
+    ui.board.runner.wait(other, timeout=30)
+    compared = ui.board.compare_runs(form(ui, runs__compare=[finished_run, other]))
+    figure = compared["runs.compare_plot"]
+    assert [trace.name for trace in figure.data] == ["demo/lora/finished", "demo/lora/finished_lr"]
+    assert len({trace.line.color for trace in figure.data}) == 2 and len(figure.data[0].x) == 30
+    assert figure.layout.xaxis.title.text == "step" and figure.layout.title.text == "Train loss (smoothed)"
+    diff = compared["runs.diff"]
+    assert list(diff.columns) == ["Argument", "demo/lora/finished", "demo/lora/finished_lr"]
+    rows = {row["Argument"]: list(row)[1:] for _, row in diff.iterrows()}
+    assert rows["learning_rate"] == [str(form(ui)["train.learning_rate"]), "0.001"] and "output_dir" not in rows
+    one = ui.board.compare_runs(form(ui, runs__compare=[finished_run]))
+    assert alerts(one, "warning") == [alert("en", "compare_pick_two")]
+    # A shared link: ?compare=<model>/<method>/<run>,... opens the same comparison.
+    linked = ui.board.compare_link("demo/lora/finished, demo/lora/finished_lr", form(ui))
+    assert linked["runs.compare"]["value"] == [finished_run, other]
+    assert [trace.name for trace in linked["runs.compare_plot"].data] == [trace.name for trace in figure.data]
+    bad = ui.board.compare_link("demo/lora/finished,demo/lora/nope,../../etc", form(ui))
+    assert any("No run demo/lora/nope, ../../etc under" in text for text in alerts(bad, "warning"))
+    assert ui.board.compare_link(None, form(ui)) == {}
+
+
+def test_rerun_runs_the_viewed_run_again_in_a_new_folder(ui: Any, finished_run: str) -> None:
+    started = ui.board.rerun(form(ui, train__view_run=finished_run))
+    rerun = started["train.view_run"]["value"]
+    assert rerun == str(Path(finished_run).with_name("finished-rerun"))
+    assert alerts(started, "info")
+    ui.board.runner.wait(rerun, timeout=30)
+    before = yaml.safe_load((Path(finished_run) / "job.yaml").read_text())
+    after = yaml.safe_load((Path(rerun) / "job.yaml").read_text())
+    assert after == {**before, "output_dir": rerun}
+    assert ui.board.rerun(form(ui, train__view_run=None)) == {ALERTS: [("warning", alert("en", "rerun_nothing"))]}
 
 
 def test_loss_chart_log_scale_and_language(ui: Any, finished_run: str) -> None:

@@ -181,6 +181,22 @@ def test_a_validation_split_is_evaluated_at_every_save(saves):
     assert "eval_strategy" not in build_args(demo_form(val_size=0), saves)
 
 
+def test_early_stopping_and_keeping_the_best_from_the_form(saves):
+    form = demo_form(val_size=0.1, save_steps=50, early_stopping_patience=3, load_best_model_at_end=True)
+    args = build_args({**form, "save_total_limit": 2}, saves)
+    assert (args["early_stopping_patience"], args["load_best_model_at_end"], args["save_total_limit"]) == (3, True, 2)
+    assert (args["eval_strategy"], args["eval_steps"], args["save_steps"]) == ("steps", 50, 50)
+    assert validate(args) == []
+    off = build_args(demo_form(), saves)
+    assert not {"early_stopping_patience", "load_best_model_at_end", "save_total_limit"} & set(off)
+    form, extra = args_to_form(args, saves)
+    assert (form["early_stopping_patience"], form["load_best_model_at_end"], form["save_total_limit"]) == (3, True, 2)
+    assert extra == {}
+    # Without a validation split there is nothing to count: the problem names the key and the fix.
+    problems = validate(build_args(demo_form(early_stopping_patience=3), saves))
+    assert any(p.startswith("early_stopping_patience: received 3") and "eval_strategy" in p for p in problems)
+
+
 def test_extra_args_are_merged_last_and_can_override(saves):
     args = build_args(demo_form(extra_args='{"seed": 7, "learning_rate": 1e-3, "optim": "adamw_torch"}'), saves)
     assert (args["seed"], args["learning_rate"], args["optim"]) == (7, 1e-3, "adamw_torch")

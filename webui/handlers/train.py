@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from core import registry, runfolder
 from core.data.registry import get_dataset_attr
 from core.secrets import without_secrets
 from webui import args as argmod
@@ -252,6 +253,49 @@ class TrainHandlers(BoardBase):
         method = values.get("top.finetuning_type") or "lora"
         html = start_from_html(values.get("top.lang"), values.get("top.checkpoint_path") or [], method)
         return {"train.start_from": html}
+
+    def rerun(self, values: Values) -> Updates:
+        """Re-run -> the viewed run's arguments, unchanged but for output_dir (a new folder beside it,
+        core.registry.rerun_config), checked like Start and handed to the runner; the live view follows the new
+        run. The twin of `llamafactory-cli runs rerun <run>`."""
+        lang = values.get("top.lang")
+        source = resolved(values.get("train.view_run"))
+        if not source:
+            return {ALERTS: [("warning", alert(lang, "rerun_nothing"))]}
+        try:
+            run_dir, args = registry.rerun_config(source)
+        except FileNotFoundError as err:
+            return {ALERTS: [("warning", alert(lang, "start_failed", error=err))]}
+        args, alerts = self.guard(args, values)
+        if args is None:
+            return {ALERTS: alerts}
+        problems = self.validate(args)
+        if problems:
+            return {ALERTS: [("warning", alert(lang, "invalid", problems="\n".join(problems)))]}
+        try:
+            job = self.runner.start(args, run_dir, values.get("train.devices") or None, zero_choice(values))
+        except (RunnerError, OSError) as err:
+            return {ALERTS: [("warning", alert(lang, "start_failed", error=err))]}
+        return {
+            "train.view_run": gr.update(choices=self.run_choices(lang), value=resolved(run_dir)),
+            "train.poll_state": {},
+            "train.notes": [],
+            ALERTS: [("info", started_alert(lang, job, run_dir))],
+        }
+
+    def stop_keep_best(self, values: Values) -> Updates:
+        """Stop and keep best -> like Abort for a running job, after writing its KEEP_BEST request: the job stops
+        at its next step and ends with its best evaluated checkpoint as the final model (core GracefulStopCallback)."""
+        lang = values.get("top.lang")
+        active = [str(path) for path in self.runner.active()]
+        target = resolved(values.get("train.view_run"))
+        if target not in active:
+            target = active[0] if active else None
+        if target is None:
+            return {ALERTS: [("warning", alert(lang, "nothing_to_abort"))]}
+        (Path(target) / runfolder.KEEP_BEST).write_text("", encoding="utf-8")
+        self.runner.abort(Path(target))
+        return {ALERTS: [("info", alert(lang, "stopping_keep_best", path=target))]}
 
     def abort(self, values: Values) -> Updates:
         """Abort -> the viewed run (or the active one) gets SIGTERM, then SIGKILL after the runner's grace period;

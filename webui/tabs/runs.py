@@ -1,5 +1,6 @@
-"""The Runs tab: every run under saves (the board's, the CLI's and LLaMA-Factory's), newest first, with its stage,
-state, steps and error. Picking a row shows that run in the Train tab's live view: log, progress and curves."""
+"""The Runs tab: every run under saves (the board's, the CLI's and LLaMA-Factory's) with its stage, method, model,
+datasets, state, steps, time and numbers (core/registry.py), filtered by model / stage / state / text and sorted by
+a column. Picking a row shows that run in the Train tab's live view: log, progress and curves."""
 
 from __future__ import annotations
 
@@ -7,9 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from webui.handlers.events import bind
+from webui import plots
+from webui.handlers.events import ALERTS, bind
 from webui.handlers.live import LIVE_VIEW
-from webui.manager import initial
+from webui.handlers.runs import COMPARE, FILTERS, TABLE_COLUMNS
+from webui.manager import button_label, choice_pairs, initial
+
+_WIDTHS = {
+    "name": "220px",
+    "model": "140px",
+    "datasets": "140px",
+    "created": "140px",
+    "error": "220px",
+    "path": "320px",
+}
+"""Fixed column widths (the table scrolls sideways): an empty column would otherwise shrink to its header's letters."""
 
 if TYPE_CHECKING:
     from webui.board import Board
@@ -17,24 +30,104 @@ if TYPE_CHECKING:
 
 def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Component]:
     """Build the Runs tab in `lang`."""
+    rows = board.registry_rows()
+    choices = board.filter_choices(lang, rows)
     with gr.Row():
-        refresh = gr.Button(size="sm", scale=0, min_width=160, elem_id="runs_refresh", **_button(lang))
+        model = gr.Dropdown(
+            choices["runs.model"], value=[], multiselect=True, elem_id="runs_model", **initial(lang, "runs.model")
+        )
+        stage = gr.Dropdown(
+            choices["runs.stage"], value=[], multiselect=True, elem_id="runs_stage", **initial(lang, "runs.stage")
+        )
+        state = gr.Dropdown(
+            choices["runs.state"], value=[], multiselect=True, elem_id="runs_state", **initial(lang, "runs.state")
+        )
+        text = gr.Textbox(elem_id="runs_text", **initial(lang, "runs.text"))
+    with gr.Row():
+        sort = gr.Dropdown(
+            board.sort_choices(lang), value="created", elem_id="runs_sort", **initial(lang, "runs.sort")
+        )
+        descending = gr.Checkbox(value=True, elem_id="runs_descending", **initial(lang, "runs.descending"))
+        refresh = gr.Button(
+            size="sm", scale=0, min_width=160, elem_id="runs_refresh", **button_label(lang, "runs.refresh")
+        )
+    with gr.Row():
+        compare = gr.Dropdown(
+            board.compare_choices(rows), value=[], multiselect=True, scale=4, elem_id="runs_compare",
+            **initial(lang, "runs.compare"),
+        )  # fmt: skip
+        metric = gr.Dropdown(
+            choice_pairs(lang, "runs.compare_metric", plots.COMPARE_METRICS), value="loss", scale=1,
+            elem_id="runs_compare_metric", **initial(lang, "runs.compare_metric"),
+        )  # fmt: skip
+        axis = gr.Radio(
+            choice_pairs(lang, "runs.compare_x", ("step", "tokens")), value="step", scale=1, elem_id="runs_compare_x",
+            **initial(lang, "runs.compare_x"),
+        )  # fmt: skip
+        compare_button = gr.Button(
+            variant="primary", scale=0, min_width=160, elem_id="runs_compare_button",
+            **button_label(lang, "runs.compare_button"),
+        )  # fmt: skip
+    compare_plot = gr.Plot(elem_id="runs_compare_plot", **initial(lang, "runs.compare_plot"))
+    diff = gr.Dataframe(interactive=False, wrap=True, elem_id="runs_diff", **initial(lang, "runs.diff"))
     table = gr.Dataframe(
-        value=board.runs_table(lang),
+        value=board.runs_table(lang, rows=rows),
         interactive=False,
         wrap=True,
         max_height=600,
-        column_widths=["22%", "6%", "9%", "8%", "12%", "18%", "25%"],
+        column_widths=[_WIDTHS.get(column, "90px") for column in TABLE_COLUMNS],
         elem_id="runs_table",
         **initial(lang, "runs.table"),
     )
-    return {"refresh": refresh, "table": table}
+    return {
+        "model": model,
+        "stage": stage,
+        "state": state,
+        "text": text,
+        "sort": sort,
+        "descending": descending,
+        "refresh": refresh,
+        "compare": compare,
+        "compare_metric": metric,
+        "compare_x": axis,
+        "compare_button": compare_button,
+        "compare_plot": compare_plot,
+        "diff": diff,
+        "table": table,
+    }
 
 
-def bind_runs(board: Board, tabs: gr.Tabs) -> None:
-    """Refresh re-reads the saves folder; a click on a row opens that run in the Train tab."""
+def bind_runs(board: Board, tabs: gr.Tabs, demo: gr.Blocks | None = None) -> None:
+    """Refresh and every filter re-read the saves folder; Compare overlays the picked runs and diffs their
+    arguments; a page opened with `?compare=a,b` shows that comparison; a click on a row opens that run in the Train
+    tab."""
     m = board.manager
-    bind(board, m["runs.refresh"].click, board.refresh_runs_table, [], ["runs.table"])
+    outputs = ["runs.table", "runs.model", "runs.stage", "runs.state", "runs.compare"]
+    bind(board, m["runs.refresh"].click, board.refresh_runs_table, FILTERS, outputs)
+    compared = ["runs.compare_plot", "runs.diff"]
+    bind(board, m["runs.compare_button"].click, board.compare_runs, COMPARE, compared)
+    for key in ("runs.compare_metric", "runs.compare_x"):
+        bind(board, m[key].input, board.compare_runs, COMPARE, compared, api_name=False)
+    for key in ("runs.model", "runs.stage", "runs.state", "runs.sort", "runs.descending"):
+        bind(board, m[key].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
+    bind(board, m["runs.text"].submit, board.refresh_runs_table, FILTERS, outputs, api_name=False)
+
+    if demo is not None:
+        link_outputs = [m[key] for key in ("runs.compare", *compared)] + [tabs]
+
+        def open_link(values: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
+            by_key = m.by_key(values)
+            updates = board.compare_link(request.query_params.get("compare"), by_key)
+            if not updates:
+                return {tabs: gr.skip()}
+            for level, text in updates.pop(ALERTS, []):
+                (gr.Warning if level == "warning" else gr.Info)(text)
+            result = {m[key]: value for key, value in updates.items()}
+            result[tabs] = gr.Tabs(selected="runs")
+            return result
+
+        link_inputs = {m[key] for key in (*COMPARE, "top.lang")}
+        demo.load(open_link, inputs=link_inputs, outputs=link_outputs, show_progress="hidden", api_name=False)
 
     live = [*LIVE_VIEW]
     outputs = [m[key] for key in sorted({*live, "train.output_box", "train.notes"})] + [tabs]
@@ -50,7 +143,3 @@ def bind_runs(board: Board, tabs: gr.Tabs) -> None:
 
     inputs = {m[key] for key in ("top.lang", "train.notes", "train.poll_state", "train.loss_log_y")}
     m["runs.table"].select(open_run, inputs=inputs, outputs=outputs, show_progress="hidden", api_name="open_run")
-
-
-def _button(lang: str) -> dict[str, Any]:
-    return {"value": initial(lang, "runs.refresh").get("label", "")}

@@ -139,6 +139,9 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
             add(name, gr.Button(elem_id=name, **_button(lang, name)))
         add("start", gr.Button(variant="primary", elem_id="start", **_button(lang, "start")))
         add("abort", gr.Button(variant="stop", elem_id="abort", **_button(lang, "abort")))
+        add("stop_keep_best", gr.Button(variant="stop", elem_id="stop_keep_best", **_button(lang, "stop_keep_best")))
+        add("rerun", gr.Button(elem_id="rerun", **_button(lang, "rerun")))
+
     start_from = start_from_html(lang, top["checkpoint_path"].value, top["finetuning_type"].value or "lora")
     add("start_from", gr.HTML(start_from, elem_id="start_from"))
     add("plan", gr.HTML("", elem_id="plan"))  # webui.handlers.plan: fits / tight / will not fit, and the time
@@ -256,6 +259,9 @@ def bind_train(board: Board) -> None:
     live = list(LIVE_VIEW)
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])
     bind(board, m["train.abort"].click, board.abort, ["train.view_run"], [])
+    bind(board, m["train.stop_keep_best"].click, board.stop_keep_best, ["train.view_run"], [])
+    rerun_inputs = ["train.view_run", "train.devices", "train.ds_stage", "train.trust_remote_code"]
+    bind(board, m["train.rerun"].click, board.rerun, rerun_inputs, live)
     view = ["train.view_run", "train.poll_state", "train.loss_log_y"]
     bind(board, m["train.view_run"].input, board.change_view, view, live)
     bind(board, m["train.loss_log_y"].input, board.change_view, view, live, api_name="change_scale")
