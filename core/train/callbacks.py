@@ -320,6 +320,10 @@ class GracefulStopCallback(TrainerCallback):
             else:
                 logger.warning("Stop and keep best: no evaluated checkpoint yet; the final model is the last step.")
 
+    def close(self) -> None:
+        """A run that raised never reaches on_train_end: run_exp calls this so the handlers do not outlive it."""
+        self.restore()
+
 
 class EarlyStopCallback(TrainerCallback):
     """`early_stopping_patience`: stop training when `metric_for_best_model` (the eval loss unless set) has not

@@ -46,6 +46,23 @@ def session_cache(tmp_path_factory):
         os.environ["LLAMABOARD_CACHE"] = previous
 
 
+@pytest.fixture(autouse=True)
+def fresh_core_logging():
+    """Each test starts with the "core" logger as a new process has it: run_exp installs its console handler on the
+    stdout it meets and stops propagation, which would leave a later test's capsys / caplog reading nothing."""
+    import logging
+
+    def reset() -> None:
+        core_logger = logging.getLogger("core")
+        for handler in list(core_logger.handlers):
+            core_logger.removeHandler(handler)
+        core_logger.propagate = True
+
+    reset()  # a module-scoped fixture may have run a job before this test
+    yield
+    reset()
+
+
 @pytest.fixture(scope="session")
 def demo_model(session_cache) -> Path:
     """Path of the tiny demo model (built on first use into the session cache)."""

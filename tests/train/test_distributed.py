@@ -250,16 +250,20 @@ def test_two_nodes_on_localhost_finish_with_the_same_curve(make_args, tmp_path):
 
 
 def test_a_failing_worker_fails_the_job_with_its_error_in_the_log(make_args, tmp_path):
-    # One worker is enough to see the exit status travel through torchrun; the error names the bad path.
-    job = write_job(make_args, tmp_path / "fails", "sft", model_name_or_path=str(tmp_path / "no-model"))
+    # One worker is enough to see the exit status travel through torchrun. The model and the dataset exist, so the
+    # CLI's checks before the launch pass; the worker meets a row without an answer and fails naming it.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "bad.csv").write_text('instruction,output\n"a"\n', encoding="utf-8")
+    (data / "dataset_info.json").write_text('{"bad": {"file_name": "bad.csv"}}', encoding="utf-8")
+    job = write_job(make_args, tmp_path / "fails", "sft", dataset="bad", dataset_dir=str(data))
     proc, log = start_cli(job, job_env(FORCE_TORCHRUN="1"))
     code = proc.wait(timeout=240)
     text = log.read_text(errors="replace")
     assert code != 0, text[-3000:]
     assert "--nproc_per_node 1" in text
-    # The worker's own error, not only torchrun's summary (the wording is core.model's; the path is ours), and it is
-    # what the board shows as the failed job's cause.
-    assert any(line.startswith("error: model_name_or_path") and "no-model" in line for line in text.splitlines())
+    # The worker's own error, not only torchrun's summary, and it is what the board shows as the failed job's cause.
+    assert any(line.startswith("error: ") and "bad.csv, line 2" in line for line in text.splitlines()), text[-3000:]
     from webui.jobs import error_summary
 
-    assert "no-model" in error_summary(text) and "ChildFailedError" not in error_summary(text)
+    assert "bad.csv, line 2" in error_summary(text) and "ChildFailedError" not in error_summary(text)

@@ -206,7 +206,8 @@ def test_learning_rate_zero_and_low_disk_are_alerts(make_args, monkeypatch):
 
 def test_ppo_reward_hacking_signs_are_alerts(make_args):
     """A KL bound of 0 is crossed at once; with 2 new tokens the random policy never stops: every answer is cut at
-    the maximum length."""
+    the maximum length, which ppo's own diagnosis names (ppo_truncated, with the share it logs) instead of the
+    generic response_length check."""
     from core.train.tuner import run_exp
 
     args = make_args(
@@ -221,7 +222,7 @@ def test_ppo_reward_hacking_signs_are_alerts(make_args):
     )
     run_exp(args)
     kinds = _kinds(args["output_dir"])
-    assert "kl" in kinds and "response_length" in kinds
+    assert "kl" in kinds and "ppo_truncated" in kinds and "response_length" not in kinds
 
 
 # --- the rules without a run: for signs a CPU run cannot make on demand ----------------------------------------------

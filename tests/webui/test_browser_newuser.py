@@ -26,7 +26,6 @@ def test_finish_a_run_reload_and_start_again_with_the_defaults(tmp_path: Path) -
             for attempt in range(2):
                 page.goto(url)
                 expect(page.locator("#start")).to_have_text("Start", timeout=30_000)
-                output_dir = page.locator("#output_dir textarea, #output_dir input").first
                 # The page load replaces the name the board was built with by one no folder has.
                 page.wait_for_function(
                     "(taken) => { const box = document.querySelector('#output_dir textarea, #output_dir input');"
@@ -34,15 +33,24 @@ def test_finish_a_run_reload_and_start_again_with_the_defaults(tmp_path: Path) -
                     arg=names,
                     timeout=30_000,
                 )
-                names.append(output_dir.input_value())
                 expect(page.locator("#start_from")).to_contain_text("new LoRA adapter")
+                # The run folder Start makes: the name the page load put in the box, which may land just after the
+                # box is first read, so the folder is found on disk rather than guessed from the box.
+                runs = tmp_path / "saves" / "demo" / "lora"
+                before = {path.name for path in runs.iterdir()} if runs.is_dir() else set()
                 page.locator("#start").click()
-                job_file = tmp_path / "saves" / "demo" / "lora" / names[-1] / "job.json"
+                started = []
                 for _ in range(300):  # the run folder appears once Start is accepted
-                    if job_file.is_file() or page.get_by_text("already holds a run").count():
+                    started = (
+                        [p.parent.name for p in runs.glob("*/job.json") if p.parent.name not in before]
+                        if runs.is_dir()
+                        else []
+                    )
+                    if started or page.get_by_text("already holds a run").count():
                         break
                     page.wait_for_timeout(100)
-                assert job_file.is_file(), f"Start with the defaults was refused on page {attempt + 1}"
+                assert started, f"Start with the defaults was refused on page {attempt + 1}"
+                names.append(started[0])
                 page.wait_for_function(
                     "(name) => !!document.querySelector('#view_run input')?.value.includes(name)",
                     arg=names[-1],

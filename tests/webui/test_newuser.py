@@ -71,7 +71,7 @@ def test_evaluation_runs_are_shown_as_such(ui: Any, board_home: Path) -> None:
     _fake_eval_run(_run_folder(board_home), "eval_2026-01-01-00-00-00")
     table = ui.board.runs_table("en")
     row = table[table.iloc[:, 0].str.endswith("eval_2026-01-01-00-00-00")].iloc[0]
-    assert row.iloc[1] == "evaluation (sft)"
+    assert (row.iloc[1], row.iloc[2]) == ("evaluation", "sft")  # the Runs table's kind and stage columns
     labels = [label for label, _ in ui.board.run_choices("zh") if label.startswith("demo/lora/eval_2026")]
     assert labels and "评估" in labels[0]
 

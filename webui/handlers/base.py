@@ -61,6 +61,7 @@ TEXT_FIELDS: dict[str, str] = {
     "train.oft_target": "module names",
     "train.report_to": "tracker names",
     "train.reward_funcs": "reward function names (built-in, or defined in reward_file)",
+    "runs.text": "a search text for the runs table",
     "train.reward_weights": "a comma list of numbers, one per reward function",
     "eval.dataset": "dataset names registered in eval's dataset_dir",
     "chat.system": "a system prompt",
