@@ -40,11 +40,12 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from transformers import GenerationConfig, Trainer, TrainerControl, TrainerState
+from transformers import GenerationConfig, TrainerControl, TrainerState
 from transformers.optimization import get_scheduler
 from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
 
 from core import runfolder
+from core.train.loop_trainer import LoopTrainerBase, enable_activation_checkpointing
 from core.train.ppo_trainer import Rollout, cut_after_stop, masked_mean
 from core.train.pref_losses import token_logps
 from core.train.rewards import Rewards
@@ -108,7 +109,7 @@ class _Indexed(Dataset):
         return {**self.dataset[index], "index": index}
 
 
-class GRPOTrainer:
+class GRPOTrainer(LoopTrainerBase):
     """GRPO on a causal LM policy (lora, freeze or full); see the module docstring for the algorithm."""
 
     def __init__(
@@ -228,37 +229,8 @@ class GRPOTrainer:
 
     @staticmethod
     def _enable_activation_checkpointing(model: nn.Module, training_args: Any) -> None:
-        """Recompute the decoder's activations in backward, as the Trainer does for the other stages; generation
-        runs in eval mode and keeps its cache."""
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        kwargs = dict(training_args.activation_checkpointing_kwargs or {})
-        every_n_layers, offload = kwargs.pop("every_n_layers", 1), kwargs.pop("offload", False)
-        # Non-reentrant checkpointing needs no input that requires grad, which a LoRA model's embeddings lack.
-        kwargs.setdefault("use_reentrant", False)
-        causal_lm.activation_checkpointing_enable(
-            activation_checkpointing_kwargs=kwargs, every_n_layers=every_n_layers, offload=offload
-        )
-
-    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
-        return Trainer.get_decay_parameter_names(self, model)
-
-    def _create_optimizer(self, model: nn.Module, training_args: Any, finetuning_args: Any) -> torch.optim.Optimizer:
-        """The optimizer `optim` names (AdamW by default), no weight decay on biases and norms; LoRA+ groups when
-        `loraplus_lr_ratio` is set: the same rules as the Trainer-based stages."""
-        from core.train.trainer_utils import create_loraplus_optimizer
-
-        self.model = model
-        optimizer = create_loraplus_optimizer(self, finetuning_args)
-        if optimizer is not None:
-            return optimizer
-        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
-        decay = set(self.get_decay_parameter_names(model))
-        trainable = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
-        groups = [
-            {"params": [p for n, p in trainable if n in decay], "weight_decay": training_args.weight_decay},
-            {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0},
-        ]
-        return optimizer_cls([g for g in groups if g["params"]], **kwargs)
+        enable_activation_checkpointing(causal_lm, training_args)
 
     # Data
     def _collate_prompts(self, rows: list[dict]) -> dict[str, Any]:
@@ -570,21 +542,6 @@ class GRPOTrainer:
             self._rotate_checkpoints()
         self.accelerator.wait_for_everyone()
         return folder
-
-    def _rotate_checkpoints(self) -> None:
-        """Keep the newest `save_total_limit` checkpoints, as the Trainer does."""
-        import shutil
-
-        limit = self.args.save_total_limit
-        if not limit:
-            return
-        found = sorted(
-            (int(p.name.split("-")[1]), p)
-            for p in Path(self.args.output_dir).glob("checkpoint-*")
-            if p.is_dir() and p.name.split("-")[1].isdigit()
-        )
-        for _, path in found[: max(0, len(found) - limit)]:
-            shutil.rmtree(path, ignore_errors=True)
 
     def load_checkpoint(self, folder: str | Path) -> None:
         """Continue from `checkpoint-N/`: weights, optimizer, schedule, step and log; samples.jsonl keeps the
