@@ -24,24 +24,7 @@ from webui.manager import alert, choice_pairs, entry
 
 logger = logging.getLogger(__name__)
 
-TABLE_COLUMNS = (
-    "name",
-    "kind",
-    "stage",
-    "method",
-    "model",
-    "datasets",
-    "state",
-    "steps",
-    "duration_s",
-    "train_loss",
-    "eval_loss",
-    "reward_accuracy",
-    "reward",
-    "created",
-    "error",
-    "path",
-)
+TABLE_COLUMNS = registry.COLUMNS  # the table shows every registry column, in its order
 """The table's columns, in order (registry row keys); the last is the run folder a click opens."""
 SORT_KEYS = (
     "created",
