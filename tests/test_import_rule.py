@@ -48,6 +48,7 @@ PURE_MODULES = [
     "core.data.progress",
     "core.data.readers",
     "core.data.converter",
+    "core.data.detect",
     "core.launcher",
     "core.deepspeed",
     "core.demo",
