@@ -49,6 +49,7 @@ PURE_MODULES = [
     "core.data.readers",
     "core.data.converter",
     "core.data.detect",
+    "core.data.register",
     "core.launcher",
     "core.deepspeed",
     "core.demo",
