@@ -50,6 +50,7 @@ PURE_MODULES = [
     "core.data.converter",
     "core.data.detect",
     "core.data.register",
+    "core.data.validate",
     "core.launcher",
     "core.deepspeed",
     "core.demo",

@@ -36,7 +36,12 @@ def _text(value: Any, column: str, fail) -> str:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    fail(f"column '{column}' must be text, got {type(value).__name__} {str(value)[:60]!r}")
+    fail(
+        f"column '{column}' must be text, got {type(value).__name__} {str(value)[:60]!r}",
+        "Make it a string.",
+        kind="not_text",
+        column=column,
+    )
     return ""
 
 
@@ -47,21 +52,24 @@ def _as_bool(value: Any, column: str, fail) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    fail(f"column '{column}' must be true or false, got {value!r}")
+    fail(
+        f"column '{column}' must be true or false, got {value!r}", "Use true or false.", kind="not_bool", column=column
+    )
     return False
 
 
 def convert_row(row: dict[str, Any], attr: DatasetAttr, where: str, file: str, need: str | None = None) -> dict:
     """Canonical form of one raw row. `need` is NEEDS[stage]: what the row must provide."""
 
-    def fail(what: str, fix: str = "") -> None:
-        raise RowError(f"{file}, {where}: dataset '{attr.name}': {what}." + (f" {fix}" if fix else ""))
+    def fail(what: str, fix: str = "", kind: str = "bad_row", column: str | None = None) -> None:
+        message = f"{file}, {where}: dataset '{attr.name}': {what}." + (f" {fix}" if fix else "")
+        raise RowError(message, kind=kind, column=column, what=what, fix=fix)
 
     def column(key: str, required: bool) -> Any:
         name = attr.columns.get(key)
         if name is None:
             if required:
-                fail(f"no '{key}' column configured", f"Set columns.{key} in {attr.info_file.name}.")
+                fail(f"no '{key}' column configured", f"Set columns.{key} in {attr.info_file.name}.", "unmapped")
             return None
         if name not in row:
             if required:
@@ -69,6 +77,8 @@ def convert_row(row: dict[str, Any], attr: DatasetAttr, where: str, file: str, n
                 fail(
                     f"column '{name}' ({key}) is missing (this row has: {present})",
                     f"Add it to the row or map columns.{key} to the right name in {attr.info_file.name}.",
+                    "missing_column",
+                    name,
                 )
             return None
         return row[name]
@@ -89,12 +99,20 @@ def convert_row(row: dict[str, Any], attr: DatasetAttr, where: str, file: str, n
     if attr.has_kto_tag:
         kto_tag = _as_bool(column("kto_tag", need == "kto"), str(attr.columns["kto_tag"]), fail)
     elif need == "kto":
-        fail("no kto_tag column", f"Set columns.kto_tag in {attr.info_file.name} (true = desirable answer).")
+        fail(
+            "no kto_tag column", f"Set columns.kto_tag in {attr.info_file.name} (true = desirable answer).", "unmapped"
+        )
 
     if need == "response" and len(response) != 1:
-        fail("no assistant answer to learn from", "Each row needs a response (the conversation's last turn).")
+        answer = attr.columns.get("response" if attr.formatting == "alpaca" else "messages")
+        fail(
+            "no assistant answer to learn from",
+            "Each row needs a response (the conversation's last turn).",
+            "no_answer",
+            answer,
+        )
     if need == "pair" and len(response) != 2:
-        fail("no chosen/rejected pair", "Preference stages need ranking data.")
+        fail("no chosen/rejected pair", "Preference stages need ranking data.", "no_pair")
     return {"_prompt": prompt, "_response": response, "_system": system, "_tools": tools or "", "_kto_tag": kto_tag}
 
 
@@ -108,10 +126,14 @@ def _alpaca(attr: DatasetAttr, column, fail, need) -> tuple[list[dict], list[dic
     history = column("history", False)
     if history:
         if not isinstance(history, list):
-            fail(f"column '{attr.columns['history']}' must be a list of [question, answer] pairs")
+            history_name = attr.columns["history"]
+            fail(
+                f"column '{history_name}' must be a list of [question, answer] pairs", "", "bad_history", history_name
+            )
         for i, pair in enumerate(history):
             if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
-                fail(f"history entry {i} must be a [question, answer] pair, got {str(pair)[:60]!r}")
+                what = f"history entry {i} must be a [question, answer] pair, got {str(pair)[:60]!r}"
+                fail(what, "", "bad_history", attr.columns["history"])
             messages.append({"role": USER, "content": _text(pair[0], "history", fail)})
             messages.append({"role": ASSISTANT, "content": _text(pair[1], "history", fail)})
     messages.append({"role": USER, "content": "\n".join(p for p in parts if p)})
@@ -146,7 +168,8 @@ def _sharegpt(attr: DatasetAttr, column, fail, need) -> tuple[list[dict], list[d
     raw = column("messages", True)
     messages_name = attr.columns["messages"]
     if not isinstance(raw, list):
-        fail(f"column '{messages_name}' must be a list of messages, got {type(raw).__name__}")
+        what = f"column '{messages_name}' must be a list of messages, got {type(raw).__name__}"
+        fail(what, "", "not_messages", messages_name)
     messages = []
     for i, msg in enumerate(raw):
         messages.append(_message(msg, i, role_of, tags, messages_name, fail))
@@ -160,13 +183,16 @@ def _sharegpt(attr: DatasetAttr, column, fail, need) -> tuple[list[dict], list[d
                 f"conversation roles out of order: message {i + (1 if system else 0)} is '{msg['role']}' "
                 f"but a {' or '.join(expected)} turn was expected there",
                 "Turns must alternate user -> assistant (a system message may come first).",
+                "role_order",
+                messages_name,
             )
     if not messages:
-        fail(f"column '{messages_name}' holds no user message")
+        fail(f"column '{messages_name}' holds no user message", "", "no_prompt", messages_name)
 
     if attr.ranking:
         if len(messages) % 2 == 0:
-            fail("a ranking conversation must end with a user turn (chosen and rejected are the answers)")
+            what = "a ranking conversation must end with a user turn (chosen and rejected are the answers)"
+            fail(what, "", "role_order", messages_name)
         pair = []
         for key in ("chosen", "rejected"):
             value = column(key, True)
@@ -175,7 +201,8 @@ def _sharegpt(attr: DatasetAttr, column, fail, need) -> tuple[list[dict], list[d
             else:
                 msg = _message(value, key, role_of, tags, str(attr.columns.get(key)), fail)
                 if msg["role"] not in ASSISTANT_LIKE:
-                    fail(f"'{attr.columns.get(key)}' must be an assistant message, got role '{msg['role']}'")
+                    what = f"'{attr.columns.get(key)}' must be an assistant message, got role '{msg['role']}'"
+                    fail(what, "", "bad_message", attr.columns.get(key))
                 pair.append(msg)
         return messages, pair, system
     if len(messages) % 2 == 0:
@@ -190,12 +217,16 @@ def _message(msg: Any, index, role_of: dict[str, str], tags: dict[str, str], col
             f"message {index} in '{column}' must be an object with '{role_tag}' and '{content_tag}', "
             f"got {str(msg)[:80]!r}",
             "Check tags.role_tag / tags.content_tag in dataset_info.json.",
+            "bad_message",
+            column,
         )
     role = role_of.get(msg[role_tag])
     if role is None:
         fail(
             f"message {index} has unknown role '{msg[role_tag]}' (known: {', '.join(role_of)})",
             "Map it with tags.user_tag / assistant_tag / observation_tag / function_tag / system_tag.",
+            "unknown_role",
+            column,
         )
     content = msg.get(content_tag)
     if content is None:
@@ -204,11 +235,13 @@ def _message(msg: Any, index, role_of: dict[str, str], tags: dict[str, str], col
             f"message {index} ({msg[role_tag]}) in '{column}' has no '{content_tag}'"
             + (" (it is null)" if content_tag in msg else ""),
             f"Give every message its text in '{content_tag}' (or map tags.content_tag in dataset_info.json).",
+            "empty_message",
+            column,
         )
     if not isinstance(content, str):
         import json
 
         content = json.dumps(content, ensure_ascii=False) if role == FUNCTION else None
         if content is None:
-            fail(f"message {index} content must be text")
+            fail(f"message {index} content must be text", "", "not_text", column)
     return {"role": role, "content": content or ""}

@@ -49,7 +49,7 @@ from core.data.processor.supervised import preprocess_supervised
 from core.data.processor.unsupervised import preprocess_unsupervised
 from core.data.progress import PrepareProgress
 from core.data.readers import count_rows, iter_rows
-from core.data.registry import FILE_TYPES, PAIRWISE_STAGES, DataError, DatasetAttr, RowError, get_dataset_list
+from core.data.registry import FILE_TYPES, DataError, DatasetAttr, RowError, check_stage, get_dataset_list
 from core.paths import cache_dir
 from core.runfolder import TRAINER_LOG
 
@@ -80,22 +80,7 @@ _CODE_FILES += [f"processor/{name}.py" for name in PROCESSORS]
 # Rows
 
 
-def _check_stage(attr: DatasetAttr, stage: str) -> None:
-    if stage in PAIRWISE_STAGES and not attr.ranking:
-        raise DataError(
-            f"{attr.info_file}: dataset '{attr.name}' has no chosen/rejected pairs (no \"ranking\": true), and stage "
-            f"{stage} trains on preference pairs. Pick a ranking dataset or another stage."
-        )
-    if stage == "kto" and not attr.has_kto_tag:
-        raise DataError(
-            f"{attr.info_file}: dataset '{attr.name}' has no kto_tag column, and stage kto needs each answer tagged "
-            "desirable (true) or not (false). Add columns.kto_tag or pick another dataset."
-        )
-    if stage in ("pt", "sft", "ppo", "grpo", "predict") and attr.ranking:
-        raise DataError(
-            f"{attr.info_file}: dataset '{attr.name}' is preference data (\"ranking\": true), and stage {stage} "
-            "needs plain prompts and answers. Pick a non-ranking dataset, or stage rm / dpo."
-        )
+_check_stage = check_stage  # core.data.stats imports it under this name
 
 
 _HUB: dict[tuple, Any] = {}

@@ -10,7 +10,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +37,30 @@ def file_type(path: Path) -> str:
     return kind
 
 
-def iter_rows(path: str | Path, start: int = 0, bad_rows: str = "raise") -> Iterator[tuple[str, Any]]:
+def iter_rows(
+    path: str | Path, start: int = 0, bad_rows: str = "raise", on_open: Callable[[Any], None] | None = None
+) -> Iterator[tuple[str, Any]]:
     """Yield `(where, row)` for every row from index `start` on; `where` is e.g. "line 17" (1-based).
 
     Rows before `start` are skipped without being parsed where the format allows (jsonl, txt, csv). A row that
     cannot be parsed on its own (a broken jsonl line, a non-object record) raises RowError, or with
     `bad_rows="yield"` comes out as `(where, RowError)` so that the caller can count it and go on.
+    `on_open(f)` is called with the opened text file (not for parquet), e.g. to follow `f.buffer.tell()`.
     """
-    for where, row in _iter_any(Path(path), start):
+    for where, row in _iter_any(Path(path), start, on_open):
         if isinstance(row, RowError) and bad_rows == "raise":
             raise row
         yield where, row
 
 
-def _iter_any(path: Path, start: int) -> Iterator[tuple[str, Any]]:
+def _iter_any(path: Path, start: int, on_open: Callable[[Any], None] | None = None) -> Iterator[tuple[str, Any]]:
     kind = file_type(path)
     if kind == "parquet":
         yield from _iter_parquet(path, start)
         return
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="" if kind == "csv" else None) as f:
+        if on_open is not None:
+            on_open(f)
         if kind == "jsonl":
             yield from _iter_jsonl(path, f, start)
         elif kind == "txt":
@@ -84,9 +89,8 @@ def count_rows(path: str | Path) -> int | None:
 
 
 def _not_object(path: Path, where: str, value: Any) -> RowError:
-    return RowError(
-        f"{path}, {where}: a row must be a JSON object of columns, got {type(value).__name__} {str(value)[:60]!r}."
-    )
+    what = f"a row must be a JSON object of columns, got {type(value).__name__} {str(value)[:60]!r}"
+    return RowError(f"{path}, {where}: {what}.", kind="not_object", what=what, fix="Make the row a JSON object.")
 
 
 def _bad_text(path: Path, where: str, raw: str, row: Any, columns: bool = True) -> RowError | None:
@@ -94,17 +98,17 @@ def _bad_text(path: Path, where: str, raw: str, row: Any, columns: bool = True) 
     nest deeper than MAX_DEPTH: the error naming it, else None. Cheap for ordinary rows (two substring scans)."""
     bad = _BAD_BYTE.search(raw)
     if bad:
-        return RowError(
-            f"{path}, {where}: byte 0x{ord(bad.group()) - 0xDC00:02x}"
-            + (f" at column {bad.start() + 1}" if columns else "")
-            + " is not UTF-8. "
-            "Save the file as UTF-8 (or fix that row)."
-        )
+        what = f"byte 0x{ord(bad.group()) - 0xDC00:02x}" + (f" at column {bad.start() + 1}" if columns else "")
+        what += " is not UTF-8"
+        fix = "Save the file as UTF-8 (or fix that row)."
+        return RowError(f"{path}, {where}: {what}. {fix}", kind="not_utf8", what=what, fix=fix)
     if "\\u" not in raw and raw.count("[") + raw.count("{") <= MAX_DEPTH:
         return None
     problem = _deep_or_surrogate(row, 0)
     if problem:
-        return RowError(f"{path}, {where}: {problem}. Fix that row.")
+        return RowError(
+            f"{path}, {where}: {problem}. Fix that row.", kind="bad_value", what=problem, fix="Fix that row."
+        )
     return None
 
 
@@ -142,13 +146,14 @@ def _iter_jsonl(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            msg = (
-                f"{path}, {where}: not valid JSON at column {err.colno}: {err.msg}. Each line must be one JSON object."
-            )
-            yield where, RowError(msg)
+            what, fix = f"not valid JSON at column {err.colno}: {err.msg}", "Each line must be one JSON object."
+            yield where, RowError(f"{path}, {where}: {what}. {fix}", kind="bad_json", what=what, fix=fix)
             continue
         except RecursionError:
-            yield where, RowError(_too_deep(path, where))
+            yield (
+                where,
+                RowError(_too_deep(path, where), kind="bad_value", what="nested too deep", fix="Fix that row."),
+            )
             continue
         if not isinstance(row, dict):
             yield where, _not_object(path, where, row)
@@ -177,11 +182,9 @@ def _iter_csv(path: Path, f, start: int) -> Iterator[tuple[str, Any]]:
             continue
         where = f"line {reader.line_num}"
         if None in row:
-            msg = (
-                f"{path}, {where}: more fields than the header's {len(reader.fieldnames or [])} columns. "
-                "Quote fields that contain commas."
-            )
-            yield where, RowError(msg)
+            what = f"more fields than the header's {len(reader.fieldnames or [])} columns"
+            fix = "Quote fields that contain commas."
+            yield where, RowError(f"{path}, {where}: {what}. {fix}", kind="csv_fields", what=what, fix=fix)
             continue
         raw = "\x00".join(value for value in row.values() if isinstance(value, str))
         yield where, _bad_text(path, where, raw, row, columns=False) or row

@@ -76,7 +76,17 @@ class DataError(UserError, ValueError):
 
 
 class RowError(DataError):
-    """One bad row; `skip_bad_rows: true` skips these and counts them instead of failing."""
+    """One bad row; `skip_bad_rows: true` skips these and counts them instead of failing.
+
+    `kind` names the sort of problem ("bad_json", "missing_column", ...: the dataset studio counts them), `column`
+    the raw column at fault when there is one, `what` and `fix` the two halves of the message.
+    """
+
+    def __init__(
+        self, message: str, *, kind: str = "bad_row", column: str | None = None, what: str = "", fix: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.kind, self.column, self.what, self.fix = kind, column, what, fix
 
 
 @dataclass
@@ -206,7 +216,12 @@ def get_dataset_attr(name: str, dataset_dir: str | os.PathLike) -> DatasetAttr:
         raise DataError(
             f"{info_file}: no dataset named '{name}'.{_closest(name, list(info))} Known: {', '.join(sorted(info))}."
         )
-    entry = info[name]
+    return entry_attr(name, info[name], root, info_file)
+
+
+def entry_attr(name: str, entry: dict[str, Any], root: Path, info_file: Path) -> DatasetAttr:
+    """The DatasetAttr of one entry (`file_name` relative to `root`), checked as get_dataset_attr checks it; also
+    for an entry not registered yet (the dataset studio validates a file before adding it)."""
     problems = []
     unknown = sorted(set(entry) - _KNOWN_KEYS)
     if unknown:
@@ -264,6 +279,25 @@ def get_dataset_attr(name: str, dataset_dir: str | os.PathLike) -> DatasetAttr:
         columns=columns,
         tags=tags,
     )
+
+
+def check_stage(attr: DatasetAttr, stage: str) -> None:
+    """DataError when a stage cannot train on this dataset (pairs for rm/dpo/..., kto labels for kto)."""
+    if stage in PAIRWISE_STAGES and not attr.ranking:
+        raise DataError(
+            f"{attr.info_file}: dataset '{attr.name}' has no chosen/rejected pairs (no \"ranking\": true), and stage "
+            f"{stage} trains on preference pairs. Pick a ranking dataset or another stage."
+        )
+    if stage == "kto" and not attr.has_kto_tag:
+        raise DataError(
+            f"{attr.info_file}: dataset '{attr.name}' has no kto_tag column, and stage kto needs each answer tagged "
+            "desirable (true) or not (false). Add columns.kto_tag or pick another dataset."
+        )
+    if stage in ("pt", "sft", "ppo", "grpo", "predict") and attr.ranking:
+        raise DataError(
+            f"{attr.info_file}: dataset '{attr.name}' is preference data (\"ranking\": true), and stage {stage} "
+            "needs plain prompts and answers. Pick a non-ranking dataset, or stage rm / dpo."
+        )
 
 
 def split_names(names: str | list[str] | None) -> list[str]:
