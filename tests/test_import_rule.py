@@ -51,6 +51,7 @@ PURE_MODULES = [
     "core.data.detect",
     "core.data.register",
     "core.data.validate",
+    "core.data.curate",
     "core.launcher",
     "core.deepspeed",
     "core.demo",
