@@ -435,7 +435,7 @@ COMMANDS: dict[str, Command] = {
     "version": Command(_version, "print the version"),
     "env": Command(_env, "print versions of the stack and the visible devices, for bug reports"),
     "demo": Command(_demo, "build the offline demo model"),
-    "data": Command(_data, "inspect datasets: list, preview, statistics"),
+    "data": Command(_data, "datasets: list, preview, statistics; add, validate, curate"),
     "sweep": Command(_sweep, "a grid of runs: sweep job.yaml learning_rate=1e-4,5e-4 lora_rank=8,16"),
     "runs": Command(_runs, "the runs under saves: runs list [--json] | diff A B | rerun A (the board's Runs tab)"),
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),

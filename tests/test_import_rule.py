@@ -52,6 +52,7 @@ PURE_MODULES = [
     "core.data.register",
     "core.data.validate",
     "core.data.curate",
+    "core.data.studio_cli",
     "core.launcher",
     "core.deepspeed",
     "core.demo",

@@ -4,9 +4,10 @@
     llamafactory-cli data preview --dataset X [--dataset-dir D] [--offset N] [--limit N] [--json]
     llamafactory-cli data stats --dataset X --model M [--template T] [--dataset-dir D] [--stage sft]
                                 [--cutoff-len 1024] [--batch-size 8] [--packing] [--json]
+    llamafactory-cli data add FILE --name N | validate FILE | curate --dataset N --out M   (core.data.studio_cli)
 
-`list` and `preview` never import the training stack (the board runs them in-process or as a fast subprocess);
-`stats` loads the model's tokenizer.
+`list`, `preview`, `add`, `validate` and `curate` never import the training stack (the board runs them in-process
+or as a fast subprocess); `stats` loads the model's tokenizer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import sys
 from typing import Any
 
+from core.data import studio_cli
 from core.data.registry import DATASET_INFO, DataError, list_datasets
 from core.errors import option_spelling
 from core.paths import DEMO_DATA_DIR, resolve_dataset_dir
@@ -24,7 +26,9 @@ STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llamafactory-cli data", description="Inspect registered datasets.")
+    parser = argparse.ArgumentParser(
+        prog="llamafactory-cli data", description="Inspect, add, check and curate registered datasets."
+    )
     sub = parser.add_subparsers(dest="action", required=True)
 
     listing = sub.add_parser("list", help="names in dataset_info.json, optionally only those a stage can use")
@@ -54,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--packing", action="store_true", help="also report sft with packing (always shown for sft)")
     stats.add_argument("--max-samples", type=int, default=None, help="only the first N rows of each dataset")
     stats.add_argument("--json", action="store_true", help="print JSON instead of text")
+    studio_cli.add_parsers(sub)
     return parser
 
 
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.action in studio_cli.ACTIONS:
+        return studio_cli.run(args)
     if args.action == "list":
         _list(args)
     elif args.action == "preview":

@@ -54,15 +54,16 @@ Progress = Callable[[int, int, int], None]
 
 def stage_for(entry: dict[str, Any], path: str | os.PathLike | None = None) -> str:
     """The stage a dataset is checked for when none is given: dpo for ranking data, kto for labelled data, pt for
-    plain text (a "text" prompt and no response), else sft."""
+    plain text (a .txt file, or alpaca columns mapping only the prompt), else sft."""
     columns = entry.get("columns") or {}
     if entry.get("ranking"):
         return "dpo"
     if columns.get("kto_tag"):
         return "kto"
     alpaca = entry.get("formatting", "alpaca") == "alpaca"
-    text = columns.get("prompt") == "text" or (path is not None and str(path).lower().endswith(".txt"))
-    if alpaca and text and not columns.get("response"):
+    txt = path is not None and str(path).lower().endswith(".txt")
+    only_prompt = columns.get("prompt") and not any(columns.get(k) for k in ("query", "response", "history", "chosen"))
+    if alpaca and (txt or only_prompt):
         return "pt"
     return "sft"
 
