@@ -93,10 +93,19 @@ def _not_object(path: Path, where: str, value: Any) -> RowError:
     return RowError(f"{path}, {where}: {what}.", kind="not_object", what=what, fix="Make the row a JSON object.")
 
 
+def _encodes(text: str) -> bool:
+    """Whether `text` holds no escaped byte (no surrogate): encoding runs in C, ~20x faster than a regex scan."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _bad_text(path: Path, where: str, raw: str, row: Any, columns: bool = True) -> RowError | None:
     """A row whose raw text holds bytes that are not UTF-8, or whose values hold a lone surrogate (`"\\ud800"`) or
     nest deeper than MAX_DEPTH: the error naming it, else None. Cheap for ordinary rows (two substring scans)."""
-    bad = _BAD_BYTE.search(raw)
+    bad = None if raw.isascii() or _encodes(raw) else _BAD_BYTE.search(raw)
     if bad:
         what = f"byte 0x{ord(bad.group()) - 0xDC00:02x}" + (f" at column {bad.start() + 1}" if columns else "")
         what += " is not UTF-8"

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def _locked(root: Path) -> Iterator[None]:
 
 def _write_atomic(path: Path, write: Callable[[Path], Any]) -> Any:
     """Run `write(tmp)` on a temporary file next to `path`, flush it to disk, and rename it onto `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         result = write(tmp)
         with tmp.open("rb+") as handle:
