@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import os
 import shutil
@@ -97,6 +98,24 @@ def _write_text(path: Path, text: str) -> None:
     _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def _os_errors(function: Callable) -> Callable:
+    """OSError (a read-only folder, a full disk) -> DataError naming the path, so the CLI and the board show one
+    line instead of a traceback."""
+
+    @functools.wraps(function)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except OSError as err:
+            where = err.filename or (args[0] if args else "")
+            raise DataError(
+                f"{where}: cannot be written or read ({err.strerror or err}). Check the folder's permissions and free "
+                "space, or give another dataset_dir."
+            ) from None
+
+    return wrapped
+
+
 # The registry's text
 
 
@@ -147,6 +166,7 @@ def spliced(text: str, name: str, entry: dict[str, Any], path: Path) -> str:
     return text[:body_end] + item + (tail if "\n" in tail else "\n") + text[close:]
 
 
+@_os_errors
 def register_entry(dataset_dir: str | os.PathLike, name: str, entry: dict[str, Any], *, replace: bool = False) -> Path:
     """Set `name` to `entry` in dataset_dir/dataset_info.json (backup, temp file + rename, other entries untouched).
     Raises NameTaken when it exists and `replace` is False, DataError when the file is malformed (it is then left
@@ -267,6 +287,7 @@ def copy_data(source: Path, target: Path, skip_rows: Collection[int] | None = No
     return _write_atomic(target, lambda tmp: _copy_rows(source, tmp, kind, skip))
 
 
+@_os_errors
 def add_dataset(
     dataset_dir: str | os.PathLike,
     name: str,

@@ -214,4 +214,7 @@ def _curate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"add": _add, "validate": _validate, "curate": _curate}[args.action](args)
+    try:
+        return {"add": _add, "validate": _validate, "curate": _curate}[args.action](args)
+    except OSError as err:  # an unreadable file or an unwritable folder: one line, no traceback
+        raise DataError(f"{err.filename or ''}: {err.strerror or err}. Check the path and its permissions.") from None

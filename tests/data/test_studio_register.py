@@ -150,3 +150,17 @@ def test_concurrent_adds_keep_every_entry(ddir, source):
         t.join()
     assert not errors
     assert set(json.loads((ddir / "dataset_info.json").read_text())) == {"mine", "中文", *(f"n{i}" for i in range(8))}
+
+
+def test_a_full_disk_is_one_readable_error_and_leaves_nothing(ddir, source, monkeypatch):
+    import shutil
+
+    def full(src, dst):
+        open(dst, "w").close()  # noqa: SIM115 - a partial temp file, as a full disk leaves one
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    with pytest.raises(DataError, match="No space left on device"):
+        add_dataset(ddir, "qa", source, ENTRY)
+    assert (ddir / "dataset_info.json").read_text(encoding="utf-8") == ORIGINAL
+    assert {p.name for p in ddir.iterdir()} == {"dataset_info.json"}
