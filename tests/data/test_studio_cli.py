@@ -108,3 +108,29 @@ def test_validate_json_and_curate(tmp_path, renamed, capsys):
     assert (result["rows_out"], result["eval_rows"], result["names"]) == (3, 1, ["qa2", "qa2_eval"])
     assert run("curate", "--dataset", "qa", "--out", "qa3", "--match", "[", "--dataset-dir", ddir) == 2
     assert "not a valid regular expression" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "rows, stage, column",
+    [
+        ([{"Frage": "q", "Antwort": "a"}], "sft", "input_ids"),
+        ([{"question": "q", "better": "good", "worse": "bad"}], "dpo", "chosen_input_ids"),
+        ([{"question": "q", "answer": "a", "label": str(i % 2 == 0).lower()} for i in range(4)], "kto", "kto_tags"),
+    ],
+)
+def test_added_csv_prepares_for_its_stage(tmp_path, tokenizer, rows, stage, column, capsys):
+    """The whole training loader (tokenized, cached Arrow set), not only the row conversion."""
+    from datahelp import training_args
+
+    from core.data.loader import get_dataset
+    from core.data.template import get_template_and_fix_tokenizer
+
+    path = write_csv(tmp_path / "mine.csv", rows * 3)
+    ddir = tmp_path / "data"
+    extra = ["--column", "prompt=Frage", "--column", "response=Antwort"] if "Frage" in rows[0] else []
+    assert run("add", path, "--name", "mine", "--dataset-dir", ddir, *extra) == 0, capsys.readouterr().err
+    assert f"(stage {stage})" in capsys.readouterr().out
+    args = data_args(dataset="mine", dataset_dir=str(ddir))
+    template = get_template_and_fix_tokenizer(tokenizer, args)
+    train = get_dataset(template, None, args, training_args(), stage, tokenizer)["train_dataset"]
+    assert len(train) == len(rows) * 3 and column in train.column_names
