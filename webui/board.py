@@ -16,12 +16,14 @@ from webui.handlers.live import LiveView
 from webui.handlers.plan import PlanHandlers
 from webui.handlers.preview import PreviewHandlers
 from webui.handlers.runs import RunsHandlers
+from webui.handlers.sweep import SweepHandlers
 from webui.handlers.top import TopHandlers
 from webui.handlers.train import TrainHandlers
 
 
-class Board(TopHandlers, TrainHandlers, PlanHandlers, PreviewHandlers, LiveView, RunsHandlers):
-    """Top bar, Train and Runs: `Board(runner, manager=None, saves_root=None)` (webui.handlers.base.BoardBase)."""
+class Board(TopHandlers, TrainHandlers, PlanHandlers, PreviewHandlers, LiveView, RunsHandlers, SweepHandlers):
+    """Top bar, Train (with its Sweep section) and Runs: `Board(runner, manager=None, saves_root=None)`
+    (webui.handlers.base.BoardBase)."""
 
 
 class Infer(EvalHandlers, ChatHandlers, ExportHandlers):

@@ -264,6 +264,9 @@ class GracefulStopCallback(TrainerCallback):
             return
         self.stop_requested = True
         logger.warning("Received %s: stopping after this step and saving.", signal.Signals(signum).name)
+        notice = getattr(self._previous.get(signum), "notice", None)
+        if callable(notice):  # a handler that wants to know (core.sweep: run no further member)
+            notice(signum)
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread() or self._previous:

@@ -62,6 +62,11 @@ TEXT_FIELDS: dict[str, str] = {
     "train.report_to": "tracker names",
     "train.reward_funcs": "reward function names (built-in, or defined in reward_file)",
     "runs.text": "a search text for the runs table",
+    **{f"train.sweep_key{i}": "an argument name (the sweep varies it)" for i in (1, 2, 3)},
+    **{
+        f"train.sweep_values{i}": "comma-separated values; each member's arguments are checked like Start's"
+        for i in (1, 2, 3)
+    },
     "train.reward_weights": "a comma list of numbers, one per reward function",
     "eval.dataset": "dataset names registered in eval's dataset_dir",
     "chat.system": "a system prompt",

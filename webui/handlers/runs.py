@@ -41,8 +41,8 @@ SORT_KEYS = (
 )
 COMPARE = ("runs.compare", "runs.compare_metric", "runs.compare_x")
 """The controls of a comparison: the runs (folders), the metric overlaid, the x axis (step / tokens)."""
-FILTERS = ("runs.model", "runs.stage", "runs.state", "runs.text", "runs.sort", "runs.descending")
-"""The controls that choose what the table shows."""
+FILTERS = ("runs.model", "runs.stage", "runs.state", "runs.text", "runs.sort", "runs.descending", "runs.sweep")
+"""The controls that choose what the table shows (a picked sweep keeps its members only)."""
 
 
 def _cell(lang: str | None, row: dict[str, Any], key: str) -> Any:
@@ -89,6 +89,9 @@ class RunsHandlers(BoardBase):
         rows = registry.filter_runs(
             rows, values.get("runs.model"), values.get("runs.stage"), values.get("runs.state"), values.get("runs.text")
         )
+        if values.get("runs.sweep"):
+            members = self.sweep_members(values["runs.sweep"])
+            rows = [row for row in rows if resolved(row["path"]) in members]
         key = values.get("runs.sort") or "created"
         descending = bool(values.get("runs.descending")) if values.get("runs.sort") else True
         rows = registry.sort_runs(rows, key, descending)
@@ -117,6 +120,7 @@ class RunsHandlers(BoardBase):
             extra = [value for value in picked if value not in known]
             updates[key] = gr.update(choices=choices + extra, value=picked)
         updates["runs.compare"] = gr.update(choices=self.compare_choices(rows))
+        updates["runs.sweep"] = gr.update(choices=self.sweep_choices(lang))
         return updates
 
     def compare_choices(self, rows: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from core.sweep import METRICS as SWEEP_METRICS
 from webui import plots
 from webui.handlers.events import ALERTS, bind
 from webui.handlers.live import LIVE_VIEW
 from webui.handlers.runs import COMPARE, FILTERS, TABLE_COLUMNS
+from webui.handlers.sweep import SWEEP_VIEW
 from webui.manager import button_label, choice_pairs, initial
 
 _WIDTHS = {
@@ -70,6 +72,25 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
         )  # fmt: skip
     compare_plot = gr.Plot(elem_id="runs_compare_plot", **initial(lang, "runs.compare_plot"))
     diff = gr.Dataframe(interactive=False, wrap=True, elem_id="runs_diff", **initial(lang, "runs.diff"))
+    with gr.Row(equal_height=True):
+        sweep = gr.Dropdown(
+            board.sweep_choices(lang), value="", scale=4, elem_id="runs_sweep", **initial(lang, "runs.sweep")
+        )
+        sweep_metric = gr.Dropdown(
+            choice_pairs(lang, "runs.sweep_metric", SWEEP_METRICS), value="eval_loss", scale=1,
+            elem_id="runs_sweep_metric", **initial(lang, "runs.sweep_metric"),
+        )  # fmt: skip
+        sweep_abort = gr.Button(
+            variant="stop",
+            scale=0,
+            min_width=160,
+            elem_id="runs_sweep_abort",
+            **button_label(lang, "runs.sweep_abort"),
+        )
+    sweep_summary = gr.Dataframe(
+        interactive=False, wrap=True, elem_id="runs_sweep_summary", **initial(lang, "runs.sweep_summary")
+    )
+    sweep_plot = gr.Plot(elem_id="runs_sweep_plot", **initial(lang, "runs.sweep_plot"))
     table = gr.Dataframe(
         value=board.runs_table(lang, rows=rows),
         interactive=False,
@@ -93,6 +114,11 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
         "compare_button": compare_button,
         "compare_plot": compare_plot,
         "diff": diff,
+        "sweep": sweep,
+        "sweep_metric": sweep_metric,
+        "sweep_abort": sweep_abort,
+        "sweep_summary": sweep_summary,
+        "sweep_plot": sweep_plot,
         "table": table,
     }
 
@@ -102,8 +128,15 @@ def bind_runs(board: Board, tabs: gr.Tabs, demo: gr.Blocks | None = None) -> Non
     arguments; a page opened with `?compare=a,b` shows that comparison; a click on a row opens that run in the Train
     tab."""
     m = board.manager
-    outputs = ["runs.table", "runs.model", "runs.stage", "runs.state", "runs.compare"]
+    outputs = ["runs.table", "runs.model", "runs.stage", "runs.state", "runs.compare", "runs.sweep"]
     bind(board, m["runs.refresh"].click, board.refresh_runs_table, FILTERS, outputs)
+    # A sweep picked: the table keeps only its members, the summary ranks them, the plot overlays them.
+    sweep_out = ["runs.sweep_summary", "runs.sweep_plot"]
+    bind(board, m["runs.sweep"].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
+    for key in SWEEP_VIEW:
+        bind(board, m[key].input, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
+    bind(board, m["runs.refresh"].click, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
+    bind(board, m["runs.sweep_abort"].click, board.abort_sweep, ["runs.sweep"], [])
     compared = ["runs.compare_plot", "runs.diff"]
     bind(board, m["runs.compare_button"].click, board.compare_runs, COMPARE, compared)
     for key in ("runs.compare_metric", "runs.compare_x"):

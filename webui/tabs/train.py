@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from core.sweep import MAX_KEYS as MAX_SWEEP_KEYS
+from core.sweep import METRICS as SWEEP_METRICS
 from webui.args import FORM_DEFAULTS
 from webui.controls import (
     GRPO_KEYS,
@@ -28,7 +30,8 @@ from webui.handlers.events import bind
 from webui.handlers.live import LIVE_VIEW
 from webui.handlers.plan import PLAN_INPUTS
 from webui.handlers.render import device_count_html, progress_html, start_from_html
-from webui.manager import button_label, choice_pairs, initial
+from webui.handlers.sweep import SWEEP_CONTROLS, SWEEPABLE
+from webui.manager import alert, button_label, choice_pairs, initial
 from webui.tabs.factory import make, make_rows
 
 if TYPE_CHECKING:
@@ -142,6 +145,8 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
         add("stop_keep_best", gr.Button(variant="stop", elem_id="stop_keep_best", **_button(lang, "stop_keep_best")))
         add("rerun", gr.Button(elem_id="rerun", **_button(lang, "rerun")))
 
+    _sweep_section(lang, add)
+
     start_from = start_from_html(lang, top["checkpoint_path"].value, top["finetuning_type"].value or "lora")
     add("start_from", gr.HTML(start_from, elem_id="start_from"))
     add("plan", gr.HTML("", elem_id="plan"))  # webui.handlers.plan: fits / tight / will not fit, and the time
@@ -209,6 +214,32 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
     return elems
 
 
+def _sweep_section(lang: str, add: Any) -> None:
+    """Sweep (webui/handlers/sweep.py): up to three keys with comma-separated values, the metric the summary ranks
+    by, a preview of the runs it makes, Start sweep and Abort sweep."""
+    with gr.Accordion(open=False, elem_id="sweep_tab", label=initial(lang, "train.sweep_tab").get("label", "")) as tab:
+        add("sweep_tab", tab)
+        with gr.Row(equal_height=True):
+            for index in range(1, MAX_SWEEP_KEYS + 1):
+                with gr.Column(min_width=200):
+                    key = f"sweep_key{index}"
+                    add(
+                        key,
+                        gr.Dropdown(SWEEPABLE, value=None, allow_custom_value=True, elem_id=key, **_text(lang, key)),
+                    )
+                    name = f"sweep_values{index}"
+                    add(name, gr.Textbox(elem_id=name, **_text(lang, name)))
+        with gr.Row(equal_height=True):
+            metrics = choice_pairs(lang, "train.sweep_metric", SWEEP_METRICS)
+            add(
+                "sweep_metric",
+                gr.Dropdown(metrics, value="eval_loss", elem_id="sweep_metric", **_text(lang, "sweep_metric")),
+            )
+            add("sweep_start", gr.Button(variant="primary", elem_id="sweep_start", **_button(lang, "sweep_start")))
+            add("sweep_abort", gr.Button(variant="stop", elem_id="sweep_abort", **_button(lang, "sweep_abort")))
+        add("sweep_preview", gr.Markdown(alert(lang, "sweep_none"), elem_id="sweep_preview"))
+
+
 def _text(lang: str, name: str) -> dict[str, Any]:
     return initial(lang, f"train.{name}")
 
@@ -260,6 +291,12 @@ def bind_train(board: Board) -> None:
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])
     bind(board, m["train.abort"].click, board.abort, ["train.view_run"], [])
     bind(board, m["train.stop_keep_best"].click, board.stop_keep_best, ["train.view_run"], [])
+    sweep_form = [*form, *SWEEP_CONTROLS]
+    bind(board, m["train.sweep_start"].click, board.start_sweep, sweep_form, [*live, "train.output_dir"])
+    bind(board, m["train.sweep_abort"].click, board.abort_sweep, ["train.view_run"], [])
+    preview_in = [*SWEEP_CONTROLS, "train.output_dir", "train.devices"]
+    for key in preview_in:
+        bind(board, m[key].change, board.sweep_preview, preview_in, ["train.sweep_preview"], api_name=False)
     rerun_inputs = ["train.view_run", "train.devices", "train.ds_stage", "train.trust_remote_code"]
     bind(board, m["train.rerun"].click, board.rerun, rerun_inputs, live)
     view = ["train.view_run", "train.poll_state", "train.loss_log_y"]
