@@ -55,3 +55,38 @@ def test_a_2x2_sweep_runs_every_member_and_ranks_them_by_the_metric(make_args, t
     print(f"2x2 sweep on the demo model: {seconds:.1f} s")
     by_reward = sweep.summary(saves / "demo" / "lora" / "grid", "train_loss")
     assert [row["train_loss"] for row in by_reward] == sorted(row["train_loss"] for row in by_reward)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["between-members", "while-a-member-trains"])
+def test_ctrl_c_stops_the_sweep_after_the_running_member(tmp_path, capsys, training):
+    """Ctrl-C in `llamafactory-cli sweep`: while a member trains, its GracefulStopCallback takes SIGINT (the member
+    stops at its next step and saves) and the sweep runs no further member; outside training it stops at once."""
+    import signal
+
+    from core.train.callbacks import GracefulStopCallback
+
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"stage": "sft", "output_dir": str(tmp_path / "saves" / "m" / "lora" / "g")}))
+    ran = []
+
+    def run_job(argv, args):
+        ran.append(args["output_dir"])
+        callback = GracefulStopCallback()
+        if training:
+            callback.install()
+        signal.raise_signal(signal.SIGINT)
+        if training:
+            assert callback.stop_requested  # the member itself stops gracefully
+            callback.restore()
+        return 0
+
+    previous = signal.getsignal(signal.SIGINT)
+    status = sweep.main([str(job), "learning_rate=1,2", "lora_rank=4,8"], run_job=run_job)
+    assert status == 130 and len(ran) == 1
+    assert signal.getsignal(signal.SIGINT) is previous
+    record = json.loads((tmp_path / "saves" / "m" / "lora" / "g" / sweep.SWEEP_JSON).read_text())
+    assert record["aborted"] is True
+    out = capsys.readouterr().out
+    assert "aborted (Ctrl-C)" in out
+    states = [line.split()[-2] for line in out.splitlines()[-3:]]
+    assert states == ["aborted"] * 3  # the three members never run
