@@ -78,6 +78,12 @@ def test_a_rising_eval_loss_stops_early_and_keeps_the_best_checkpoint(make_args,
         f"Best checkpoint: checkpoint-{best_step} (eval_loss {best_loss:.4g}); the final model is its weights" in said
     )
     assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    # The live view's line under the progress bar (webui.handlers.stopline) reads the same from this log.
+    from webui.handlers.stopline import parse_stop, stop_html
+
+    line = stop_html("en", parse_stop(said))
+    assert f"Stopped early at step {stopped}: eval_loss did not improve for {patience} evaluations" in line
+    assert f"Best checkpoint: checkpoint-{best_step} (eval_loss {best_loss:.4g}); the final model is its" in line
     # save_total_limit 1 still keeps the best checkpoint, and the final adapter is its weights.
     best = load_file(out / f"checkpoint-{best_step}" / "adapter_model.safetensors")
     final = load_file(out / "adapter_model.safetensors")
@@ -129,6 +135,11 @@ def test_stop_and_keep_best_ends_a_running_job_with_its_best_checkpoint(make_arg
     assert stopped < 400 and state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
     assert "Stop and keep best: the final model will be the best checkpoint." in said
     assert f"Best checkpoint: checkpoint-{best_step} (eval loss" in said
+    from webui.handlers.stopline import parse_stop, stop_html
+
+    line = stop_html("en", parse_stop(said))
+    assert f"Stopped at step {stopped} by Stop and keep best." in line
+    assert f"Best checkpoint: checkpoint-{best_step} (eval loss" in line and "the final model is its weights" in line
     best = load_file(out / f"checkpoint-{best_step}" / "adapter_model.safetensors")
     final = load_file(out / "adapter_model.safetensors")
     assert all((best[k] == final[k]).all() for k in best)

@@ -30,6 +30,7 @@ from webui.handlers.render import (
     samples_table,
     state_name,
 )
+from webui.handlers.stopline import parse_stop, stop_html
 from webui.manager import alert
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Watcher:
     text: str = ""
     end: int = 0  # the log file's size where `text` ends
     text_version: int = 0
+    stop: dict[str, Any] = field(default_factory=dict)  # webui.handlers.stopline: the early stop, the best checkpoint
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def poll(self) -> tuple[list[dict[str, Any]], str, int, int]:
@@ -80,6 +82,7 @@ class Watcher:
             text = self.tail.poll()
             if text != self.text:
                 self.text, self.text_version = text, self.text_version + 1
+                self.stop = parse_stop(text, self.stop)
             self.end = self.tail.end
             end = self.end
             # The reader's own list (appended in place), not a copy: webui.plots extends its cached series only
@@ -231,7 +234,7 @@ class LiveView(BoardBase):
             # The run list shows each run's state; refresh it when the viewed run's state changes.
             updates["train.view_run"] = gr.update(choices=self.run_choices(lang))
         progress = jobs.progress(records, job) if job is not None else None
-        updates["train.progress"] = progress_html(lang, progress, shown_job)
+        updates["train.progress"] = progress_html(lang, progress, shown_job) + stop_html(lang, watcher.stop)
         stage = watcher.stage or (job or {}).get("stage")
         if any(key[name] != seen.get(name) for name in ("records", "system", "run", "lang", "log_y")):
             updates.update(figures(lang, records, stage, log_y=key["log_y"], samples=system))
