@@ -457,35 +457,60 @@ def _ema(values: list[float], weight: float) -> list[float]:
 
 def compare_figure(
     runs: dict[str, list[dict[str, Any]]],
-    metric: str = "loss",
+    metric: str | list[str] = "loss",
     x: str = "step",
     smoothing: float = 0.6,
     title: str = "Compare",
     hint: str = "Pick two or more runs to compare.",
+    titles: list[str] | None = None,
 ):
-    """One metric of several runs on shared axes, one colour and legend entry per run (the run's name), against
-    the step or the tokens seen (`x`: "step" or "tokens"; a record without total_tokens takes the last one logged
-    before it). `loss` is smoothed with `smoothing`; accuracy reads rewards/accuracies or accuracy."""
-    keys = ACCURACY_KEYS if metric == "accuracy" else (metric,)
+    """One or more metrics of several runs on shared axes, one colour and legend entry per run (the run's name),
+    against the step or the tokens seen (`x`: "step" or "tokens"; a record without total_tokens takes the last one
+    logged before it). Several metrics are stacked panels over one x axis, each titled from `titles`. `loss` is
+    smoothed with `smoothing` (0 = raw); accuracy reads rewards/accuracies or accuracy."""
+    metrics = [metric] if isinstance(metric, str) else [str(one) for one in metric] or ["loss"]
+    titles = list(titles or metrics)
+    weight = min(max(float(smoothing or 0.0), 0.0), 0.999)
     traces = []
-    for index, (name, records) in enumerate(runs.items()):
-        xs, ys, tokens = [], [], None
-        for record in records:
-            if isinstance(record.get("total_tokens"), (int, float)):
-                tokens = record["total_tokens"]
-            value = next((record[key] for key in keys if isinstance(record.get(key), (int, float))), None)
-            step = record.get("current_steps")
-            where = tokens if x == "tokens" else step
-            if value is None or where is None or "phase" in record:
-                continue
-            xs.append(float(where))
-            ys.append(float(value))
-        if metric == "loss" and smoothing > 0 and len(ys) > 1:
-            ys = _ema(ys, min(max(float(smoothing), 0.0), 0.999))
-        if xs:
-            color = _RUN_COLORS[index % len(_RUN_COLORS)]
-            traces.append(_line(xs, ys, name, color, markers=metric == "eval_loss", showlegend=True))
-    layout = _layout(title, metric, False)
+    for panel, one in enumerate(metrics):
+        axis = "y" if panel == 0 else f"y{panel + 1}"
+        for index, (name, records) in enumerate(runs.items()):
+            xs, ys = _compare_series(records, one, x)
+            if one == "loss" and weight > 0 and len(ys) > 1:
+                ys = _ema(ys, weight)
+            if xs:
+                color = _RUN_COLORS[index % len(_RUN_COLORS)]
+                shown = not any(trace["name"] == name for trace in traces)  # one legend entry per run
+                traces.append(
+                    _line(
+                        xs, ys, name, color, markers=one == "eval_loss", showlegend=shown, legendgroup=name, yaxis=axis
+                    )
+                )
+    layout = _layout(title, titles[0], False)
     layout["xaxis"]["title"] = {"text": "tokens seen" if x == "tokens" else "step"}
-    layout["height"] = 360
+    layout["height"] = 360 + 240 * (len(metrics) - 1)
+    if len(metrics) > 1:
+        gap = 0.08
+        size = (1.0 - gap * (len(metrics) - 1)) / len(metrics)
+        for panel, text in enumerate(titles):
+            top = 1.0 - panel * (size + gap)
+            key = "yaxis" if panel == 0 else f"yaxis{panel + 1}"
+            axis = {**layout["yaxis"], "title": {"text": text}, "domain": [max(0.0, top - size), top], "anchor": "x"}
+            layout[key] = axis
     return _figure(traces, layout, hint)
+
+
+def _compare_series(records: list[dict[str, Any]], metric: str, x: str) -> tuple[list[float], list[float]]:
+    keys = ACCURACY_KEYS if metric == "accuracy" else (metric,)
+    xs, ys, tokens = [], [], None
+    for record in records:
+        if isinstance(record.get("total_tokens"), (int, float)):
+            tokens = record["total_tokens"]
+        value = next((record[key] for key in keys if isinstance(record.get(key), (int, float))), None)
+        step = record.get("current_steps")
+        where = tokens if x == "tokens" else step
+        if value is None or where is None or "phase" in record:
+            continue
+        xs.append(float(where))
+        ys.append(float(value))
+    return xs, ys

@@ -528,6 +528,12 @@ def test_runs_tab_compares_two_runs_and_diffs_their_arguments(ui: Any, finished_
     assert list(diff.columns) == ["Argument", "demo/lora/finished", "demo/lora/finished_lr"]
     rows = {row["Argument"]: list(row)[1:] for _, row in diff.iterrows()}
     assert rows["learning_rate"] == [str(form(ui)["train.learning_rate"]), "0.001"] and "output_dir" not in rows
+    two = ui.board.compare_runs(
+        form(ui, runs__compare=[finished_run, other], runs__compare_metric=["loss", "lr"], runs__compare_smooth=0)
+    )["runs.compare_plot"]
+    assert [trace.yaxis for trace in two.data] == ["y", "y", "y2", "y2"]
+    assert two.layout.yaxis2.title.text == "Learning rate" and two.layout.title.text.endswith("Learning rate")
+    assert list(two.data[0].y) != list(figure.data[0].y)  # smoothing 0: the raw loss, not the default 0.6
     one = ui.board.compare_runs(form(ui, runs__compare=[finished_run]))
     assert alerts(one, "warning") == [alert("en", "compare_pick_two")]
     # A shared link: ?compare=<model>/<method>/<run>,... opens the same comparison.

@@ -106,3 +106,21 @@ def test_long_runs_are_thinned_and_keep_the_last_point():
     steps = data["loss"][0]
     assert len(steps) <= plots.MAX_POINTS + 1 and steps[0] == 1 and steps[-1] == 100_000
     assert len(data["smoothed"][0]) == len(steps)
+
+
+def test_compare_smoothing_and_several_metrics_in_stacked_panels():
+    runs = {
+        "a": [{"current_steps": s, "loss": float(s % 2), "lr": 0.1 * s} for s in range(1, 7)],
+        "b": [{"current_steps": s, "loss": 1.0, "lr": 0.2 * s} for s in range(1, 7)],
+    }
+    raw = plots.compare_figure(runs, "loss", smoothing=0)
+    assert list(raw.data[0].y) == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    smooth = plots.compare_figure(runs, "loss", smoothing=0.9)
+    assert max(smooth.data[0].y[2:]) - min(smooth.data[0].y[2:]) < 0.5  # the zig-zag flattened
+    both = plots.compare_figure(runs, ["loss", "lr"], titles=["Train loss", "Learning rate"])
+    assert [(t.name, t.yaxis, t.showlegend) for t in both.data] == [
+        ("a", "y", True), ("b", "y", True), ("a", "y2", False), ("b", "y2", False)
+    ]  # fmt: skip
+    assert both.layout.yaxis2.title.text == "Learning rate"
+    assert both.layout.yaxis.domain[0] > both.layout.yaxis2.domain[1]  # stacked, loss on top
+    assert both.data[0].line.color == both.data[2].line.color  # one colour per run in every panel

@@ -39,8 +39,9 @@ SORT_KEYS = (
     "reward_accuracy",
     "reward",
 )
-COMPARE = ("runs.compare", "runs.compare_metric", "runs.compare_x")
-"""The controls of a comparison: the runs (folders), the metric overlaid, the x axis (step / tokens)."""
+COMPARE = ("runs.compare", "runs.compare_metric", "runs.compare_x", "runs.compare_smooth")
+"""The controls of a comparison: the runs (folders), the metrics overlaid (one panel each), the x axis (step / tokens)
+and the smoothing of the train loss."""
 FILTERS = ("runs.model", "runs.stage", "runs.state", "runs.text", "runs.sort", "runs.descending", "runs.sweep")
 """The controls that choose what the table shows (a picked sweep keeps its members only)."""
 
@@ -144,13 +145,18 @@ class RunsHandlers(BoardBase):
             return {ALERTS: [("warning", alert(lang, "compare_pick_two"))]}
         names = [self._run_name(path) for path in paths]
         records = {name: read_log_records(path) for name, path in zip(names, paths, strict=True)}
-        metric = values.get("runs.compare_metric") or "loss"
+        picked = values.get("runs.compare_metric") or ["loss"]
+        metrics = [picked] if isinstance(picked, str) else list(picked) or ["loss"]
+        titles = [name for name, _ in choice_pairs(lang, "runs.compare_metric", metrics)]
+        smoothing = values.get("runs.compare_smooth")
         figure = plots.compare_figure(
             records,
-            metric,
+            metrics,
             values.get("runs.compare_x") or "step",
-            title=choice_pairs(lang, "runs.compare_metric", [metric])[0][0],
+            smoothing=0.6 if smoothing is None else float(smoothing),
+            title=" · ".join(titles),
             hint=alert(lang, "compare_no_metric"),
+            titles=titles,
         )
         diff = registry.config_diff({name: read_args(path) for name, path in zip(names, paths, strict=True)})
         key_title = entry(lang, "runs.diff").get("key_column", "key")

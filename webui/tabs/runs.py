@@ -59,8 +59,12 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
             **initial(lang, "runs.compare"),
         )  # fmt: skip
         metric = gr.Dropdown(
-            choice_pairs(lang, "runs.compare_metric", plots.COMPARE_METRICS), value="loss", scale=1,
-            elem_id="runs_compare_metric", **initial(lang, "runs.compare_metric"),
+            choice_pairs(lang, "runs.compare_metric", plots.COMPARE_METRICS), value=["loss"], multiselect=True,
+            scale=2, elem_id="runs_compare_metric", **initial(lang, "runs.compare_metric"),
+        )  # fmt: skip
+        smooth = gr.Slider(
+            0.0, 0.99, value=0.6, step=0.01, scale=1, elem_id="runs_compare_smooth",
+            **initial(lang, "runs.compare_smooth"),
         )  # fmt: skip
         axis = gr.Radio(
             choice_pairs(lang, "runs.compare_x", ("step", "tokens")), value="step", scale=1, elem_id="runs_compare_x",
@@ -111,6 +115,7 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
         "compare": compare,
         "compare_metric": metric,
         "compare_x": axis,
+        "compare_smooth": smooth,
         "compare_button": compare_button,
         "compare_plot": compare_plot,
         "diff": diff,
@@ -139,7 +144,7 @@ def bind_runs(board: Board, tabs: gr.Tabs, demo: gr.Blocks | None = None) -> Non
     bind(board, m["runs.sweep_abort"].click, board.abort_sweep, ["runs.sweep"], [])
     compared = ["runs.compare_plot", "runs.diff"]
     bind(board, m["runs.compare_button"].click, board.compare_runs, COMPARE, compared)
-    for key in ("runs.compare_metric", "runs.compare_x"):
+    for key in ("runs.compare_metric", "runs.compare_x", "runs.compare_smooth"):
         bind(board, m[key].input, board.compare_runs, COMPARE, compared, api_name=False)
     for key in ("runs.model", "runs.stage", "runs.state", "runs.sort", "runs.descending"):
         bind(board, m[key].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
