@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -185,6 +187,9 @@ def _compare(argv: list[str]) -> int:
 
     if options.metric not in COMPARE_METRICS:
         parser.error(f"--metric {options.metric!r}: use one of {', '.join(COMPARE_METRICS)}")
+    if options.png and (problem := png_problem()):
+        print(f"error: --png {options.png}: {problem}", file=sys.stderr)
+        return 2
     saves = options.saves or saves_dir()
     records, configs = {}, {}
     for ref in options.runs:
@@ -199,15 +204,31 @@ def _compare(argv: list[str]) -> int:
         figure.write_html(options.html, include_plotlyjs=True, full_html=True)
         print(f"Wrote {options.html}")
     if options.png:
+        partial = Path(f"{options.png}.partial.png")
         try:
-            figure.write_image(options.png)
-        except (ImportError, ValueError, RuntimeError) as err:
-            print(f"error: --png {options.png}: {err} (install kaleido, or use --html)", file=sys.stderr)
+            figure.write_image(str(partial), width=1000, height=500)
+            os.replace(partial, options.png)  # a reader never finds half a PNG
+        except Exception as err:  # kaleido's own errors (no Chrome, a crashed browser) have no common base
+            partial.unlink(missing_ok=True)
+            print(f"error: --png {options.png}: {type(err).__name__}: {err} — {PNG_FIX}", file=sys.stderr)
             return 2
         print(f"Wrote {options.png}")
     rows = registry.config_diff(configs)
     print(format_diff(list(configs), rows) if rows else "The runs' arguments are the same (output_dir aside).")
     return 0
+
+
+PNG_FIX = (
+    "--png needs kaleido (pip install 'llamaboard[png]') and Chrome or Chromium (kaleido finds it, or set "
+    "BROWSER_PATH=/usr/bin/chromium); or write --html instead"
+)
+
+
+def png_problem() -> str:
+    """Why `--png` cannot work here ("" when kaleido is installed; a missing browser shows when it is used)."""
+    import importlib.util
+
+    return "" if importlib.util.find_spec("kaleido") is not None else f"kaleido is not installed. {PNG_FIX}."
 
 
 ACTIONS = {"list": _list, "diff": _diff, "compare": _compare, "rerun": _rerun}

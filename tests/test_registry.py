@@ -286,3 +286,41 @@ def test_runs_compare_cli_writes_an_html_chart_with_one_trace_per_run(saves: Pat
     assert f"Wrote {out}" in printed and "stage    sft" in printed
     assert main(["runs", "compare", "sft-a", "dpo-b", "--saves", str(saves)]) == 2
     assert "give --html out.html or --png out.png" in capsys.readouterr().err
+
+
+def _kaleido_and_chrome() -> bool:
+    import importlib.util
+    import shutil
+
+    return importlib.util.find_spec("kaleido") is not None and any(
+        shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome", "chrome")
+    )
+
+
+@pytest.mark.skipif(not _kaleido_and_chrome(), reason="needs kaleido (llamaboard[png]) and Chrome / Chromium")
+def test_runs_compare_cli_writes_a_png_chart(saves: Path, tmp_path: Path, capsys) -> None:
+    import struct
+
+    from core.cli import main
+
+    out = tmp_path / "compare.png"
+    status = main(["runs", "compare", "sft-a", "dpo-b", "--png", str(out), "--saves", str(saves)])
+    assert status == 0, capsys.readouterr()
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (1000, 500)
+    assert len(data) > 10_000 and not list(tmp_path.glob("*.partial.png"))
+    assert f"Wrote {out}" in capsys.readouterr().out
+
+
+def test_runs_compare_png_without_kaleido_says_what_to_install(saves: Path, tmp_path: Path, capsys, monkeypatch):
+    import importlib.util
+
+    from core.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
+    out = tmp_path / "compare.png"
+    assert main(["runs", "compare", "sft-a", "dpo-b", "--png", str(out), "--saves", str(saves)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --png {out}: kaleido is not installed.") and len(err.splitlines()) == 1
+    assert "pip install 'llamaboard[png]'" in err and "BROWSER_PATH=/usr/bin/chromium" in err and not out.exists()
