@@ -98,6 +98,7 @@ def test_sweep_runs_one_at_a_time_on_cpu_groups_under_its_sweep_and_aborts(board
     picked = {"top.lang": "en", "runs.sweep": str(folder.resolve()), "runs.sweep_metric": "eval_loss"}
     table = board.refresh_runs_table(picked)["runs.table"]
     assert sorted(Path(p).name for p in table.iloc[:, -1]) == sorted(r.name for r in runs)
+    assert board.pick_sweep({**picked, "runs.sweep_metric": "reward"})["runs.sweep_metric"] == "eval_loss"
     summary = board.show_sweep(picked)["runs.sweep_summary"]
     assert list(summary.columns) == ["Rank", "learning_rate", "lora_rank", "Best eval loss", "State", "Run"]
     assert sorted(summary["Run"]) == sorted(run.name for run in runs)

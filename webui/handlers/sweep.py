@@ -208,6 +208,12 @@ class SweepHandlers(BoardBase):
             return set()
         return {str(resolved(member["run"])) for member in sweep.read_record(folder)["members"]}
 
+    def pick_sweep(self, values: Values) -> Updates:
+        """Runs tab, a sweep picked -> shown ranked by the metric it was started with (the Rank by box follows)."""
+        folder = self._known_sweep(values.get("runs.sweep"))
+        metric = (sweep.read_record(folder).get("metric") if folder else None) or "eval_loss"
+        return {**self.show_sweep({**values, "runs.sweep_metric": metric}), "runs.sweep_metric": metric}
+
     def show_sweep(self, values: Values) -> Updates:
         """Runs tab, a sweep picked (or its metric changed) -> its members ranked best first by the metric, with
         their values and states, and their curves of that metric overlaid."""

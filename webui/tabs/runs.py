@@ -138,8 +138,8 @@ def bind_runs(board: Board, tabs: gr.Tabs, demo: gr.Blocks | None = None) -> Non
     # A sweep picked: the table keeps only its members, the summary ranks them, the plot overlays them.
     sweep_out = ["runs.sweep_summary", "runs.sweep_plot"]
     bind(board, m["runs.sweep"].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
-    for key in SWEEP_VIEW:
-        bind(board, m[key].input, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
+    bind(board, m["runs.sweep"].input, board.pick_sweep, SWEEP_VIEW, [*sweep_out, "runs.sweep_metric"], api_name=False)
+    bind(board, m["runs.sweep_metric"].input, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
     bind(board, m["runs.refresh"].click, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
     bind(board, m["runs.sweep_abort"].click, board.abort_sweep, ["runs.sweep"], [])
     compared = ["runs.compare_plot", "runs.diff"]
