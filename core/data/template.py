@@ -9,6 +9,7 @@ from typing import Any
 
 from core.data.registry import DataError
 from core.data.templates import TEMPLATE_NAMES, TEMPLATES, Template
+from core.data.tool_formats import get_tool_format
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,16 @@ def get_template_and_fix_tokenizer(tokenizer: Any, data_args: Any) -> Template:
             "Added token(s) %s to the tokenizer; the model's embeddings must grow to match (resize_vocab: true).",
             ", ".join(added),
         )
+
+    tool_format = getattr(data_args, "tool_format", None)
+    if tool_format:
+        if template.use_tokenizer_template:
+            raise DataError(
+                f"tool_format: {tool_format} does not apply to template 'tokenizer', which writes tools with the "
+                "tokenizer's own chat_template. Remove tool_format, or set a named template."
+            )
+        get_tool_format(tool_format)  # an unknown name is named here, before any row is read
+        template = replace(template, tool_format=tool_format)
 
     default_system = getattr(data_args, "default_system", None)
     enable_thinking = getattr(data_args, "enable_thinking", True)

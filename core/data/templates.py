@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from core.data.tool_formats import get_tool_format, parse_calls
+
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 
@@ -39,6 +41,7 @@ class Template:
     thinking: bool = False  # Qwen3-style <think> blocks
     enable_thinking: bool = True
     use_tokenizer_template: bool = False
+    tool_format: str = "json"  # core.data.tool_formats: tool definitions, calls and results as the family writes them
 
     def bind(self, bos: str | None, eos: str | None) -> Template:
         """A copy with {bos} / {eos} replaced by the tokenizer's tokens (empty when it has none)."""
@@ -59,8 +62,12 @@ class Template:
         """(prompt, response) strings per turn. `messages` alternate user-like / assistant-like turns; when
         they end with a user turn the last pair's response is "" (a generation prompt)."""
         system_text = system if system else self.default_system
-        if tools:
-            system_text = (system_text + "\n\n" if system_text else "") + f"Tools you can call (JSON):\n{tools}"
+        tool_format = get_tool_format(self.tool_format)
+        before_user = ""
+        if tools and tool_format.before_first_user:
+            before_user = tool_format.system_text("", tools)
+        elif tools:
+            system_text = tool_format.system_text(system_text, tools)
         last_answer = len(messages) - 1 if len(messages) % 2 == 0 else -1
         pairs = []
         for i in range(0, len(messages), 2):
@@ -68,17 +75,22 @@ class Template:
             content = self._clean(user["content"])
             prompt = ""
             if i == 0:
-                prompt += self.prefix
+                prompt += self.prefix + before_user
                 if system_text and self.system_in_user is None:
                     prompt += self.system.replace("{content}", system_text)
                 elif system_text:
                     content = self.system_in_user.replace("{system}", system_text).replace("{content}", content)
-            user_format = self.user if user["role"] != "observation" else (self.observation or self.user)
+            user_format = self.user
+            if user["role"] == "observation":
+                user_format = self.observation or self.user
+                content = tool_format.result_text(content)
             prompt += user_format.replace("{content}", content)
             response = ""
             if i + 1 < len(messages):
                 answer = messages[i + 1]
                 text = self._clean(answer["content"])
+                if answer["role"] == "function":
+                    text = tool_format.call_text(text)
                 if self.thinking:
                     text, think_in_prompt = self._think(text, is_last=i + 1 == last_answer)
                     prompt += think_in_prompt
@@ -175,6 +187,18 @@ def fold(pairs: list[tuple[list[int], list[int]]]) -> tuple[list[int], list[int]
     return prompt, pairs[-1][1]
 
 
+def _chat_message(message: dict[str, str]) -> dict[str, Any]:
+    """A canonical message as apply_chat_template takes it: observation -> tool, function -> tool_calls."""
+    if message["role"] == "observation":
+        return {"role": "tool", "content": message["content"]}
+    if message["role"] == "function":
+        calls = [
+            {"type": "function", "function": {"name": n, "arguments": a}} for n, a in parse_calls(message["content"])
+        ]
+        return {"role": "assistant", "content": "", "tool_calls": calls}
+    return {"role": message["role"], "content": message["content"]}
+
+
 def encode_with_chat_template(
     tokenizer: Any,
     messages: list[dict[str, str]],
@@ -190,9 +214,7 @@ def encode_with_chat_template(
     the next turn does not repeat). A template that renders an earlier answer differently once later turns
     follow (Qwen3 drops earlier reasoning) cannot be cut this way beyond one turn: use its named template.
     """
-    chat = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "tool" if m["role"] == "observation" else m["role"], "content": m["content"]} for m in messages
-    ]
+    chat = ([{"role": "system", "content": system}] if system else []) + [_chat_message(m) for m in messages]
     offset = 1 if system else 0
     kwargs: dict[str, Any] = {"tokenize": True, "return_dict": False, "enable_thinking": enable_thinking}
     if tools:
@@ -230,6 +252,9 @@ def encode_with_chat_template(
     return pairs
 
 
+_QWEN_TOOL_RESPONSE = (
+    "<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+)
 _CHATML = Template(
     name="chatml",
     system="<|im_start|>system\n{content}<|im_end|>\n",
@@ -261,9 +286,13 @@ TEMPLATES: dict[str, Template] = {
         ),
         _CHATML,
         replace(
-            _CHATML, name="qwen", default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+            _CHATML,
+            name="qwen",
+            default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+            observation=_QWEN_TOOL_RESPONSE,
+            tool_format="qwen",
         ),
-        replace(_CHATML, name="qwen3", thinking=True),
+        replace(_CHATML, name="qwen3", thinking=True, observation=_QWEN_TOOL_RESPONSE, tool_format="qwen"),
         Template(
             name="llama3",
             prefix="{bos}",
@@ -275,13 +304,29 @@ TEMPLATES: dict[str, Template] = {
             "<|start_header_id|>assistant<|end_header_id|>\n\n",
             strip_content=True,
             stop_words=("<|eot_id|>", "<|eom_id|>"),
+            tool_format="llama3",
         ),
         Template(
             name="mistral",
             prefix="{bos}",
             user=" [INST] {content} [/INST]",
             assistant=" {content}{eos}",
+            function="[TOOL_CALLS] {content}{eos}",
+            observation='[TOOL_RESULTS] {"content": {content}}[/TOOL_RESULTS]',
             system_in_user="{system}\n\n{content}",
+            tool_format="mistral",
+        ),
+        Template(
+            name="glm4",
+            prefix="[gMASK]<sop>",
+            system="<|system|>\n{content}",
+            user="<|user|>\n{content}<|assistant|>",
+            assistant="\n{content}",
+            function="{content}",
+            observation="<|observation|>\n{content}<|assistant|>",
+            suffix="{eos}",
+            stop_words=("<|user|>", "<|observation|>"),
+            tool_format="glm4",
         ),
         Template(
             name="gemma",
