@@ -98,8 +98,12 @@ class DataArguments:
         default=False,
         metadata=_help("sft: pack without cross-attention between packed samples (turns packing on)."),
     )
-    tool_format: str | None = field(
-        default=None, metadata=_help("How tool calls are written in prompts. None: the template's own format.")
+    tool_format: Literal["default", "glm4", "json", "llama3", "mistral", "qwen"] | None = field(
+        default=None,
+        metadata=_help(
+            "How tool definitions, tool calls and tool results are written (core.data.tool_formats). None: the "
+            "template's family format (qwen, qwen3 -> qwen; llama3; mistral; glm4), json for the other templates."
+        ),
     )
     default_system: str | None = field(
         default=None, metadata=_help("System prompt used when a sample has none. None: the template's default.")
