@@ -28,23 +28,37 @@ PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "l
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_PARSE_JSON_LIMIT = 64 << 20  # a .json file is parsed to count its rows only below this size
+
+
 def _file_facts(path: Path, files: list[Path]) -> dict[str, Any]:
+    """Size, rows and content hash of a dataset's files, read a line or a chunk at a time (a dataset bigger than
+    memory is fine); rows None when they cannot be counted cheaply (csv, parquet, a big .json)."""
     digest, size, rows = hashlib.sha256(), 0, 0
     for file in files:
-        data = file.read_bytes()
-        digest.update(data)
-        size += len(data)
-        if file.suffix == ".jsonl":
-            rows += sum(1 for line in data.splitlines() if line.strip())
-        elif file.suffix == ".json":
+        with file.open("rb") as handle:
+            if file.suffix == ".jsonl":
+                count = 0
+                for line in handle:
+                    digest.update(line)
+                    size += len(line)
+                    count += bool(line.strip())
+                rows = rows + count if rows is not None else None
+                continue
+            data, file_size = b"", 0
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+                file_size += len(chunk)
+                if file.suffix == ".json" and file_size <= _PARSE_JSON_LIMIT:
+                    data += chunk
+            size += file_size
+        loaded = None
+        if file.suffix == ".json" and file_size <= _PARSE_JSON_LIMIT:
             try:
                 loaded = json.loads(data)
             except ValueError:
-                rows = None
-            else:
-                rows = rows + len(loaded) if isinstance(loaded, list) and rows is not None else None
-        else:
-            rows = None
+                pass
+        rows = rows + len(loaded) if isinstance(loaded, list) and rows is not None else None
     return {"file": str(path), "bytes": size, "rows": rows, "sha256": digest.hexdigest()}
 
 
@@ -60,7 +74,13 @@ def dataset_facts(args: dict[str, Any]) -> list[dict[str, Any]]:
         except DataError as err:
             facts.append({"name": name, "error": str(err)})
             continue
-        if attr.load_from == "file":
+        if attr.load_from == "file" and args.get("streaming") and name in split_arg(args.get("dataset")):
+            # A streamed set is read as training goes: no pass over the whole of it just for a hash.
+            size = sum(file.stat().st_size for file in attr.files())
+            facts.append(
+                {"name": name, "file": str(Path(attr.dataset_name)), "bytes": size, "rows": None, "sha256": None}
+            )
+        elif attr.load_from == "file":
             facts.append({"name": name, **_file_facts(Path(attr.dataset_name), attr.files())})
         else:
             facts.append({"name": name, "hub": attr.dataset_name, "subset": attr.subset, "split": attr.split})

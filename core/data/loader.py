@@ -30,7 +30,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
 from itertools import chain, islice
@@ -192,31 +192,43 @@ def _probabilities(data_args: Any, n: int) -> list[float]:
 def mix(sources: list[list[dict]], data_args: Any, seed: int) -> list[dict]:
     """concat (default); interleave_under stops when one dataset runs out; interleave_over goes on, repeating
     exhausted datasets, until every dataset has been used whole."""
+    return list(mix_lazily([partial(iter, rows) for rows in sources], data_args, seed))
+
+
+_END = object()
+
+
+def mix_lazily(sources: list[Callable[[], Iterator[dict]]], data_args: Any, seed: int) -> Iterator[dict]:
+    """`mix` over datasets read as they go: each source is a function that starts reading one dataset again.
+    The rows come in the same order as `mix` of the same datasets held in lists."""
     strategy = data_args.mix_strategy or "concat"
     if len(sources) == 1 or strategy == "concat":
-        return [row for rows in sources for row in rows]
+        for source in sources:
+            yield from source()
+        return
     if strategy not in ("interleave_under", "interleave_over"):
         raise DataError(f"mix_strategy: received {strategy!r} — use concat, interleave_under or interleave_over.")
     probs = _probabilities(data_args, len(sources))
     rng = random.Random(seed)
-    positions = [0] * len(sources)
+    readers = [source() for source in sources]
+    ahead = [next(reader, _END) for reader in readers]  # each source's next row, so running out is seen early
     done = [False] * len(sources)
-    out = []
     while True:
         k = rng.choices(range(len(sources)), weights=probs)[0]
-        if positions[k] >= len(sources[k]):
+        if ahead[k] is _END:
             if strategy == "interleave_under":
-                return out
+                return
             done[k] = True
             if all(done):
-                return out
-            positions[k] = 0
-        out.append(sources[k][positions[k]])
-        positions[k] += 1
-        if positions[k] >= len(sources[k]):
+                return
+            readers[k] = sources[k]()
+            ahead[k] = next(readers[k], _END)
+        yield ahead[k]
+        ahead[k] = next(readers[k], _END)
+        if ahead[k] is _END:
             done[k] = True
             if strategy == "interleave_over" and all(done):
-                return out
+                return
 
 
 def split_rows(rows: list[dict], val_size: float | int | None, seed: int) -> tuple[list[dict], list[dict]]:
@@ -578,8 +590,10 @@ def get_dataset(
     """Tokenized train and eval sets for a stage (see the module docstring)."""
     if stage not in STAGE_PROCESSOR:
         raise DataError(f"stage: received {stage!r} — use one of {', '.join(STAGE_PROCESSOR)}.")
-    if data_args.streaming:
-        raise DataError("streaming: not supported yet — remove it; datasets are read into memory and cached.")
+    if data_args.streaming and data_args.tokenized_path:
+        raise DataError(
+            "tokenized_path: a stream is tokenized while training and cannot be saved; remove one of them."
+        )
     tokenized_path = data_args.tokenized_path
     if tokenized_path and Path(tokenized_path).exists():
         from datasets import load_from_disk
@@ -597,6 +611,11 @@ def get_dataset(
         train_dataset: Any = None
         eval_dataset: Any = None
         for part in parts:
+            if part.what == "train set" and data_args.streaming:
+                from core.data.streaming import streamed_dataset
+
+                train_dataset = streamed_dataset(part, template, tokenizer, data_args, stage, seed)
+                continue
             dataset = _prepared(part, rows, scans, template, tokenizer, data_args, log_file)
             if part.what == "train set":
                 train_dataset = dataset

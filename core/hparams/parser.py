@@ -623,6 +623,10 @@ def _train_rules(given: dict[str, Any]) -> tuple[list[str], list[str]]:
         add("do_eval", "evaluation after training needs held-out data", "set val_size (e.g. 0.1) or eval_dataset")
     if eff["streaming"] and eff["do_train"] and eff["max_steps"] <= 0:
         add("max_steps", "a stream has no known length, so epochs cannot be counted", "set max_steps, e.g. 1000")
+    if eff["streaming"] and stage not in ("pt", "sft"):
+        add("streaming", f"stage {stage} prepares its data whole; streaming works for pt and sft", "remove streaming")
+    if eff["streaming"] and eff["tokenized_path"]:
+        add("tokenized_path", "a stream is tokenized while training and cannot be saved", "remove tokenized_path")
     if eff["interleave_probs"]:
         if eff["mix_strategy"] == "concat":
             add("interleave_probs", "mix_strategy concat does not sample", "set mix_strategy: interleave_under")

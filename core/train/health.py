@@ -98,6 +98,8 @@ def masked_label_rows(dataset: Any, limit: int = SCAN_ROWS) -> tuple[int, int]:
 
     A causal LM predicts token t+1 from t, so the first label never counts; pairwise rows are judged by their
     chosen answer."""
+    if not hasattr(dataset, "select"):  # a stream (streaming: true) is read while training, not ahead
+        return 0, 0
     columns = getattr(dataset, "column_names", None) or []
     column = next((c for c in ("labels", "chosen_labels") if c in columns), None)
     if column is None:

@@ -63,6 +63,8 @@ def matmul_params(model: Any) -> tuple[int, int]:
 
 def mean_seq_len(dataset: Any, limit: int = SEQ_LEN_ROWS) -> float | None:
     """Mean tokens per training row (of the first `limit` rows); None when the dataset cannot say."""
+    if not hasattr(dataset, "select"):  # a stream (streaming: true) is read while training, not ahead
+        return None
     columns = getattr(dataset, "column_names", None) or []
     column = next((c for c in ("input_ids", "chosen_input_ids") if c in columns), None)
     if column is None:
