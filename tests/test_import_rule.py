@@ -44,6 +44,7 @@ PURE_MODULES = [
     "core.env",
     "core.data.registry",
     "core.data.templates",
+    "core.data.tool_formats",
     "core.data.preview",
     "core.data.progress",
     "core.data.readers",

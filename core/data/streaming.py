@@ -45,7 +45,9 @@ def streamed_dataset(part: Any, template: Any, tokenizer: Any, data_args: Any, s
             "as a jsonl file and use file_name, or remove streaming."
         )
     rows = IterableDataset.from_generator(
-        _rows, gen_kwargs={"attrs": part.attrs, "need": part.need, "data_args": data_args, "seed": seed}
+        # A tuple, not a list: datasets would read the items of a list in gen_kwargs as shards, in any order.
+        _rows,
+        gen_kwargs={"attrs": tuple(part.attrs), "need": part.need, "data_args": data_args, "seed": seed},
     )
     rows = rows.shuffle(seed=seed, buffer_size=int(data_args.buffer_size))
     function = partial(PROCESSORS[part.kind], template=template, tokenizer=tokenizer, data_args=data_args)
