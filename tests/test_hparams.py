@@ -381,6 +381,7 @@ RULES = [
     ({"stage": "rm", "streaming": True, "max_steps": 10}, "streaming", "streaming works for pt and sft"),
     ({"streaming": True, "max_steps": 10, "tokenized_path": "t"}, "tokenized_path", "cannot be saved"),
     ({"tool_format": "hermes"}, "tool_format", "one of default, glm4, json, llama3, mistral, qwen"),
+    ({"tool_format": "minimax1"}, "tool_format", "MiniMax-M1 tool-call format; that family has no template"),
     ({"interleave_probs": "0.5,0.5"}, "interleave_probs", "mix_strategy concat does not sample"),
     ({**INTERLEAVE, "interleave_probs": "1"}, "interleave_probs", "1 probabilities for 2 datasets"),
     ({"cutoff_len": 0}, "cutoff_len", "at least 1"),

@@ -210,6 +210,17 @@ UNSUPPORTED_VALUES: dict[str, dict[str, str]] = {
     "reward_model_type": {"api": "a reward model behind an API"},
     "mix_strategy": {"interleave_once": "interleave_once mixing"},
     "flash_attn": {"fa3": "FlashAttention-3"},
+    "tool_format": {
+        name: f"the {family} tool-call format; that family has no template here"
+        for name, family in (
+            ("glm4_moe", "GLM-4.5 MoE"),
+            ("minimax1", "MiniMax-M1"),
+            ("minimax2", "MiniMax-M2"),
+            ("seed_oss", "Seed-OSS"),
+            ("ling", "Ling"),
+            ("lfm", "LFM2"),
+        )
+    },  # fmt: skip
 }
 
 # LLaMA-Factory keys that have no effect here: accepted and dropped with a note saying why.
