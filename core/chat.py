@@ -127,6 +127,16 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _ACTION = re.compile(r"Action:\s*(?P<name>[^\n]+?)\s*\nAction Input:\s*(?P<args>.*?)(?=\nAction:|\Z)", re.DOTALL)
 
 
+_GLM4_CALL = re.compile(r"^(?P<name>[A-Za-z_][\w.-]*)\n(?P<args>\{.*\})$", re.DOTALL)
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
 def _as_call(obj: Any) -> dict[str, Any] | None:
     if not isinstance(obj, dict):
         return None
@@ -161,12 +171,16 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     """Tool calls in an answer, each `{"name", "arguments"}`; [] when the answer is plain text.
 
     Understood forms: `<tool_call>{...}</tool_call>` blocks (Qwen / Hermes), an answer that is only a JSON object
-    or list of them with `name` and `arguments` (or `parameters`, Llama 3), possibly in a ```json fence, and
-    LLaMA-Factory's `Action: name` / `Action Input: {...}` lines.
+    or list of them with `name` and `arguments` (or `parameters`, Llama 3), possibly in a ```json fence or after
+    Mistral's `[TOOL_CALLS]`, GLM-4's `name` line followed by the arguments object, and LLaMA-Factory's
+    `Action: name` / `Action Input: {...}` lines (every tool_format of core.data.tool_formats).
     """
-    text = text.strip()
+    text = text.strip().removeprefix("[TOOL_CALLS]").strip()  # Mistral's marker, when decoded as text
     if not text:
         return []
+    glm4 = _GLM4_CALL.match(text)  # GLM-4: the name on its own line, then the arguments
+    if glm4 and isinstance(_json_or_none(glm4.group("args")), dict):
+        return [{"name": glm4.group("name"), "arguments": json.loads(glm4.group("args"))}]
     if "<tool_call>" in text:
         calls = []
         for block in _TOOL_CALL_TAG.findall(text):

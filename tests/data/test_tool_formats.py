@@ -217,3 +217,16 @@ def test_one_call_per_turn_families_name_the_fix(make_tokenizer):
         template.render(ours(calls=[CALL, CALL]), None, json.dumps(TOOLS))
     with pytest.raises(DataError, match="function_call: not valid JSON.*arguments"):
         template.render([{"role": "user", "content": "q"}, {"role": "function", "content": "get_weather(Paris)"}])
+
+
+@pytest.mark.parametrize("name", ["default", "qwen", "llama3", "mistral", "glm4", "json"])
+def test_chat_reads_back_the_calls_each_format_writes(name):
+    from core.chat import parse_tool_calls
+    from core.data.tool_formats import TOOL_FORMATS
+
+    template = {"mistral": "mistral", "glm4": "glm4"}.get(name, "chatml")
+    function = TEMPLATES[template].function or "{content}"
+    calls = [CALL] if name in ("llama3", "glm4") else [CALL, {"name": "get_time", "arguments": {}}]
+    text = function.replace("{eos}", "").replace("{content}", TOOL_FORMATS[name].call_text(json.dumps(calls)))
+    assert parse_tool_calls(text) == calls
+    assert parse_tool_calls("It is sunny.\nNo call here: {}") == []
