@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 
 def in_process(repeat: int) -> None:
@@ -57,7 +58,9 @@ def in_process(repeat: int) -> None:
     )
 
 
-def _page_load(url: str, results: list, barrier: threading.Barrier) -> None:
+def _page_load(url: str, events: list, results: list, barrier: threading.Barrier) -> None:
+    """One browser page load: GET /, GET /config, then the page's on-load events through gradio's queue (all
+    joined at once, answers read from one event stream, as the browser does)."""
     barrier.wait()
     start = time.perf_counter()
     size = 0
@@ -65,61 +68,158 @@ def _page_load(url: str, results: list, barrier: threading.Barrier) -> None:
         for path in ("", "config"):
             with urllib.request.urlopen(url + path, timeout=120) as response:
                 size += len(response.read())
+        if events:
+            session = uuid.uuid4().hex[:11]
+            for fn_index, data in events:
+                body = {"data": data, "event_data": None, "fn_index": fn_index, "trigger_id": None}
+                request = urllib.request.Request(
+                    url + "gradio_api/queue/join",
+                    data=json.dumps({**body, "session_hash": session}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    response.read()
+            left = len(events)
+            with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=120) as stream:
+                for line in stream:
+                    size += len(line)
+                    if line.startswith(b"data:"):
+                        message = json.loads(line[5:])
+                        if message.get("msg") == "process_completed":
+                            if not message.get("success", False):
+                                raise ConnectionError(f"an on-load event failed: {str(message)[:200]}")
+                            left -= 1
+                    if left == 0:
+                        break
         results.append((time.perf_counter() - start, size))
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as err:
         results.append((float("nan"), repr(err)))
 
 
-def over_http(port: int, concurrency: int, rounds: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="board-page-load-") as scratch:
+def _load_events(url: str) -> list[tuple[int, list]]:
+    """(fn_index, input values) of every event the page fires on load, the inputs at the values the page shows."""
+    with urllib.request.urlopen(url + "config", timeout=120) as response:
+        config = json.loads(response.read())
+    values = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
+    return [
+        (dep["id"], [values.get(i) for i in dep["inputs"]])
+        for dep in config["dependencies"]
+        if any(target[1] == "load" for target in dep["targets"])
+    ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Board:
+    """A board process started from `src` (a source tree) on `port`, in its own scratch saves / cache."""
+
+    def __init__(self, name: str, src: str, port: int, scratch: str) -> None:
+        self.name, self.url = name, f"http://127.0.0.1:{port}/"
         env = {
             **os.environ,
-            "LLAMABOARD_SAVES": os.path.join(scratch, "saves"),
-            "LLAMABOARD_CACHE": os.path.join(scratch, "cache"),
+            "PYTHONPATH": src,
+            "LLAMABOARD_SAVES": os.path.join(scratch, name, "saves"),
+            "LLAMABOARD_CACHE": os.path.join(scratch, name, "cache"),
             "GRADIO_ANALYTICS_ENABLED": "False",
             "HF_HUB_OFFLINE": "1",
         }
-        url = f"http://127.0.0.1:{port}/"
-        proc = subprocess.Popen(
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "webui.app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=src,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self.rows: list[tuple[float, float, float, float]] = []  # p50, p90, p99, CPU s per load
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the {self.name} board exited with code {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2):
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no answer from {self.url} within 120 s") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def _round(board: Board, concurrency: int, events: bool) -> str:
+    results: list = []
+    barrier = threading.Barrier(concurrency)
+    plan = _load_events(board.url) if events else []
+    cpu = _cpu_seconds(board.proc.pid)
+    threads = [
+        threading.Thread(target=_page_load, args=(board.url, plan, results, barrier)) for _ in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu_per_load = (_cpu_seconds(board.proc.pid) - cpu) / concurrency
+    times = sorted(t for t, _ in results if t == t)
+    failed = len(results) - len(times)
+
+    def pick(q: float) -> float:
+        return times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")
+
+    board.rows.append((pick(0.5), pick(0.9), pick(0.99), cpu_per_load))
+    size = next((s for t, s in results if t == t), 0)
+    errors = {s for t, s in results if t != t}
+    return (
+        f"p50 {pick(0.5):.2f} s, p90 {pick(0.9):.2f} s, p99 {pick(0.99):.2f} s, board CPU "
+        f"{cpu_per_load * 1000:.1f} ms a load, {size / 1024:.0f} KiB a load, {failed} failed"
+        + (f" ({sorted(errors)[0][:120]})" if errors else "")
+    )
+
+
+def over_http(port: int, concurrency: int, rounds: int, events: bool, baseline_src: str | None) -> None:
+    """`rounds` rounds of `concurrency` loads on the board of this tree and, with `baseline_src`, alternately on
+    a board started from that tree (the order flips each round); medians per board and their ratio at the end."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="board-page-load-") as scratch:
+        boards = [Board("this tree", here, port, scratch)]
+        if baseline_src:
+            boards.append(Board("baseline", os.path.abspath(baseline_src), port + 1, scratch))
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the board exited with code {proc.returncode}")
-                try:
-                    with urllib.request.urlopen(url, timeout=2):
-                        break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"no answer from {url} within 120 s") from None
-                    time.sleep(0.1)
+            for board in boards:
+                board.wait()
             for round_ in range(1, rounds + 1):
-                results: list = []
-                barrier = threading.Barrier(concurrency)
-                threads = [
-                    threading.Thread(target=_page_load, args=(url, results, barrier)) for _ in range(concurrency)
-                ]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-                times = sorted(t for t, _ in results if t == t)
-                failed = len(results) - len(times)
-                size = next((s for t, s in results if t == t), 0)
-                p99 = times[min(len(times) - 1, int(0.99 * len(times)))] if times else float("nan")
-                print(
-                    f"round {round_}: {concurrency} concurrent loads: p50 {statistics.median(times):.2f} s, "
-                    f"p99 {p99:.2f} s, {size / 1024:.0f} KiB a load, {failed} failed"
-                )
+                for board in boards if round_ % 2 else boards[::-1]:
+                    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+                    print(
+                        f"round {round_}, {board.name}, {concurrency} concurrent loads (load average {load}): "
+                        + _round(board, concurrency, events),
+                        flush=True,
+                    )
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            for board in boards:
+                board.stop()
+    medians = {b.name: [statistics.median(column) for column in zip(*b.rows, strict=True)] for b in boards}
+    for name, (p50, p90, p99, cpu) in medians.items():
+        print(
+            f"median over {rounds} rounds, {name}: p50 {p50:.2f} s, p90 {p90:.2f} s, p99 {p99:.2f} s, "
+            f"board CPU {cpu * 1000:.1f} ms a load"
+        )
+    if baseline_src:
+        new, old = medians["this tree"], medians["baseline"]
+        print(
+            "this tree / baseline: "
+            + ", ".join(
+                f"{label} {n / o:.2f}" for label, n, o in zip(("p50", "p90", "p99", "CPU"), new, old, strict=True) if o
+            )
+        )
 
 
 def main() -> None:
@@ -129,11 +229,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--port", type=int, default=7862)
     parser.add_argument("--skip-http", action="store_true", help="only the in-process figures")
+    parser.add_argument("--skip-in-process", action="store_true", help="only the HTTP figures")
+    parser.add_argument("--no-events", action="store_true", help="GET / and /config only, not the on-load events")
+    parser.add_argument("--baseline-src", metavar="DIR", help="also a board from this source tree (e.g. main)")
     options = parser.parse_args()
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    in_process(options.repeat)
+    if not options.skip_in_process:
+        in_process(options.repeat)
     if not options.skip_http:
-        over_http(options.port, options.concurrency, options.rounds)
+        over_http(options.port, options.concurrency, options.rounds, not options.no_events, options.baseline_src)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ PURE_MODULES = [
     "webui.app",
     "webui.board",
     "webui.controls",
+    "webui.page_cache",
+    "webui.board_blocks",
 ]
 
 # Pure calls, not just imports: what the board and the fast CLI commands run.

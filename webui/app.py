@@ -55,6 +55,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     import gradio as gr
 
     from webui.board import Board, Infer
+    from webui.board_blocks import BoardBlocks
     from webui.tabs.chat import bind_chat, create_chat_tab
     from webui.tabs.evaluate import bind_eval, create_eval_tab
     from webui.tabs.export import bind_export, create_export_tab
@@ -68,7 +69,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     board = Board(runner if runner is not None else make_runner(), manager)
     infer = Infer(board)
 
-    with gr.Blocks(title="LlamaBoard", analytics_enabled=False) as demo:
+    with BoardBlocks(title="LlamaBoard", analytics_enabled=False) as demo:
         gr.HTML(_header(), elem_id="header")
         manager.add("top", create_top(lang, saved))
         with gr.Tabs() as tabs:
@@ -222,6 +223,8 @@ def launch(
     check_bind(host, share, logins, allow_insecure_bind)
     logger.info("Paths the board accepts lie under: %s", paths.configure(roots or []).describe())
     demo = create_ui(lang)
+    from webui.page_cache import middleware
+
     # launch() sets up the queue itself; an explicit queue() call would build the server app once more (~0.5 s).
     demo.launch(
         server_name=host,
@@ -238,6 +241,8 @@ def launch(
         head=FOLLOW_LOG_JS + NOTIFY_JS,
         favicon_path=str(ASSETS_DIR / "logo.svg"),
         footer_links=[],
+        # GET / and /config answered from memory after the first load (gradio rebuilds ~1.5 MB for each).
+        app_kwargs={"middleware": [middleware(demo)]},
     )
     if not quiet:
         print(banner(demo.local_url, getattr(demo, "share_url", None), share), flush=True)
