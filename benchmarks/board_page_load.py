@@ -1,17 +1,22 @@
 """What one page load costs the board, alone and under many concurrent loads (loopback only).
 
     python benchmarks/board_page_load.py [--concurrency 200] [--rounds 3] [--repeat 20] [--port 7862]
+        [--baseline-src DIR] [--no-events] [--skip-http | --skip-in-process]
 
 Part 1, in process: the board's own work per page load, median of `--repeat` calls: building the page config that
 GET /config sends (gradio's `Blocks.get_config_file()` + JSON encoding, with its size) and the page-load handler
 `Board.on_load` (running job or newest run, remembered choices).
 
-Part 2, over HTTP: starts the real board (`python -m webui.app`) on 127.0.0.1 in a scratch saves / cache folder
-and fires `--concurrency` page loads at once (GET / then GET /config, one load per thread: a bounded loop, no
-retries), `--rounds` times; prints p50 / p99 latency of a whole load and the bytes it moved. The board's on-load
-event itself goes through gradio's queue, whose cost is part 1's `on_load` figure.
+Part 2, over HTTP: starts the real board (`python -m webui.app`) of this tree on 127.0.0.1 in a scratch saves /
+cache folder and fires `--concurrency` page loads at once, `--rounds` times. A load is what a browser asks for:
+GET /, GET /config, then every event the page fires on load (the top bar's, `on_load`, `plan`) through gradio's
+queue, answers read from one event stream (`--no-events`: the two GETs only). One load per thread, no retries.
+Prints p50 / p90 / p99 latency of a whole load, the board process's CPU time per load (/proc) and the bytes moved.
+With `--baseline-src DIR` (a checkout of main: `git archive main | tar -x -C /tmp/base`) a second board runs from
+that tree and the rounds alternate between the two (the order flips each round); the medians over the rounds and
+their ratio come last.
 
-Timings depend on what else the machine runs: the load average is printed; compare runs made back to back.
+Timings depend on what else the machine runs: the load average is printed with every round.
 """
 
 from __future__ import annotations
@@ -52,9 +57,27 @@ def in_process(repeat: int) -> None:
         start = time.perf_counter()
         board.on_load(values)
         load_s.append(time.perf_counter() - start)
+    # The on-load event's answer as gradio turns it into what the page gets: gradio's own Blocks against the
+    # board's (which skips rebuilding the outputs the event leaves alone).
+    import asyncio
+
+    import gradio as gr
+    from gradio.state_holder import SessionState
+
+    event = next(fn for fn in demo.fns.values() if fn.api_name == "on_load")
+    inputs = {block: getattr(block, "value", None) for block in event.inputs}
+    post: dict[str, list[float]] = {"gradio": [], "board": []}
+    for _ in range(repeat):
+        for name, postprocess in (("gradio", gr.Blocks.postprocess_data), ("board", type(demo).postprocess_data)):
+            predictions = event.fn(inputs)
+            start = time.perf_counter()
+            asyncio.run(postprocess(demo, event, predictions, SessionState(demo)))
+            post[name].append(time.perf_counter() - start)
     print(
         f"in process: config {statistics.median(config_s) * 1000:.1f} ms ({sizes[-1] / 1024:.0f} KiB), "
-        f"on_load {statistics.median(load_s) * 1000:.1f} ms (median of {repeat})"
+        f"on_load {statistics.median(load_s) * 1000:.1f} ms, its answer's postprocessing "
+        f"{statistics.median(post['board']) * 1000:.1f} ms (gradio's Blocks: "
+        f"{statistics.median(post['gradio']) * 1000:.1f} ms, {len(event.outputs)} outputs) (median of {repeat})"
     )
 
 
