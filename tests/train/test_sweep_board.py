@@ -1,7 +1,7 @@
 """A 2x2 sweep started from the board (the Train tab's Sweep section, called as its handlers) trains the demo model to
 the end through the runner's queue, one member at a time on this CPU machine, and the Runs tab's sweep summary ranks
 the members by the chosen metric, with their curves overlaid. The CLI twin is test_sweep.py; the queue, abort and
-device placement with fake jobs are tests/webui/test_sweep.py."""
+device placement with fake jobs are tests/webui/test_sweep_form.py."""
 
 from __future__ import annotations
 
