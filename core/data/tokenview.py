@@ -3,9 +3,9 @@
 `token_view` runs the row through the training processor itself (core.data.loader.PROCESSORS, packing off) and takes
 each kept token's flag from the processor's labels: `loss` (label != IGNORE_INDEX) or `masked` (the prompt, history
 with mask_history). Tokens that truncation drops are put back where they were, flagged `cut`, and the truncation
-point is the index of the first of them. `special` marks the tokenizer's special tokens (bos, eos, template stop words).
-Pairwise stages give chosen and rejected side by side; kto gives the tag. `length_stats` adds per-sample lengths for a
-histogram, truncation and the padding share per batch size (core.data.stats).
+point is the index of the first of them. `special` marks the tokenizer's special tokens (bos, eos, template
+markers). Pairwise stages give chosen and rejected side by side; kto gives the tag. `length_stats` adds
+per-sample lengths for a histogram, truncation and the padding share per batch size (core.data.stats).
 
 Needs the tokenizer (transformers): the board runs it as `llamafactory-cli data tokens ... --json` in a subprocess.
 """
@@ -54,7 +54,8 @@ def _tokens(tokenizer: Any, ids: list[int], labels: list[int] | None, flag: str 
             kind = "masked" if labels is None or labels[n] == IGNORE_INDEX else "loss"
         else:
             kind = flag
-        out.append({"id": token_id, "text": tokenizer.decode([token_id]), "flag": kind, "special": token_id in special})
+        text = tokenizer.decode([token_id])
+        out.append({"id": token_id, "text": text, "flag": kind, "special": token_id in special})
     return out
 
 
@@ -213,8 +214,8 @@ def _text(view: dict[str, Any]) -> str:
     if "kto_tag" in view:
         lines.append(f"kto tag: {'desirable' if view['kto_tag'] else 'undesirable'}")
     for name, side in view["sides"].items():
-        lines.append(f"--- {name}: {side['length']} tokens kept of {side['full_length']}, {side.get('loss_tokens', 0)} "
-                     "carry loss   ([masked]  loss  ~cut~  <special>)")  # fmt: skip
+        kept = f"{side['length']} tokens kept of {side['full_length']}, {side.get('loss_tokens', 0)} carry loss"
+        lines.append(f"--- {name}: {kept}   ([masked]  loss  ~cut~  <special>)")
         text = "".join(
             marks[t["flag"]].format(("<{}>" if t["special"] else "{}").format(t["text"].replace("\n", "\\n")))
             for t in side["tokens"]

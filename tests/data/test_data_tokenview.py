@@ -21,6 +21,7 @@ CONV = [
     {"from": "human", "value": "What is the capital of France?"},
     {"from": "gpt", "value": "The capital of France is Paris."},
 ]
+ROWS = range(9)
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def ddir(tmp_path):
         "kto": {"file_name": "k.jsonl", "columns": {"kto_tag": "tag"}},
     }
     files = {
-        "sft.json": [{"instruction": f"Add the numbers {i} and 30.", "output": f"The sum is {i + 30}."} for i in range(9)],
+        "sft.json": [{"instruction": f"Add the numbers {i} and 30.", "output": f"The sum is {i + 30}."} for i in ROWS],
         "chat.jsonl": [{"conversations": CONV}],
         "p.json": [{"instruction": "What is the capital of France?", "chosen": "Paris.", "rejected": "I am fine."}],
         "k.jsonl": [{"instruction": "Add 12 and 30.", "output": "The sum is 42.", "tag": False}],
@@ -108,7 +109,8 @@ def test_length_stats_hold_per_sample_lengths_and_padding_per_batch_size(tokeniz
     args, template = _setup(tokenizer, ddir, "sft", cutoff_len=8)
     stats = length_stats(tokenizer, template, args, "sft")
     assert len(stats["lengths"]["total"]) == stats["rows"] == 9
-    assert all(t == p + r for t, p, r in zip(*(stats["lengths"][k] for k in ("total", "prompt", "response"))))
+    lengths = stats["lengths"]
+    assert all(t == p + r for t, p, r in zip(lengths["total"], lengths["prompt"], lengths["response"], strict=True))
     assert stats["truncated_samples"] == sum(1 for t in stats["lengths"]["total"] if t > 8)
     assert stats["padding_by_batch_size"]["1"]["unpacked"] == 0.0 and "packed" in stats["padding_by_batch_size"]["8"]
 
