@@ -175,8 +175,13 @@ def token_view(tokenizer: Any, template: Any, data_args: Any, stage: str = "sft"
         view = _pretrain(tokenizer, args, row)
     else:
         view = _unsupervised(tokenizer, template, args, row)
-    return {"dataset": args.dataset.split(",")[0].strip(), "stage": stage, "index": index,
-            "cutoff_len": args.cutoff_len, **view}  # fmt: skip
+    return {
+        "dataset": args.dataset.split(",")[0].strip(),
+        "stage": stage,
+        "index": index,
+        "cutoff_len": args.cutoff_len,
+        **view,
+    }
 
 
 def length_stats(tokenizer: Any, template: Any, data_args: Any, stage: str = "sft", batch_size: int = 8) -> dict:

@@ -59,9 +59,15 @@ def _learned(ids, labels):
 
 @pytest.mark.parametrize(
     ("dataset", "cutoff", "options"),
-    [("sft", 1024, {}), ("chat", 1024, {}), ("chat", 1024, {"mask_history": True}), ("chat", 25, {}),
-     ("chat", 30, {"mask_history": True}), ("sft", 1024, {"train_on_prompt": True})],
-)  # fmt: skip
+    [
+        ("sft", 1024, {}),
+        ("chat", 1024, {}),
+        ("chat", 1024, {"mask_history": True}),
+        ("chat", 25, {}),
+        ("chat", 30, {"mask_history": True}),
+        ("sft", 1024, {"train_on_prompt": True}),
+    ],
+)
 def test_loss_tokens_are_the_processors_labels(tokenizer, ddir, dataset, cutoff, options):
     args, template = _setup(tokenizer, ddir, dataset, cutoff_len=cutoff, **options)
     view = token_view(tokenizer, template, args, "sft", 0)

@@ -1,0 +1,459 @@
+"""The Data tab (issue 16): bring a file in (upload or a path under the roots -> detect -> correct the mapping ->
+validate -> register), see what training sees of a registered dataset (token view and lengths, from a
+`llamafactory-cli data tokens` subprocess: the board never loads a tokenizer), and curate one into a new dataset.
+
+Detection, validation, registration and curation are core.data.detect / validate / register / curate; this module
+turns the form into their arguments and their results into the tab's tables and messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from core.data.registry import list_datasets
+from webui.handlers.base import BoardBase
+from webui.handlers.events import ALERTS, Alerts, Updates, Values
+from webui.handlers.tokenhtml import length_figure, length_info_html, token_view_html
+from webui.manager import alert
+from webui.models import model_path
+from webui.paths import PathRefused
+
+ROLES = ("prompt", "query", "response", "history", "messages", "system", "tools", "chosen", "rejected", "kto_tag")
+"""Every column role of the mapping editor (core.data.detect.ROLES tells which a formatting uses)."""
+FORMAT_ROLES = {
+    "alpaca": ["prompt", "query", "response", "history", "system", "tools", "chosen", "rejected", "kto_tag"],
+    "sharegpt": ["messages", "system", "tools", "chosen", "rejected", "kto_tag"],
+    "openai": ["messages", "system", "tools", "chosen", "rejected", "kto_tag"],
+}
+MAPPING = [f"data.col_{role}" for role in ROLES]
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+"""The board's upload limit (webui.app.MAX_UPLOAD, which gradio enforces), checked again for a path typed in."""
+TOKENS_TIMEOUT_S = 300
+PROBLEM_COLUMNS = ["row", "column", "what", "fix"]
+
+
+def _upload_dirs() -> list[Path]:
+    """Where gradio keeps uploads: only the board's own upload cache is read outside the roots."""
+    base = os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
+    return [Path(base).resolve()]
+
+
+def _dir(values: Values) -> str:
+    return (values.get("data.dataset_dir") or "").strip() or "data"
+
+
+class DataHandlers(BoardBase):
+    """Add, Inspect and Curate (mixed into webui.board.Board)."""
+
+    # Add: the file
+
+    def _source(self, values: Values) -> tuple[Path | None, Alerts]:
+        """The file to bring in: the upload (from gradio's own upload folder) or a path under the roots."""
+        lang = values.get("top.lang")
+        upload = values.get("data.upload")
+        if isinstance(upload, dict):
+            upload = upload.get("path") or upload.get("name")
+        typed = (values.get("data.source_path") or "").strip()
+        if upload:
+            path = Path(str(upload)).resolve()
+            if not any(path.is_relative_to(root) for root in _upload_dirs()):
+                try:
+                    path = self.roots().check(str(upload), "upload")
+                except PathRefused as err:
+                    return None, [("warning", alert(lang, "path_refused", problems=err))]
+        elif typed:
+            try:
+                path = self.roots().check(typed, "source_path")
+            except PathRefused as err:
+                return None, [("warning", alert(lang, "path_refused", problems=err))]
+        else:
+            return None, [("warning", alert(lang, "data_no_file"))]
+        if not path.is_file():
+            return None, [("warning", alert(lang, "data_not_a_file", path=path))]
+        size = path.stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            limit = MAX_UPLOAD_BYTES // 2**20
+            return None, [("warning", alert(lang, "data_too_big", path=path.name, size=size // 2**20, limit=limit))]
+        return path, []
+
+    def data_detect(self, values: Values) -> Updates:
+        """Detect the file's format and layout; show it and fill the mapping editor with the proposal."""
+        from core.data.detect import detect
+        from core.data.registry import DataError
+
+        lang = values.get("top.lang")
+        path, alerts = self._source(values)
+        if path is None:
+            return {ALERTS: alerts}
+        try:
+            found = detect(path)
+        except (DataError, OSError, ValueError) as err:
+            return {ALERTS: [("warning", alert(lang, "data_detect_failed", file=path.name, error=err))]}
+        fields = list(found.get("fields") or [])
+        columns = found.get("columns") or {}
+        updates: Updates = {
+            "data.file": str(path),
+            "data.formatting": found.get("formatting") or "alpaca",
+            "data.ranking": bool(found.get("ranking")),
+            "data.tags": json.dumps(found.get("tags") or {}, ensure_ascii=False),
+            "data.detect_info": self._detect_html(lang, found, path),
+            "data.sample": pd.DataFrame(
+                [[_cell(row.get(f)) for f in fields] for row in found.get("sample") or []], columns=fields
+            ),
+            "data.mapping_box": gr.update(visible=True),
+            "data.problems": pd.DataFrame(columns=PROBLEM_COLUMNS),
+            "data.validate_info": "",
+            "data.bad_rows": [],
+        }
+        updates.update(self._mapping_updates(found.get("formatting") or "alpaca", fields, columns))
+        if not (values.get("data.name") or "").strip():
+            updates["data.name"] = _name_of(path)
+        return updates
+
+    def _detect_html(self, lang: str | None, found: dict[str, Any], path: Path) -> str:
+        head = alert(
+            lang,
+            "data_detected",
+            file=path.name,
+            file_type=found.get("file_type", ""),
+            kind=found.get("kind", ""),
+            formatting=found.get("formatting", ""),
+        )
+        notes = "".join(f"<li>{escape(str(note))}</li>" for note in found.get("notes") or [])
+        return f'<div class="lb-detected"><b>{escape(head)}</b>{f"<ul>{notes}</ul>" if notes else ""}</div>'
+
+    def _mapping_updates(self, formatting: str, fields: list[str], columns: dict[str, Any]) -> Updates:
+        usable = FORMAT_ROLES.get(formatting, FORMAT_ROLES["alpaca"])
+        choices = ["", *fields]
+        return {
+            f"data.col_{role}": gr.update(
+                choices=choices,
+                value=columns.get(role) or "" if columns.get(role) in fields else "",
+                visible=role in usable,
+            )
+            for role in ROLES
+        }
+
+    def data_formatting(self, values: Values) -> Updates:
+        """Another formatting: the roles it maps are shown, the others hidden (their choice is kept)."""
+        usable = FORMAT_ROLES.get(values.get("data.formatting") or "alpaca", FORMAT_ROLES["alpaca"])
+        return {f"data.col_{role}": gr.update(visible=role in usable) for role in ROLES}
+
+    def _entry(self, values: Values) -> tuple[dict[str, Any] | None, Alerts]:
+        """The dataset_info.json entry (without file_name) the mapping editor describes."""
+        from core.data.detect import make_entry
+        from core.data.registry import DataError
+
+        lang = values.get("top.lang")
+        formatting = values.get("data.formatting") or "alpaca"
+        usable = FORMAT_ROLES.get(formatting, FORMAT_ROLES["alpaca"])
+        columns = {role: values.get(f"data.col_{role}") or None for role in usable}
+        try:
+            tags = json.loads(values.get("data.tags") or "{}")
+        except (json.JSONDecodeError, RecursionError) as err:
+            return None, [("warning", alert(lang, "data_bad_tags", error=err))]
+        if not isinstance(tags, dict):
+            return None, [("warning", alert(lang, "data_bad_tags", error="not a JSON object"))]
+        try:
+            entry = make_entry(formatting, columns, tags, ranking=bool(values.get("data.ranking")))
+        except DataError as err:
+            return None, [("warning", str(err))]
+        return entry, []
+
+    def _detected_file(self, values: Values) -> tuple[Path | None, Alerts]:
+        file = values.get("data.file")
+        if not file:
+            return None, [("warning", alert(values.get("top.lang"), "data_detect_first"))]
+        return Path(file), []
+
+    # Add: validate (streamed, with progress)
+
+    def data_validate(self, values: Values) -> Iterator[Updates]:
+        """Every row through the loader's checks, with a progress bar; then the located problems and their counts."""
+        from core.data.validate import validate
+
+        lang = values.get("top.lang")
+        path, alerts = self._detected_file(values)
+        entry, more = self._entry(values) if path else (None, [])
+        if path is None or entry is None:
+            yield {ALERTS: alerts + more}
+            return
+        events: queue.Queue = queue.Queue()
+
+        def progress(done: int, total: int, rows: int) -> None:
+            events.put(("progress", (done, total, rows)))
+
+        def work() -> None:
+            try:
+                events.put(("done", validate(path, entry, stage=None, progress=progress)))
+            except Exception as err:  # a bad file: the message names it
+                events.put(("error", err))
+
+        threading.Thread(target=work, daemon=True).start()
+        while True:
+            kind, payload = events.get()
+            if kind == "progress":
+                done, total, rows = payload
+                yield {"data.validate_info": _bar(alert(lang, "data_validating", rows=rows), done, total)}
+                continue
+            if kind == "error":
+                yield {ALERTS: [("warning", alert(lang, "data_validate_failed", file=path.name, error=payload))]}
+                return
+            break
+        report = payload
+        problems = report.get("problems") or []
+        frame = pd.DataFrame(
+            [[p.get("row"), p.get("column") or "", p.get("what"), p.get("fix")] for p in problems],
+            columns=PROBLEM_COLUMNS,
+        )
+        counts = ", ".join(f"{kind}: {n}" for kind, n in sorted((report.get("counts") or {}).items()))
+        key = "data_valid" if not report.get("bad_rows") else "data_invalid"
+        text = alert(
+            lang,
+            key,
+            rows=report.get("rows", 0),
+            bad=report.get("bad_rows", 0),
+            counts=counts or "-",
+            seconds=f"{report.get('seconds', 0):.1f}",
+        )
+        yield {
+            "data.validate_info": _bar(text, 1, 1, failed=bool(report.get("bad_rows"))),
+            "data.problems": frame,
+            "data.bad_rows": list(report.get("bad_row_numbers") or []),
+            "data.skip_bad": gr.update(visible=bool(report.get("bad_rows"))),
+        }
+
+    # Add: register
+
+    def data_register(self, values: Values) -> Updates:
+        """Copy the file into the data folder and register it; the Train tab's dataset list follows."""
+        from core.data.register import NameTaken, add_dataset
+        from core.data.registry import DataError
+
+        lang = values.get("top.lang")
+        name = (values.get("data.name") or "").strip()
+        path, alerts = self._detected_file(values)
+        entry, more = self._entry(values) if path else (None, [])
+        if path is None or entry is None:
+            return {ALERTS: alerts + more}
+        if not name:
+            return {ALERTS: [("warning", alert(lang, "data_no_name"))]}
+        dataset_dir = _dir(values)
+        refused = self.check_path(values, dataset_dir, "dataset_dir", write=True)
+        if refused:
+            return {ALERTS: refused}
+        skip = values.get("data.bad_rows") if values.get("data.skip_bad") else None
+        try:
+            done = add_dataset(
+                dataset_dir,
+                name,
+                path,
+                entry,
+                replace=bool(values.get("data.replace")),
+                skip_rows=set(skip) if skip else None,
+            )
+        except NameTaken:
+            return {ALERTS: [("warning", alert(lang, "data_name_taken", name=name, dir=dataset_dir))]}
+        except (DataError, OSError, ValueError) as err:
+            return {ALERTS: [("warning", alert(lang, "data_register_failed", name=name, error=err))]}
+        text = alert(
+            lang,
+            "data_registered",
+            name=name,
+            rows=done.get("rows", 0),
+            skipped=done.get("skipped", 0),
+            file=done.get("info_file", ""),
+        )
+        updates = self._after_register(values, dataset_dir, [name])
+        updates["data.add_info"] = f'<div class="lb-preview-info" id="registered">{escape(text)}</div>'
+        updates["data.replace"] = False
+        updates[ALERTS] = [("info", text)]
+        return updates
+
+    def _after_register(self, values: Values, dataset_dir: str, names: list[str]) -> Updates:
+        """The Train tab points at this data folder and lists its datasets for its stage (the new ones selected when
+        they fit the stage); the Inspect and Curate lists follow."""
+        stage = values.get("train.stage") or "sft"
+        fit = list(list_datasets(dataset_dir, stage))
+        every = list(list_datasets(dataset_dir))
+        picked = [name for name in names if name in fit]
+        return {
+            "train.dataset_dir": dataset_dir,
+            "train.dataset": gr.update(choices=fit, value=picked),
+            "train.preview_box": gr.update(visible=False),
+            "data.inspect_dataset": gr.update(choices=every, value=names[0] if names[0] in every else None),
+            "data.curate_dataset": gr.update(choices=every, value=names[0] if names[0] in every else None),
+        }
+
+    def data_refresh(self, values: Values) -> Updates:
+        """The data folder changed: the Inspect and Curate lists show its datasets."""
+        dataset_dir = _dir(values)
+        try:
+            every = list(list_datasets(dataset_dir))
+        except Exception as err:  # the registry names the file and key
+            lang = values.get("top.lang")
+            return {ALERTS: [("warning", alert(lang, "dataset_registry", dir=dataset_dir, error=err))]}
+        keep = {
+            key: values.get(key) if values.get(key) in every else None
+            for key in ("data.inspect_dataset", "data.curate_dataset")
+        }
+        return {key: gr.update(choices=every, value=value) for key, value in keep.items()}
+
+    # Inspect
+
+    def data_inspect(self, values: Values) -> Updates:
+        """Sample N as training will see it and the length statistics, from `llamafactory-cli data tokens`."""
+        lang = values.get("top.lang")
+        name = values.get("data.inspect_dataset")
+        if not name:
+            return {ALERTS: [("warning", alert(lang, "no_dataset_selected"))]}
+        dataset_dir = _dir(values)
+        refused = self._dataset_files_refused(values, dataset_dir, name)  # type: ignore[attr-defined]
+        if refused:
+            return {ALERTS: refused}
+        model = str(values.get("top.model_path") or "").strip() or model_path(str(values.get("top.model_name") or ""))
+        if not model:
+            return {ALERTS: [("warning", alert(lang, "data_no_model"))]}
+        problems = self.roots().check_args({"model_name_or_path": model})
+        if problems:
+            return {ALERTS: [("warning", alert(lang, "path_refused", problems="\n".join(problems)))]}
+        command = [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "data",
+            "tokens",
+            "--json",
+            "--dataset",
+            str(name),
+            "--dataset-dir",
+            dataset_dir,
+            "--model",
+            model,
+            "--stage",
+            values.get("data.inspect_stage") or "sft",
+            "--cutoff-len",
+            str(_int(values.get("data.cutoff_len"), 1024)),
+            "--index",
+            str(_int(values.get("data.inspect_index"), 0)),
+            "--batch-size",
+            str(_int(values.get("train.per_device_train_batch_size"), 8)),
+        ]
+        template = values.get("top.template")
+        if template:
+            command += ["--template", str(template)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=TOKENS_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            return {ALERTS: [("warning", alert(lang, "data_inspect_failed", name=name, error="timed out"))]}
+        if done.returncode != 0:
+            error = (done.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("error: ")
+            return {ALERTS: [("warning", alert(lang, "data_inspect_failed", name=name, error=error))]}
+        result = json.loads(done.stdout)
+        stats = result.get("stats") or {}
+        return {
+            "data.token_view": token_view_html(lang, result["view"]),
+            "data.length_plot": length_figure(lang, stats),
+            "data.length_info": length_info_html(lang, stats),
+        }
+
+    # Curate
+
+    def data_curate(self, values: Values) -> Updates:
+        """Filter / dedup / sample / split a registered dataset into a new registered one (the source untouched)."""
+        from core.data.curate import curate
+        from core.data.register import NameTaken
+        from core.data.registry import DataError
+
+        lang = values.get("top.lang")
+        name = values.get("data.curate_dataset")
+        new_name = (values.get("data.new_name") or "").strip()
+        if not name:
+            return {ALERTS: [("warning", alert(lang, "no_dataset_selected"))]}
+        if not new_name:
+            return {ALERTS: [("warning", alert(lang, "data_no_name"))]}
+        dataset_dir = _dir(values)
+        refused = self.check_path(values, dataset_dir, "dataset_dir", write=True) or self._dataset_files_refused(
+            values, dataset_dir, name
+        )  # type: ignore[attr-defined]
+        if refused:
+            return {ALERTS: refused}
+        eval_size = _float(values.get("data.eval_size"))
+        options = {
+            "min_chars": _int(values.get("data.min_chars"), None) or None,
+            "max_chars": _int(values.get("data.max_chars"), None) or None,
+            "match": (values.get("data.match") or "").strip() or None,
+            "exclude": (values.get("data.exclude") or "").strip() or None,
+            "dedup": values.get("data.dedup") or "none",
+            "sample": _int(values.get("data.sample_n"), None) or None,
+            "eval_size": (int(eval_size) if eval_size and eval_size >= 1 else eval_size) or None,
+            "replace": bool(values.get("data.curate_replace")),
+        }
+        try:
+            done = curate(dataset_dir, name, new_name, **options)
+        except NameTaken:
+            return {ALERTS: [("warning", alert(lang, "data_name_taken", name=new_name, dir=dataset_dir))]}
+        except (DataError, OSError, ValueError) as err:
+            return {ALERTS: [("warning", alert(lang, "data_curate_failed", name=name, error=err))]}
+        dropped = ", ".join(f"{reason}: {n}" for reason, n in (done.get("dropped") or {}).items() if n) or "-"
+        text = alert(
+            lang,
+            "data_curated",
+            name=name,
+            rows_in=done.get("rows_in", 0),
+            rows_out=done.get("rows_out", 0),
+            dropped=dropped,
+            names=", ".join(done.get("names") or [new_name]),
+        )
+        updates = self._after_register(values, dataset_dir, list(done.get("names") or [new_name]))
+        updates["data.curate_info"] = f'<div class="lb-preview-info">{escape(text)}</div>'
+        updates["data.curate_replace"] = False
+        updates[ALERTS] = [("info", text)]
+        return updates
+
+
+def _bar(text: str, done: int, total: int, failed: bool = False) -> str:
+    share = 100.0 * done / total if total else 100.0
+    state = "failed" if failed else ("finished" if done >= total else "running")
+    return (
+        f'<div class="lb-progress lb-{state}" id="validate_progress" data-state="{state}">'
+        f'<div class="lb-progress-head"><span class="lb-state">{escape(text)}</span><span>{share:.0f}%</span></div>'
+        f'<div class="lb-bar"><div class="lb-fill" style="width:{share:.1f}%"></div></div></div>'
+    )
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _name_of(path: Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "_-" else "_" for c in path.stem).strip("_")
+    return stem or "my_data"
+
+
+def _int(value: Any, default: int | None) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
