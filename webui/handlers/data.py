@@ -148,9 +148,28 @@ class DataHandlers(BoardBase):
         }
 
     def data_formatting(self, values: Values) -> Updates:
-        """Another formatting: the roles it maps are shown, the others hidden (their choice is kept)."""
-        usable = FORMAT_ROLES.get(values.get("data.formatting") or "alpaca", FORMAT_ROLES["alpaca"])
-        return {f"data.col_{role}": gr.update(visible=role in usable) for role in ROLES}
+        """Another formatting: the file's mapping proposed for it (core.data.detect with that formatting forced);
+        the roles it maps are shown, the others hidden."""
+        from core.data.detect import detect
+        from core.data.registry import DataError
+
+        formatting = values.get("data.formatting") or "alpaca"
+        usable = FORMAT_ROLES.get(formatting, FORMAT_ROLES["alpaca"])
+        hidden = {f"data.col_{role}": gr.update(visible=role in usable) for role in ROLES}
+        file = values.get("data.file")
+        if not file:
+            return hidden
+        try:
+            found = detect(file, formatting=formatting)
+        except (DataError, OSError, ValueError) as err:
+            lang = values.get("top.lang")
+            return {
+                **hidden,
+                ALERTS: [("warning", alert(lang, "data_detect_failed", file=Path(file).name, error=err))],
+            }
+        updates = self._mapping_updates(formatting, list(found.get("fields") or []), found.get("columns") or {})
+        updates["data.tags"] = json.dumps(found.get("tags") or {}, ensure_ascii=False)
+        return updates
 
     def _entry(self, values: Values) -> tuple[dict[str, Any] | None, Alerts]:
         """The dataset_info.json entry (without file_name) the mapping editor describes."""

@@ -175,7 +175,13 @@ def bind_data(board: Board) -> None:
     ]
     bind(board, m["data.detect_btn"].click, board.data_detect, source, detect_out)
     bind(board, m["data.upload"].upload, board.data_detect, source, detect_out, api_name="data_upload")
-    bind(board, m["data.formatting"].input, board.data_formatting, ["data.formatting"], MAPPING)
+    bind(
+        board,
+        m["data.formatting"].input,
+        board.data_formatting,
+        ["data.formatting", "data.file"],
+        [*MAPPING, "data.tags"],
+    )
     entry = ["data.file", "data.formatting", "data.ranking", "data.tags", *MAPPING]
     validate_out = ["data.validate_info", "data.problems", "data.bad_rows", "data.skip_bad"]
     bind_stream(board, m["data.validate_btn"].click, board.data_validate, entry, validate_out, queue=True)
