@@ -75,7 +75,7 @@ def _detected(board: Board, csv_file: Path) -> dict[str, Any]:
     return values
 
 
-def test_a_csv_with_renamed_columns_is_detected_corrected_registered_and_listed_for_training(board, csv_file, board_home):
+def test_renamed_csv_columns_are_detected_corrected_registered_and_listed_for_training(board, csv_file, board_home):
     values = _detected(board, csv_file)
     assert values["data.file"] == str(csv_file) and values["data.name"] == "German_QA"
     assert set(board.data_detect(values)["data.col_prompt"]["choices"]) == {"", "nr", "frage", "antwort"}
@@ -107,7 +107,8 @@ def test_files_outside_the_roots_or_over_the_limit_are_refused(board, csv_file, 
         assert _alerts(updates)[0].startswith("Refused") and "data.file" not in updates
     assert "Upload a file or type a file path" in _alerts(board.data_detect(_values()))[0]
     monkeypatch.setattr(data_handlers, "MAX_UPLOAD_BYTES", 100)
-    assert "over the board's 0 MB limit" in _alerts(board.data_detect(_values(**{"data.source_path": str(csv_file)})))[0]
+    too_big = board.data_detect(_values(**{"data.source_path": str(csv_file)}))
+    assert "over the board's 0 MB limit" in _alerts(too_big)[0]
 
 
 def test_register_needs_a_detected_file_a_name_and_a_writable_folder(board, csv_file):
@@ -145,7 +146,8 @@ def test_validate_streams_progress_then_locates_problems_and_skip_bad_rows_regis
     values = _detected(board, path)
     steps = list(board.data_validate(values))
     last = steps[-1]
-    assert 'data-state="failed"' in last["data.validate_info"] and "2 of 20 rows have problems" in last["data.validate_info"]
+    assert 'data-state="failed"' in last["data.validate_info"] and len(steps) >= 2
+    assert "2 of 20 rows have problems" in last["data.validate_info"]
     assert list(last["data.problems"]["row"]) == [3, 7] and all(last["data.problems"]["fix"])
     assert last["data.bad_rows"] == [3, 7] and last["data.skip_bad"]["visible"] is True
     values.update({"data.bad_rows": last["data.bad_rows"], "data.skip_bad": True, "data.name": "some_bad"})
