@@ -179,7 +179,7 @@ def test_curate_saves_a_new_registered_dataset(board, csv_file, board_home):
     curate = _values(**{"data.curate_dataset": "to_curate", "data.match": "sum is 3[0-5]", "data.new_name": "small",
                         "data.dedup": "exact", "data.eval_size": 2})  # fmt: skip
     updates = board.data_curate(curate)
-    assert "12 rows in, 6 out" in _alerts(updates)[0], _alerts(updates)
+    assert "12 rows in, 4 out (dropped: no_match: 6); registered small, small_eval" in _alerts(updates)[0]
     info = json.loads((board_home / "data" / "dataset_info.json").read_text())
     assert {"small", "small_eval", "to_curate"} <= set(info)
     assert json.loads(before)["to_curate"] == info["to_curate"]
