@@ -67,6 +67,7 @@ PURE_MODULES = [
     "webui.page_cache",
     "webui.board_blocks",
     "webui.handlers.data",
+    "webui.handlers.data_use",
     "webui.handlers.tokenhtml",
     "webui.tabs.data",
 ]
