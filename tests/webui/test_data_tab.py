@@ -33,7 +33,6 @@ def _values(**changes: Any) -> dict[str, Any]:
         "data.name": "",
         "data.replace": False,
         "data.skip_bad": False,
-        "data.bad_rows": [],
         "data.file": None,
         "data.formatting": "alpaca",
         "data.ranking": False,
@@ -149,14 +148,26 @@ def test_validate_streams_progress_then_locates_problems_and_skip_bad_rows_regis
     assert 'data-state="failed"' in last["data.validate_info"] and len(steps) >= 2
     assert "2 of 20 rows have problems" in last["data.validate_info"]
     assert list(last["data.problems"]["row"]) == [3, 7] and all(last["data.problems"]["fix"])
-    assert last["data.bad_rows"] == [3, 7] and last["data.skip_bad"]["visible"] is True
-    values.update({"data.bad_rows": last["data.bad_rows"], "data.skip_bad": True, "data.name": "some_bad"})
+    assert last["data.skip_bad"]["visible"] is True
+    # Register validates again: without the box ticked nothing is registered, with it the good rows are.
+    values["data.name"] = "some_bad"
+    refused = board.data_register(values)
+    assert "2 of 20 rows have problems" in _alerts(refused)[0] and list(refused["data.problems"]["row"]) == [3, 7]
+    assert "some_bad" not in json.loads((board_home / "data" / "dataset_info.json").read_text())
+    values["data.skip_bad"] = True
     assert "Registered some_bad: 18 rows (2 skipped)" in _alerts(board.data_register(values))[0]
 
 
 def test_inspect_shows_the_tokens_training_sees_and_the_length_histogram(board, csv_file):
-    values = _values(**{"data.dataset_dir": "demo", "data.inspect_dataset": "demo_sft", "data.inspect_stage": "sft",
-                        "data.inspect_index": 2, "data.cutoff_len": 20})  # fmt: skip
+    values = _values(
+        **{
+            "data.dataset_dir": "demo",
+            "data.inspect_dataset": "demo_sft",
+            "data.inspect_stage": "sft",
+            "data.inspect_index": 2,
+            "data.cutoff_len": 20,
+        }
+    )
     updates = board.data_inspect(values)
     assert not _alerts(updates), _alerts(updates)
     html = updates["data.token_view"]
@@ -176,11 +187,40 @@ def test_curate_saves_a_new_registered_dataset(board, csv_file, board_home):
     values.update({"data.col_prompt": "frage", "data.col_response": "antwort", "data.name": "to_curate"})
     board.data_register(values)
     before = (board_home / "data" / "dataset_info.json").read_text()
-    curate = _values(**{"data.curate_dataset": "to_curate", "data.match": "sum is 3[0-5]", "data.new_name": "small",
-                        "data.dedup": "exact", "data.eval_size": 2})  # fmt: skip
+    curate = _values(
+        **{
+            "data.curate_dataset": "to_curate",
+            "data.match": "sum is 3[0-5]",
+            "data.new_name": "small",
+            "data.dedup": "exact",
+            "data.eval_size": 2,
+        }
+    )
     updates = board.data_curate(curate)
     assert "12 rows in, 4 out (dropped: no_match: 6); registered small, small_eval" in _alerts(updates)[0]
     info = json.loads((board_home / "data" / "dataset_info.json").read_text())
     assert {"small", "small_eval", "to_curate"} <= set(info)
     assert json.loads(before)["to_curate"] == info["to_curate"]
     assert "small" in updates["train.dataset"]["choices"]
+
+
+def test_token_view_html_puts_chosen_and_rejected_side_by_side_and_shows_the_kto_tag():
+    from webui.handlers.tokenhtml import token_view_html
+
+    def side(*flags: str) -> dict[str, Any]:
+        tokens = [{"id": n, "text": f"t{n}", "flag": flag, "special": n == 0} for n, flag in enumerate(flags)]
+        return {"tokens": tokens, "length": 3, "full_length": len(flags), "loss_tokens": flags.count("loss")}
+
+    view = {
+        "dataset": "pairs",
+        "index": 0,
+        "stage": "dpo",
+        "cutoff_len": 3,
+        "sides": {"chosen": side("masked", "loss", "loss"), "rejected": side("masked", "loss", "loss", "cut")},
+    }
+    html = token_view_html("en", view)
+    assert html.index("Chosen: 3 of 3 tokens") < html.index("Rejected: 3 of 4 tokens")
+    assert html.count('class="lb-tokside"') == 2 and html.count("lb-tok-cutmark") == 1
+    assert '<span class="lb-tok lb-tok-cut" title="id 3 · cut">t3</span>' in html
+    kto = token_view_html("zh", {**view, "stage": "kto", "sides": {"sample": side("loss")}, "kto_tag": False})
+    assert "KTO 标签：不期望" in kto and "lb-kto-false" in kto

@@ -106,7 +106,7 @@ class DataHandlers(DataUseHandlers):
             "data.mapping_box": gr.update(visible=True),
             "data.problems": pd.DataFrame(columns=PROBLEM_COLUMNS),
             "data.validate_info": "",
-            "data.bad_rows": [],
+            "data.skip_bad": gr.update(visible=False, value=False),
         }
         updates.update(self._mapping_updates(found.get("formatting") or "alpaca", fields, columns))
         if not (values.get("data.name") or "").strip():
@@ -207,7 +207,8 @@ class DataHandlers(DataUseHandlers):
 
         def work() -> None:
             try:
-                events.put(("done", validate(path, entry, stage=None, progress=progress)))
+                name = (values.get("data.name") or "").strip() or "new_dataset"
+                events.put(("done", validate(path, entry, progress=progress, name=name)))
             except Exception as err:  # a bad file: the message names it
                 events.put(("error", err))
 
@@ -222,7 +223,10 @@ class DataHandlers(DataUseHandlers):
                 yield {ALERTS: [("warning", alert(lang, "data_validate_failed", file=path.name, error=payload))]}
                 return
             break
-        report = payload
+        yield self._report(lang, payload, path)[0]
+
+    def _report(self, lang: str | None, report: dict[str, Any], path: Path) -> tuple[Updates, str]:
+        """The validation's bar, located problems and counts (the skip box shows when rows are bad), and its text."""
         problems = report.get("problems") or []
         frame = pd.DataFrame(
             [[p.get("row"), p.get("column") or "", p.get("what"), p.get("fix")] for p in problems],
@@ -238,19 +242,23 @@ class DataHandlers(DataUseHandlers):
             counts=counts or "-",
             seconds=f"{report.get('seconds', 0):.1f}",
         )
-        yield {
-            "data.validate_info": _bar(text, 1, 1, failed=bool(report.get("bad_rows"))),
+        if report.get("fatal"):
+            text = alert(lang, "data_validate_failed", file=path.name, error=report["fatal"])
+        updates = {
+            "data.validate_info": _bar(text, 1, 1, failed=bool(report.get("bad_rows") or report.get("fatal"))),
             "data.problems": frame,
-            "data.bad_rows": list(report.get("bad_row_numbers") or []),
             "data.skip_bad": gr.update(visible=bool(report.get("bad_rows"))),
         }
+        return updates, text
 
     # Add: register
 
     def data_register(self, values: Values) -> Updates:
-        """Copy the file into the data folder and register it; the Train tab's dataset list follows."""
+        """Validate every row, then copy the file into the data folder and register it (without the bad rows only
+        when "Register without the bad rows" is ticked); the Train tab's dataset list follows."""
         from core.data.register import NameTaken, add_dataset
         from core.data.registry import DataError
+        from core.data.validate import validate
 
         lang = values.get("top.lang")
         name = (values.get("data.name") or "").strip()
@@ -264,7 +272,18 @@ class DataHandlers(DataUseHandlers):
         refused = self.check_path(values, dataset_dir, "dataset_dir", write=True)
         if refused:
             return {ALERTS: refused}
-        skip = values.get("data.bad_rows") if values.get("data.skip_bad") else None
+        try:
+            report = validate(path, entry, name=name)
+        except (DataError, OSError, ValueError) as err:
+            return {ALERTS: [("warning", alert(lang, "data_validate_failed", file=path.name, error=err))]}
+        shown, why = self._report(lang, report, path)
+        skip = report.get("bad_row_numbers") if values.get("data.skip_bad") else None
+        if (
+            report.get("fatal")
+            or (report.get("bad_rows") and not skip)
+            or (skip and report.get("bad_row_numbers_capped"))
+        ):
+            return {**shown, ALERTS: [("warning", why)]}
         try:
             done = add_dataset(
                 dataset_dir,
@@ -288,6 +307,7 @@ class DataHandlers(DataUseHandlers):
         )
         updates = self._after_register(values, dataset_dir, [name])
         updates["data.add_info"] = f'<div class="lb-preview-info" id="registered">{escape(text)}</div>'
+        updates.update(shown)
         updates["data.replace"] = False
         updates[ALERTS] = [("info", text)]
         return updates

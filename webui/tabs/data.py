@@ -37,7 +37,6 @@ def create_data_tab(lang: str) -> dict[str, gr.components.Component]:
 
     add("dataset_dir", gr.Textbox(value="data", elem_id="data_dataset_dir", **text("dataset_dir")))
     add("file", gr.State(None))
-    add("bad_rows", gr.State([]))
     with gr.Tabs():
         with add("add_tab", gr.Tab(elem_id="data_add_tab", **text("add_tab"))):
             with gr.Row(equal_height=True):
@@ -169,7 +168,7 @@ def bind_data(board: Board) -> None:
         "data.mapping_box",
         "data.problems",
         "data.validate_info",
-        "data.bad_rows",
+        "data.skip_bad",
         "data.name",
         *MAPPING,
     ]
@@ -183,8 +182,10 @@ def bind_data(board: Board) -> None:
         [*MAPPING, "data.tags"],
     )
     entry = ["data.file", "data.formatting", "data.ranking", "data.tags", *MAPPING]
-    validate_out = ["data.validate_info", "data.problems", "data.bad_rows", "data.skip_bad"]
-    bind_stream(board, m["data.validate_btn"].click, board.data_validate, entry, validate_out, queue=True)
+    validate_out = ["data.validate_info", "data.problems", "data.skip_bad"]
+    bind_stream(
+        board, m["data.validate_btn"].click, board.data_validate, [*entry, "data.name"], validate_out, queue=True
+    )
     lists = ["train.dataset_dir", "train.dataset", "train.preview_box", "data.inspect_dataset", "data.curate_dataset"]
     register_in = [
         *entry,
@@ -192,7 +193,6 @@ def bind_data(board: Board) -> None:
         "data.dataset_dir",
         "data.replace",
         "data.skip_bad",
-        "data.bad_rows",
         "train.stage",
     ]
     bind(
@@ -200,7 +200,7 @@ def bind_data(board: Board) -> None:
         m["data.register_btn"].click,
         board.data_register,
         register_in,
-        [*lists, "data.add_info", "data.replace"],
+        [*lists, "data.add_info", "data.replace", "data.validate_info", "data.problems", "data.skip_bad"],
     )
     refresh = ["data.dataset_dir", "data.inspect_dataset", "data.curate_dataset"]
     bind(
