@@ -19,9 +19,9 @@ from dataclasses import replace
 from typing import Any
 
 from core.data.converter import NEEDS
-from core.data.loader import PROCESSORS, STAGE_PROCESSOR, _check_stage, load_rows
+from core.data.loader import PROCESSORS, STAGE_PROCESSOR, load_rows
 from core.data.processor.common import IGNORE_INDEX, fit_turn, truncate_turns
-from core.data.registry import DataError, get_dataset_list
+from core.data.registry import DataError, check_stage, get_dataset_list
 from core.data.templates import fold
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
@@ -36,7 +36,7 @@ def _row(data_args: Any, stage: str, index: int, seed: int = 42) -> tuple[dict[s
     """Row `index` (0-based) of the first dataset in `data_args.dataset`, as the loader converts it."""
     attrs = get_dataset_list(data_args.dataset, data_args.dataset_dir)
     attr = attrs[0]
-    _check_stage(attr, stage)
+    check_stage(attr, stage)
     rows = load_rows(attr, NEEDS.get(stage), replace(data_args, max_samples=index + 1), seed)
     if not rows:
         raise DataError(f"{attr.info_file}: dataset '{attr.name}' has no usable rows.")
