@@ -412,6 +412,10 @@ def _expand(argv: list[str]) -> int | None:
 
 
 def _data(argv: list[str]) -> int | None:
+    if argv[:1] == ["tokens"]:  # what training sees of a sample (core.data.tokenview; loads the tokenizer)
+        from core.data.tokenview import main as tokens_main
+
+        return tokens_main(argv[1:])
     from core.data.cli import main as data_main
 
     return data_main(argv)
@@ -435,7 +439,7 @@ COMMANDS: dict[str, Command] = {
     "version": Command(_version, "print the version"),
     "env": Command(_env, "print versions of the stack and the visible devices, for bug reports"),
     "demo": Command(_demo, "build the offline demo model"),
-    "data": Command(_data, "datasets: list, preview, statistics; add, validate, curate"),
+    "data": Command(_data, "datasets: list, preview, statistics, tokens (what training sees); add, validate, curate"),
     "sweep": Command(_sweep, "a grid of runs: sweep job.yaml learning_rate=1e-4,5e-4 lora_rank=8,16"),
     "runs": Command(_runs, "the runs under saves: runs list [--json] | diff A B | rerun A (the board's Runs tab)"),
     "eval": Command(_eval, "generate and score answers (BLEU, ROUGE): eval <config.yaml> [key=value ...]"),

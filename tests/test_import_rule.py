@@ -66,6 +66,10 @@ PURE_MODULES = [
     "webui.controls",
     "webui.page_cache",
     "webui.board_blocks",
+    "webui.handlers.data",
+    "webui.handlers.data_use",
+    "webui.handlers.tokenhtml",
+    "webui.tabs.data",
 ]
 
 # Pure calls, not just imports: what the board and the fast CLI commands run.

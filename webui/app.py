@@ -57,6 +57,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
     from webui.board import Board, Infer
     from webui.board_blocks import BoardBlocks
     from webui.tabs.chat import bind_chat, create_chat_tab
+    from webui.tabs.data import bind_data, create_data_tab
     from webui.tabs.evaluate import bind_eval, create_eval_tab
     from webui.tabs.export import bind_export, create_export_tab
     from webui.tabs.runs import bind_runs, create_runs_tab
@@ -75,6 +76,8 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab(entry(lang, "tabs.train").get("label"), id="train", elem_id="tab_train") as train_tab:
                 manager.add("train", create_train_tab(lang, manager.tab("top")))
+            with gr.Tab(entry(lang, "tabs.data").get("label"), id="data", elem_id="tab_data") as data_tab:
+                manager.add("data", create_data_tab(lang))
             with gr.Tab(entry(lang, "tabs.eval").get("label"), id="eval", elem_id="tab_eval") as eval_tab:
                 manager.add("eval", create_eval_tab(lang))
             with gr.Tab(entry(lang, "tabs.chat").get("label"), id="chat", elem_id="tab_chat") as chat_tab:
@@ -83,11 +86,19 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
                 manager.add("export", create_export_tab(lang))
             with gr.Tab(entry(lang, "tabs.runs").get("label"), id="runs", elem_id="tab_runs") as runs_tab:
                 manager.add("runs", create_runs_tab(lang, board))
-        tab_list = {"train": train_tab, "eval": eval_tab, "chat": chat_tab, "export": export_tab, "runs": runs_tab}
+        tab_list = {
+            "train": train_tab,
+            "data": data_tab,
+            "eval": eval_tab,
+            "chat": chat_tab,
+            "export": export_tab,
+            "runs": runs_tab,
+        }
         manager.add("tabs", tab_list)
 
         bind_top(board)
         bind_train(board)
+        bind_data(board)
         bind_runs(board, tabs, demo)
         bind_eval(infer)
         bind_chat(infer)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from webui.handlers.chat import ChatHandlers
+from webui.handlers.data import DataHandlers
 from webui.handlers.evaluate import EvalHandlers
 from webui.handlers.export import ExportHandlers, export_runner_beside
 from webui.handlers.live import LiveView
@@ -21,8 +22,10 @@ from webui.handlers.top import TopHandlers
 from webui.handlers.train import TrainHandlers
 
 
-class Board(TopHandlers, TrainHandlers, PlanHandlers, PreviewHandlers, LiveView, RunsHandlers, SweepHandlers):
-    """Top bar, Train (with its Sweep section) and Runs: `Board(runner, manager=None, saves_root=None)`
+class Board(
+    TopHandlers, TrainHandlers, PlanHandlers, PreviewHandlers, LiveView, RunsHandlers, SweepHandlers, DataHandlers
+):
+    """Top bar, Train (with its Sweep section), Data and Runs: `Board(runner, manager=None, saves_root=None)`
     (webui.handlers.base.BoardBase)."""
 
 

@@ -70,8 +70,12 @@ def dataset_stats(
     stage: str = "sft",
     batch_size: int = 8,
     seed: int = 42,
+    batch_sizes: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """Rows, token lengths (prompt / response / total, untruncated), truncation and padding for these settings."""
+    """Rows, token lengths (prompt / response / total, untruncated), truncation and padding for these settings.
+
+    With `batch_sizes` the result also holds the per-sample lengths (`lengths`: prompt / response / total, for a
+    histogram) and `padding_by_batch_size`: {size: share unpacked, and packed for sft} for each of those sizes."""
     kind = STAGE_PROCESSOR[stage]
     rows: list[dict] = []
     for attr in get_dataset_list(data_args.dataset, data_args.dataset_dir):
@@ -132,6 +136,14 @@ def dataset_stats(
         result["packed_sequences"] = len(packed_lengths)
         # Packed rows are padded to the longest row of the batch, the same as unpacked ones.
         result["padding_fraction_packed"] = round(padding_fraction(packed_lengths, batch_size, seed), 4)
+    if batch_sizes:
+        result["lengths"] = {"prompt": prompt_lens, "response": response_lens, "total": total_lens}
+        by_size = {}
+        for size in batch_sizes:
+            by_size[str(size)] = {"unpacked": round(padding_fraction(lengths, size, seed), 4)}
+            if kind == "supervised":
+                by_size[str(size)]["packed"] = round(padding_fraction(packed_lengths, size, seed), 4)
+        result["padding_by_batch_size"] = by_size
     return result
 
 

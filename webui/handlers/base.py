@@ -44,6 +44,8 @@ PATH_FIELDS: dict[str, tuple[str, str, bool]] = {
     "chat.compare_path": ("compare_path", "saved", False),
     "export.export_dir": ("export_dir", "plain", True),
     "export.view_run": ("view_run", "plain", False),
+    "data.dataset_dir": ("dataset_dir", "args", False),
+    "data.source_path": ("source_path", "plain", False),
 }
 """The fields whose value names a file or folder. `args`: checked as that argument (a hub id passes where one may
 stand); `saved`: entries taken under the top bar model's saves folder unless absolute; `run`: a run name under that
@@ -77,6 +79,11 @@ TEXT_FIELDS: dict[str, str] = {
     "train.output_box": "read only: the log box",
     "eval.output_box": "read only: the log box",
     "export.output_box": "read only: the log box",
+    "data.tags": "a JSON object of sharegpt / openai tag names (role_tag, user_tag, ...)",
+    "data.name": "the name to register the dataset under in dataset_info.json",
+    "data.match": "a regular expression rows must match",
+    "data.exclude": "a regular expression rows must not match",
+    "data.new_name": "the name of the curated dataset in dataset_info.json",
 }
 """Free-text fields that are no path, and why. A field that reaches a file must be in PATH_FIELDS instead."""
 
