@@ -294,7 +294,9 @@ def estimate(
     method = args.get("finetuning_type", "lora")
     batch = int(args.get("per_device_train_batch_size", 1))
     cutoff = int(args.get("cutoff_len", 2048))
-    packed = bool(args.get("packing") or args.get("neat_packing"))
+    packing = args.get("packing")
+    # pt packs by default (data_args.packing None -> on for pt): every sequence is cutoff_len tokens
+    packed = bool(packing or args.get("neat_packing") or (packing is None and stage == "pt"))
     seq = cutoff if lengths is None or packed else min(cutoff, lengths.longest)
     mean_tokens = None if lengths is None or packed else min(cutoff, lengths.mean_padded)
     dataset_rows = None if lengths is None else lengths.rows
