@@ -91,12 +91,12 @@ def _run_job(argv: list[str], args: dict) -> int:
         raise ArgumentError(problems)
     # Will it fit the devices (core.plan_check; pure, from config.json): refused with the estimate and "Fit it"
     # unless plan_check: false / --force. Checked once, here, not again in each torchrun rank.
-    if args.get("do_train", True) is not False:
+    if args.get("do_train"):
         from core.plan_check import refusal
 
         refused = refusal(args, _plan_lengths)
         if refused:
-            print(refused, file=sys.stderr)
+            print(f"error: {refused}", file=sys.stderr)
             return 1
     # Several devices or nodes: torchrun replaces this process and runs this command once per rank.
     status = maybe_launch(argv, args)
