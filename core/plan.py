@@ -13,7 +13,11 @@ Memory, per device, in bytes (`estimate(args, config)`):
   the optimizer (and, stage 3, the weights) to host memory.
 - activations: per token and layer, what the backward pass keeps (the inputs of each matmul, norms and the SwiGLU
   MLP; the attention kernel keeps O(s) state, not s^2); with gradient checkpointing one layer input per layer plus
-  one layer's full activations while it is recomputed.
+  one layer's full activations while it is recomputed (Korthikanti et al. 2022, "Reducing Activation Recomputation
+  in Large Transformer Models", section 4: 34*s*b*h bytes per layer without the attention scores, 2*s*b*h with full
+  recomputation; tests/test_plan.py checks ours against both). Published totals checked by the tests: LLaMA-Factory's
+  README "Hardware Requirement" table for 7B (full AMP 120 GB, full / freeze 16-bit 60 / 16, LoRA 16, QLoRA 8-bit
+  10, 4-bit 6) and the ZeRO paper's figure 1.
 - logits: the vocabulary peak of the loss (bf16 logits, their fp32 copy, the log-softmax and its gradient) over the
   tokens whose logits are kept; preference stages compute chosen and rejected together.
 - reference model (dpo / kto): none with LoRA (the adapter is switched off), else a second copy of the weights.

@@ -28,8 +28,8 @@ from core.paths import PACKAGE_ROOT
 
 CALIBRATION_JOB = {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"}
 CALIBRATION_MODELS = ("demo", "demo-small")
-CALIBRATION_STEPS = 8
-CALIBRATION_BATCH = 8
+CALIBRATION_STEPS = 6
+CALIBRATION_BATCH = 4
 
 # Runs the job and prints its exit status and the peak RSS of its process tree's largest process (getrusage).
 WRAPPER = (
