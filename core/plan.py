@@ -266,9 +266,19 @@ def _activations(args: dict[str, Any], shape: Shape, batch: int, seq: int) -> in
     # o_proj input (h), residual (h), MLP input (h), gate, up, act(gate) and their product (4i)
     per_token_layer = (9 * h + 2 * kv + 4 * i) * act
     tokens = batch * seq
+    layers = _layers_backward(args, shape)
     if args.get("gradient_checkpointing"):
-        return tokens * (shape.layers * h * act + per_token_layer)
-    return tokens * shape.layers * per_token_layer
+        return tokens * (layers * h * act + per_token_layer)
+    return tokens * layers * per_token_layer
+
+
+def _layers_backward(args: dict[str, Any], shape: Shape) -> int:
+    """The layers the backward pass goes through: all, except freeze of the last N layers (positive
+    freeze_trainable_layers), where the frozen layers below them keep nothing (their inputs need no gradient)."""
+    layers = int(args.get("freeze_trainable_layers", 2))
+    if args.get("finetuning_type", "lora") == "freeze" and layers > 0:
+        return min(layers, shape.layers)
+    return shape.layers
 
 
 def _logits(args: dict[str, Any], shape: Shape, batch: int, seq: int) -> int:
@@ -365,7 +375,9 @@ def estimate(
     result.tokens_per_step = int(rows * tokens * accumulation * world_size)
     per_token = (6 if method in ("full",) else 4) * shape.params
     if method == "freeze":
-        per_token = 4 * shape.params + 2 * trainable
+        # forward over everything; backward (input and weight gradients) only through the trainable layers
+        backward = _layers_backward(args, shape) * (shape.layer_linear_params + 2 * shape.hidden)
+        per_token = 2 * shape.params + 2 * backward + 2 * trainable + 2 * shape.vocab * shape.hidden
     if args.get("gradient_checkpointing"):
         per_token += 2 * shape.params
     attention = 12 * shape.layers * shape.hidden * tokens  # QK^T and AV, forward and backward
