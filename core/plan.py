@@ -344,8 +344,8 @@ def estimate(
         parts["optimizer"] = trainable * optim_bytes
 
     rows = batch * (2 if stage in ("dpo", "rm") else 1)  # chosen and rejected in one batch
-    if stage == "kto":
-        rows = batch * 2  # the batch and its mismatched KL pairs
+    # kto: the mismatched KL pairs go through the policy (and reference) under no_grad, so they keep nothing for
+    # the backward pass; their time is counted below
     if stage in ("ppo", "grpo"):
         rows = batch * int(args.get("num_generations", 1) if stage == "grpo" else 1)
     parts["activations"] = _activations(args, shape, rows, seq)
@@ -383,6 +383,8 @@ def estimate(
     attention = 12 * shape.layers * shape.hidden * tokens  # QK^T and AV, forward and backward
     if stage in ("dpo", "kto") and method in ("lora", "oft"):
         per_token += 2 * shape.params  # the reference forward with the adapter switched off
+    if stage == "kto":
+        per_token += 2 * shape.params * (2 if method in ("lora", "oft") else 1)  # the KL pairs' forward(s)
     result.flops_per_step = float(result.tokens_per_step * (per_token + attention)) / world_size
     if seconds_per_flop:
         result.seconds_per_step = step_overhead + result.flops_per_step * seconds_per_flop
