@@ -13,8 +13,8 @@ predicts every job. Prints estimate, measurement and ratio per job.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,118 +23,102 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.plan import calibrate, data_lengths, estimate, read_config  # noqa: E402
+from core.plan import calibrate, estimate, read_config  # noqa: E402
+from core.plan_calibrate import demo_lengths, job_args, measure  # noqa: E402
 
 JOBS = {
     "sft_lora": {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"},
     "sft_freeze": {"stage": "sft", "finetuning_type": "freeze", "dataset": "demo_sft"},
     "sft_full": {"stage": "sft", "finetuning_type": "full", "dataset": "demo_sft"},
     "pt_lora": {"stage": "pt", "finetuning_type": "lora", "dataset": "demo_pt"},
+    "pt_freeze": {"stage": "pt", "finetuning_type": "freeze", "dataset": "demo_pt"},
     "pt_full": {"stage": "pt", "finetuning_type": "full", "dataset": "demo_pt"},
     "rm_lora": {"stage": "rm", "finetuning_type": "lora", "dataset": "demo_pref"},
+    "rm_freeze": {"stage": "rm", "finetuning_type": "freeze", "dataset": "demo_pref"},
     "rm_full": {"stage": "rm", "finetuning_type": "full", "dataset": "demo_pref"},
     "dpo_lora": {"stage": "dpo", "finetuning_type": "lora", "dataset": "demo_pref"},
     "dpo_freeze": {"stage": "dpo", "finetuning_type": "freeze", "dataset": "demo_pref"},
     "dpo_full": {"stage": "dpo", "finetuning_type": "full", "dataset": "demo_pref"},
     "kto_lora": {"stage": "kto", "finetuning_type": "lora", "dataset": "demo_kto"},
+    "kto_freeze": {"stage": "kto", "finetuning_type": "freeze", "dataset": "demo_kto"},
     "kto_full": {"stage": "kto", "finetuning_type": "full", "dataset": "demo_kto"},
 }
-WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
-    "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
-)
 
 
-def job_args(model: str, extra: dict, output_dir: Path, steps: int) -> dict:
-    return {
-        "model_name_or_path": model,
-        "template": "chatml",
-        "dataset_dir": "demo",
-        "cutoff_len": 64,
-        "max_samples": 400,
-        "per_device_train_batch_size": 16,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": 1e-4,
-        "max_steps": steps,
-        "logging_steps": 1,
-        "save_steps": 10_000,
-        "report_to": "none",
-        "output_dir": str(output_dir),
-        "overwrite_output_dir": True,
-        "do_train": True,
-        **extra,
-    }
+def model_path(name: str) -> str:
+    """`demo`, `demo-small`, or `40m`: a random Llama of 40M parameters (hidden 512, 8 layers, intermediate 2560,
+    the demo tokenizer) written once into the cache by benchmarks/stage_speed.py --make-model."""
+    if name != "40m":
+        return name
+    from core.paths import cache_dir
+
+    path = cache_dir() / "plan-40m"
+    if not (path / "config.json").is_file():
+        script = ROOT / "benchmarks" / "stage_speed.py"
+        make = [sys.executable, str(script), "--make-model", str(path), "--hidden", "512", "--layers", "8"]
+        subprocess.run([*make, "--intermediate", "2560"], check=True, cwd=ROOT)
+    return str(path)
 
 
-def measure(args: dict, workdir: Path) -> tuple[int, float]:
-    config = workdir / "job.json"
-    config.write_text(json.dumps(args))
-    command = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "core.cli", "train", str(config)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout.split()
-    if out[0] != "0":
-        raise SystemExit(f"job failed: {args['stage']} {args['finetuning_type']} (exit {out[0]}); run it by hand")
-    records = [json.loads(line) for line in (Path(args["output_dir"]) / "trainer_log.jsonl").read_text().splitlines()]
-    steps = [record for record in records if "elapsed_s" in record and "loss" in record]
-    first, last = steps[0], steps[-1]
-    per_step = (last["elapsed_s"] - first["elapsed_s"]) / max(1, last["current_steps"] - first["current_steps"])
-    return int(out[1]), per_step
+def calibrated(tmp: Path, steps: int, stored: bool) -> tuple[float, float]:
+    """(seconds per FLOP, fixed seconds per step): the figure `plan --calibrate` stored, or measured now the same way
+    (sft LoRA on demo and demo-small) without storing it."""
+    from core.plan_calibrate import CALIBRATION_BATCH, CALIBRATION_JOB, CALIBRATION_MODELS, load_calibration
 
-
-def lengths_for(args: dict):
-    from transformers import AutoTokenizer
-
-    from core.data.stats import dataset_stats
-    from core.data.template import get_template_and_fix_tokenizer
-    from core.demo import resolve_model_path
-    from core.hparams import DataArguments
-
-    data_args = DataArguments(
-        template="chatml", dataset=args["dataset"], dataset_dir="demo", cutoff_len=64, max_samples=400
-    )
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args["model_name_or_path"]))
-    template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    stats = dataset_stats(tokenizer, template, data_args, stage=args["stage"], batch_size=16)
-    return data_lengths(stats)
+    figure = load_calibration() if stored else None
+    if figure:
+        return figure
+    points = []
+    for model in CALIBRATION_MODELS:
+        args = job_args(model, CALIBRATION_JOB, tmp / f"calibrate-{model}", steps, batch=CALIBRATION_BATCH)
+        planned = estimate(args, read_config(model), device="cpu", lengths=demo_lengths(args))
+        points.append((planned.flops_per_step, measure(args, tmp)[1]))
+    return calibrate(points[0], points[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="demo-small")
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--models", default="demo,40m", help="comma list: demo, demo-small, 40m or model folders")
+    parser.add_argument("--steps", type=int, default=8, help="steps per job (the median leaves out the first)")
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--only", default="", help="comma list of job names (default: all)")
+    parser.add_argument("--stored", action="store_true", help="use the figure `plan --calibrate` stored")
     options = parser.parse_args()
     names = [name for name in options.only.split(",") if name] or list(JOBS)
-    config = read_config(options.model)
-    print(f"load average {os.getloadavg()[0]:.1f}; model {options.model}; {options.steps} steps per job")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs; {options.steps} steps")
     with tempfile.TemporaryDirectory() as tmp:
-        points = []
-        for model in ("demo", options.model):
-            args = job_args(model, JOBS["sft_lora"], Path(tmp) / f"calibrate-{model}", options.steps)
-            planned = estimate(args, read_config(model), device="cpu", lengths=lengths_for(args))
-            points.append((planned.flops_per_step, measure(args, Path(tmp))[1]))
-        per_flop, overhead = calibrate(points[0], points[1])
+        per_flop, overhead = calibrated(Path(tmp), options.steps, options.stored)
         print(f"calibrated: {1 / per_flop / 1e9:.1f} GFLOP/s sustained, {overhead * 1000:.0f} ms per step fixed")
         print(
-            f"{'job':<11} {'est. MB':>8} {'RSS MB':>8} {'ratio':>6} | {'est. s/step':>11} {'s/step':>8} {'ratio':>6}"
+            f"{'model':<10} {'job':<11} {'est. MB':>8} {'RSS MB':>8} {'ratio':>6} | "
+            f"{'est. s/step':>11} {'s/step':>8} {'ratio':>6}"
         )
-        for name in names:
-            args = job_args(options.model, JOBS[name], Path(tmp) / name, options.steps)
-            rss, per_step = measure(args, Path(tmp))
-            planned = estimate(
-                args,
-                config,
-                device="cpu",
-                lengths=lengths_for(args),
-                seconds_per_flop=per_flop,
-                step_overhead=overhead,
-            )
-            print(
-                f"{name:<11} {planned.total / 2**20:8.0f} {rss / 2**20:8.0f} {planned.total / rss:6.2f} | "
-                f"{planned.seconds_per_step:11.3f} {per_step:8.3f} {planned.seconds_per_step / per_step:6.2f}",
-                flush=True,
-            )
+        memory, time = [], []
+        for label in [name for name in options.models.split(",") if name]:
+            model = model_path(label)
+            config = read_config(model)
+            for name in names:
+                args = job_args(model, JOBS[name], Path(tmp) / f"{label}-{name}", options.steps, options.batch)
+                rss, per_step = measure(args, Path(tmp))
+                lengths = demo_lengths(args)
+                planned = estimate(
+                    args, config, device="cpu", lengths=lengths, seconds_per_flop=per_flop, step_overhead=overhead
+                )
+                memory.append(planned.total / rss)
+                time.append(planned.seconds_per_step / per_step)
+                print(
+                    f"{label:<10} {name:<11} {planned.total / 2**20:8.0f} {rss / 2**20:8.0f} {memory[-1]:6.2f} | "
+                    f"{planned.seconds_per_step:11.3f} {per_step:8.3f} {time[-1]:6.2f}",
+                    flush=True,
+                )
+        inside = sum(abs(r - 1) <= 0.25 for r in memory), sum(abs(r - 1) <= 0.30 for r in time)
+        load = os.getloadavg()
+        print(
+            f"memory within 25%: {inside[0]}/{len(memory)} (median ratio {statistics.median(memory):.2f}); "
+            f"time within 30%: {inside[1]}/{len(time)} (median ratio {statistics.median(time):.2f}); "
+            f"load average now {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ def _train(argv: list[str]) -> int:
         config_help="YAML or JSON file of arguments (job.yaml, an example, ...)",
     )
     parser.add_argument("--keys", action="store_true", help="list the argument keys with their help, then exit")
+    parser.add_argument(
+        "--force", action="store_true", help="start even when the plan says it will not fit (= plan_check: false)"
+    )
     if (status := _help_status(parser, argv)) is not None:
         return status
     if "--keys" in argv:
@@ -66,7 +69,12 @@ def _train(argv: list[str]) -> int:
 
     from core.hparams import read_args
 
-    return _run_job(argv, read_args(argv))
+    force = "--force" in argv
+    argv = [item for item in argv if item != "--force"]
+    args = read_args(argv)
+    if force:
+        args["plan_check"] = False
+    return _run_job(argv, args)
 
 
 def _run_job(argv: list[str], args: dict) -> int:
@@ -81,6 +89,15 @@ def _run_job(argv: list[str], args: dict) -> int:
     problems += input_problems(args) if not problems else []
     if problems:
         raise ArgumentError(problems)
+    # Will it fit the devices (core.plan_check; pure, from config.json): refused with the estimate and "Fit it"
+    # unless plan_check: false / --force. Checked once, here, not again in each torchrun rank.
+    if args.get("do_train"):
+        from core.plan_check import refusal
+
+        refused = refusal(args, _plan_lengths)
+        if refused:
+            print(f"error: {refused}", file=sys.stderr)
+            return 1
     # Several devices or nodes: torchrun replaces this process and runs this command once per rank.
     status = maybe_launch(argv, args)
     if status is not None:
@@ -297,12 +314,31 @@ def _plan(argv: list[str]) -> int:
         "Will this job fit, and how long will it take? Memory per device by part (weights, gradients, optimizer, "
         "activations, logits, reference / reward model, KV cache) and time per step, from config.json alone.",
         "Example: llamafactory-cli plan examples/sft_lora.yaml --gpu A100-80GB cutoff_len=4096. Without --gpu the "
-        f"plan is for this machine's CPU memory. GPUs: {', '.join(_plan_gpus())}.",
+        "plan is for this machine's available memory and its CPU (time after `plan --calibrate`). "
+        f"GPUs: {', '.join(_plan_gpus())}.",
     )
     parser.add_argument("--gpu", help="a GPU from the table (its memory and throughput)")
     parser.add_argument("--memory-gb", type=float, help="device memory in GiB (overrides the GPU's)")
     parser.add_argument("--devices", type=int, default=1, help="number of devices (DeepSpeed ZeRO divides by it)")
     parser.add_argument("--no-data", action="store_true", help="skip measuring the dataset (assume cutoff_len)")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure this machine's CPU (two short training jobs, about a minute) and remember it for CPU plans",
+    )
+    if argv == ["--calibrate"]:
+        from core.plan_calibrate import CalibrationError, calibration_path, run_calibration
+
+        try:
+            figure = run_calibration()
+        except CalibrationError as err:
+            print(f"calibration failed: {err}", file=sys.stderr)
+            return 1
+        print(
+            f"{figure['gflops']:.1f} GFLOP/s sustained, {figure['step_overhead'] * 1000:.0f} ms per step fixed "
+            f"(load average {figure['load_average']}) — saved in {calibration_path()}"
+        )
+        return 0
     if (status := _help_status(parser, argv)) is not None:
         return status
     options, rest = _plan_options(argv)
@@ -320,6 +356,10 @@ def _plan(argv: list[str]) -> int:
     kwargs = {"world_size": options["devices"], "device": "cuda" if gpu else "cpu"}
     if gpu:
         kwargs["seconds_per_flop"] = device_seconds_per_flop(gpu)
+    else:
+        from core.plan_check import cpu_time_model
+
+        kwargs["seconds_per_flop"], kwargs["step_overhead"] = cpu_time_model()
     memory_gb = options["memory_gb"] or (DEVICES[gpu]["memory_gb"] if gpu else _host_memory_gb())
     device_bytes = int(memory_gb * GB)
     lengths = None if options["no_data"] else _plan_lengths(args)
@@ -334,6 +374,8 @@ def _plan(argv: list[str]) -> int:
             f"(lengths measured on {lengths.rows:,} rows: longest {lengths.longest}, "
             f"{lengths.mean_padded:.0f} tokens per padded sequence on average)"
         )
+    if result.seconds_per_step is None and not gpu:
+        print("(time: run `llamafactory-cli plan --calibrate` once to measure this machine's CPU)")
     if result.verdict(device_bytes) == "too_big":
         _, changes = fit(args, config, device_bytes, **kwargs)
         print("Fit it:" if changes else "")
@@ -394,9 +436,9 @@ def _plan_lengths(args: dict):
 
 
 def _host_memory_gb() -> float:
-    import os
+    from core.plan_check import host_memory
 
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return host_memory() / 1024**3
 
 
 def _demo(argv: list[str]) -> int | None:

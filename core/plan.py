@@ -13,7 +13,11 @@ Memory, per device, in bytes (`estimate(args, config)`):
   the optimizer (and, stage 3, the weights) to host memory.
 - activations: per token and layer, what the backward pass keeps (the inputs of each matmul, norms and the SwiGLU
   MLP; the attention kernel keeps O(s) state, not s^2); with gradient checkpointing one layer input per layer plus
-  one layer's full activations while it is recomputed.
+  one layer's full activations while it is recomputed (Korthikanti et al. 2022, "Reducing Activation Recomputation
+  in Large Transformer Models", section 4: 34*s*b*h bytes per layer without the attention scores, 2*s*b*h with full
+  recomputation; tests/test_plan.py checks ours against both). Published totals checked by the tests: LLaMA-Factory's
+  README "Hardware Requirement" table for 7B (full AMP 120 GB, full / freeze 16-bit 60 / 16, LoRA 16, QLoRA 8-bit
+  10, 4-bit 6) and the ZeRO paper's figure 1.
 - logits: the vocabulary peak of the loss (bf16 logits, their fp32 copy, the log-softmax and its gradient) over the
   tokens whose logits are kept; preference stages compute chosen and rejected together.
 - reference model (dpo / kto): none with LoRA (the adapter is switched off), else a second copy of the weights.
@@ -262,9 +266,19 @@ def _activations(args: dict[str, Any], shape: Shape, batch: int, seq: int) -> in
     # o_proj input (h), residual (h), MLP input (h), gate, up, act(gate) and their product (4i)
     per_token_layer = (9 * h + 2 * kv + 4 * i) * act
     tokens = batch * seq
+    layers = _layers_backward(args, shape)
     if args.get("gradient_checkpointing"):
-        return tokens * (shape.layers * h * act + per_token_layer)
-    return tokens * shape.layers * per_token_layer
+        return tokens * (layers * h * act + per_token_layer)
+    return tokens * layers * per_token_layer
+
+
+def _layers_backward(args: dict[str, Any], shape: Shape) -> int:
+    """The layers the backward pass goes through: all, except freeze of the last N layers (positive
+    freeze_trainable_layers), where the frozen layers below them keep nothing (their inputs need no gradient)."""
+    layers = int(args.get("freeze_trainable_layers", 2))
+    if args.get("finetuning_type", "lora") == "freeze" and layers > 0:
+        return min(layers, shape.layers)
+    return shape.layers
 
 
 def _logits(args: dict[str, Any], shape: Shape, batch: int, seq: int) -> int:
@@ -294,7 +308,9 @@ def estimate(
     method = args.get("finetuning_type", "lora")
     batch = int(args.get("per_device_train_batch_size", 1))
     cutoff = int(args.get("cutoff_len", 2048))
-    packed = bool(args.get("packing") or args.get("neat_packing"))
+    packing = args.get("packing")
+    # pt packs by default (data_args.packing None -> on for pt): every sequence is cutoff_len tokens
+    packed = bool(packing or args.get("neat_packing") or (packing is None and stage == "pt"))
     seq = cutoff if lengths is None or packed else min(cutoff, lengths.longest)
     mean_tokens = None if lengths is None or packed else min(cutoff, lengths.mean_padded)
     dataset_rows = None if lengths is None else lengths.rows
@@ -328,11 +344,19 @@ def estimate(
         parts["optimizer"] = trainable * optim_bytes
 
     rows = batch * (2 if stage in ("dpo", "rm") else 1)  # chosen and rejected in one batch
-    if stage == "kto":
-        rows = batch * 2  # the batch and its mismatched KL pairs
+    # kto: the mismatched KL pairs go through the policy (and reference) under no_grad, so they keep nothing for
+    # the backward pass; their time is counted below
     if stage in ("ppo", "grpo"):
         rows = batch * int(args.get("num_generations", 1) if stage == "grpo" else 1)
     parts["activations"] = _activations(args, shape, rows, seq)
+    if device == "cpu" and method in ("lora", "oft"):
+        # Each adapted module's forward makes a new output-sized tensor (the base output plus the adapter's); the
+        # old one is freed, but glibc keeps it in the heap (its mmap threshold rose while the weights loaded), so
+        # it shows in the job's resident memory. Measured on the 40M model, pt LoRA, 16 x 64 tokens: the saved
+        # tensors are 452 MB (autograd's saved-tensor hooks) while the forward grows RSS by 1015 MB.
+        sizes = shape.module_sizes
+        out = sum(sizes[name][1] for name in _lora_targets(args))
+        parts["cpu_heap"] = rows * seq * shape.layers * out * _dtype_bytes(args)
     logit_rows = rows if stage != "rm" else 0
     parts["logits"] = _logits(args, shape, logit_rows, seq)
     if stage in ("dpo", "kto") and method not in ("lora", "oft"):
@@ -351,12 +375,16 @@ def estimate(
     result.tokens_per_step = int(rows * tokens * accumulation * world_size)
     per_token = (6 if method in ("full",) else 4) * shape.params
     if method == "freeze":
-        per_token = 4 * shape.params + 2 * trainable
+        # forward over everything; backward (input and weight gradients) only through the trainable layers
+        backward = _layers_backward(args, shape) * (shape.layer_linear_params + 2 * shape.hidden)
+        per_token = 2 * shape.params + 2 * backward + 2 * trainable + 2 * shape.vocab * shape.hidden
     if args.get("gradient_checkpointing"):
         per_token += 2 * shape.params
     attention = 12 * shape.layers * shape.hidden * tokens  # QK^T and AV, forward and backward
     if stage in ("dpo", "kto") and method in ("lora", "oft"):
         per_token += 2 * shape.params  # the reference forward with the adapter switched off
+    if stage == "kto":
+        per_token += 2 * shape.params * (2 if method in ("lora", "oft") else 1)  # the KL pairs' forward(s)
     result.flops_per_step = float(result.tokens_per_step * (per_token + attention)) / world_size
     if seconds_per_flop:
         result.seconds_per_step = step_overhead + result.flops_per_step * seconds_per_flop

@@ -74,6 +74,14 @@ class FinetuningArguments:
     pissa_convert: bool = field(
         default=False, metadata=_help("lora: save the PiSSA adapter converted to a plain LoRA adapter.")
     )
+    plan_check: bool = field(
+        default=True,
+        metadata=_help(
+            "Before training, `llamafactory-cli train` estimates the job's memory (llamafactory-cli plan) and refuses "
+            "a job that will not fit the devices (on a CPU: the machine's available memory), printing the estimate "
+            "and the changes that make it fit. false (or --force on the command line): start it anyway."
+        ),
+    )
     early_stopping_patience: int | None = field(
         default=None,
         metadata=_help(

@@ -3,6 +3,7 @@ not fit on this machine unless "Start anyway" is ticked. Handlers called as func
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -49,3 +50,26 @@ def test_a_model_whose_config_is_not_here_says_so_and_does_not_block_start(ui: A
 def test_the_plan_speaks_the_board_language(ui: Any) -> None:
     html = ui.board.plan(form(ui, top__lang="zh"))["train.plan"]
     assert "估算" in html and "可以运行" in html
+
+
+def test_the_bar_asks_for_a_calibration_then_gives_the_time(ui: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.plan_calibrate import calibration_path
+
+    html = ui.board.plan(form(ui))["train.plan"]
+    assert "press Calibrate to measure this machine" in html
+    # The button's command, faked: what `plan --calibrate` stores (1 GFLOP/s, 50 ms per step) and its last line.
+    figure = {"seconds_per_flop": 1e-9, "step_overhead": 0.05}
+    code = (
+        f"import json, sys; from core.plan_calibrate import save_calibration; save_calibration({figure!r}); "
+        "print('1.0 GFLOP/s sustained, 50 ms per step fixed')"
+    )
+    monkeypatch.setattr(plan, "CALIBRATE_COMMAND", [sys.executable, "-c", code])
+    try:
+        updates = ui.board.plan_calibrate(form(ui))
+        assert updates[ALERTS] == [("info", "Calibrated this machine: 1.0 GFLOP/s sustained, 50 ms per step fixed")]
+        assert "calibrate" not in updates["train.plan"].lower() and " s per step" in updates["train.plan"]
+    finally:
+        calibration_path().unlink(missing_ok=True)
+    monkeypatch.setattr(plan, "CALIBRATE_COMMAND", [sys.executable, "-c", "raise SystemExit('no demo model')"])
+    (level, text), *_ = ui.board.plan_calibrate(form(ui))[ALERTS]
+    assert level == "warning" and text == "Calibration failed: no demo model"

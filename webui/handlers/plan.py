@@ -4,20 +4,26 @@ not fit, with the estimate and the "Fit it" proposal, unless "Start anyway" is t
 
 from __future__ import annotations
 
-import os
 import subprocess
-from functools import lru_cache
+import sys
 from html import escape
 from typing import Any
 
-from core.plan import DEVICES, GB, Estimate, PlanError, device_seconds_per_flop, estimate, fit, read_config
+from core.plan import GB, Estimate, PlanError, estimate, fit, read_config
+from core.plan_check import device_of, gpu_memory, host_memory
 from core.runfolder import format_hms
 from webui import args as argmod
 from webui.handlers.base import BoardBase
 from webui.handlers.choices import zero_choice
-from webui.handlers.events import Updates, Values
+from webui.handlers.events import ALERTS, Updates, Values
 from webui.handlers.train import form_of
 from webui.manager import alert
+
+__all__ = ["PLAN_INPUTS", "PlanHandlers", "gpu_memory", "host_memory", "plan_html", "plan_of"]
+
+CALIBRATE_COMMAND = [sys.executable, "-m", "core.cli", "plan", "--calibrate"]
+"""What the Calibrate button runs (core.plan_calibrate: two short measured jobs, about a minute)."""
+CALIBRATE_TIMEOUT_S = 900
 
 PLAN_INPUTS = (
     "top.model_name",
@@ -44,53 +50,23 @@ PLAN_INPUTS = (
 VERDICT_MESSAGES = {"fits": "plan_fits", "tight": "plan_tight", "too_big": "plan_too_big"}
 
 
-@lru_cache(maxsize=1)
-def gpu_memory() -> dict[str, tuple[str, int]]:
-    """GPU id -> (name, memory in bytes) from nvidia-smi; empty without NVIDIA GPUs. Asked once per board."""
-    try:
-        listed = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    found = {}
-    for line in listed.stdout.splitlines():
-        parts = [part.strip() for part in line.split(",")]
-        if len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit():
-            found[parts[0]] = (parts[1], int(parts[2]) * 1024**2)
-    return found
-
-
-def host_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def device_of(devices: list[str]) -> tuple[str, int, float | None, int]:
-    """(what, bytes per device, seconds per FLOP or None, world size) for the chosen GPUs, all visible GPUs when
-    none is chosen, or this machine's memory when it has none."""
-    gpus = gpu_memory()
-    chosen = [gpus[device] for device in devices if device in gpus] or list(gpus.values())
-    if not chosen:
-        return "CPU", host_memory(), None, 1
-    name, memory = min(chosen, key=lambda item: item[1])
-    known = next((key for key in DEVICES if key.split("-")[0].replace(" ", "") in name.replace(" ", "")), None)
-    return name, memory, device_seconds_per_flop(known) if known else None, len(chosen)
-
-
 def plan_of(args: dict[str, Any], values: Values) -> tuple[Estimate, int, list[str], str]:
-    """The estimate of `args` on the chosen devices, their memory, the "Fit it" lines (none when it fits) and the
-    device's name. Raises PlanError when the model's config cannot be read."""
+    """The estimate of `args` on the chosen devices (core.plan_check.device_of: the chosen GPUs, or this machine's
+    available memory and calibrated CPU), their memory, the "Fit it" lines (none when it fits) and the device's
+    name. Raises PlanError when the model's config cannot be read."""
     args = dict(args)
     zero = zero_choice(values)
     if zero:
         args["deepspeed"] = f"ds_z{zero[0]}{'_offload' if zero[1] else ''}"
-    name, memory, per_flop, world = device_of([str(device) for device in values.get("train.devices") or []])
+    devices = [str(device) for device in values.get("train.devices") or []]
+    name, memory, per_flop, overhead, world = device_of(devices, host_memory())
     config = read_config(str(args.get("model_name_or_path") or ""))
-    options = {"world_size": world, "device": "cpu" if name == "CPU" else "cuda", "seconds_per_flop": per_flop}
+    options = {
+        "world_size": world,
+        "device": "cpu" if name == "CPU" else "cuda",
+        "seconds_per_flop": per_flop,
+        "step_overhead": overhead,
+    }
     result = estimate(args, config, **options)
     changes = fit(args, config, memory, **options)[1] if result.verdict(memory) == "too_big" else []
     return result, memory, changes, name
@@ -108,6 +84,10 @@ def plan_html(lang: str | None, result: Estimate, memory: int, changes: list[str
     )
     if result.total_seconds is not None:
         text += " · " + alert(lang, "plan_time", time=format_hms(result.total_seconds))
+    elif result.seconds_per_step is not None:
+        text += " · " + alert(lang, "plan_step_time", seconds=f"{result.seconds_per_step:.2g}")
+    elif device == "CPU":
+        text += " · " + alert(lang, "plan_calibrate_hint")
     html = f'<div class="lb-plan lb-plan-{verdict}">{escape(text)}'
     if changes:
         items = "".join(f"<li><code>{escape(line)}</code></li>" for line in changes)
@@ -143,3 +123,19 @@ class PlanHandlers(BoardBase):
         lang = values.get("top.lang")
         text = alert(lang, "plan_refused", need=f"{result.total / GB:.1f}", have=f"{memory / GB:.1f}", device=device)
         return [("warning", "\n".join([text, *changes]))]
+
+    def plan_calibrate(self, values: Values) -> Updates:
+        """The Calibrate button: measure this machine (`plan --calibrate`, about a minute), remember the figure in
+        the cache folder, and redraw the bar with the time it now gives."""
+        lang = values.get("top.lang")
+        try:
+            done = subprocess.run(
+                CALIBRATE_COMMAND, capture_output=True, text=True, timeout=CALIBRATE_TIMEOUT_S, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return {ALERTS: [("warning", alert(lang, "plan_calibrate_failed", error=err))]}
+        if done.returncode:
+            error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            return {ALERTS: [("warning", alert(lang, "plan_calibrate_failed", error=error))]}
+        last = (done.stdout.strip().splitlines() or [""])[-1]
+        return {**self.plan(values), ALERTS: [("info", alert(lang, "plan_calibrated", result=last))]}

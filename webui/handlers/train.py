@@ -227,6 +227,8 @@ class TrainHandlers(BoardBase):
         refused = self.plan_refusal(args, values)  # webui.handlers.plan: will not fit, "Start anyway" unticked
         if refused:
             return {ALERTS: refused}
+        if values.get("train.plan_insist"):
+            args = {**args, "plan_check": False}  # the job's own check (core.plan_check) would refuse it again
         run_dir = self.run_dir_of(args)
         try:
             job = self.runner.start(args, run_dir, values.get("train.devices") or None, zero_choice(values))

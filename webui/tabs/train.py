@@ -149,7 +149,12 @@ def create_train_tab(lang: str, top: dict[str, Any]) -> dict[str, gr.components.
 
     start_from = start_from_html(lang, top["checkpoint_path"].value, top["finetuning_type"].value or "lora")
     add("start_from", gr.HTML(start_from, elem_id="start_from"))
-    add("plan", gr.HTML("", elem_id="plan"))  # webui.handlers.plan: fits / tight / will not fit, and the time
+    with gr.Row(equal_height=True):
+        add("plan", gr.HTML("", elem_id="plan"))  # webui.handlers.plan: fits / tight / will not fit, and the time
+        add(
+            "plan_calibrate",
+            gr.Button(size="sm", scale=0, elem_id="plan_calibrate", **_button(lang, "plan_calibrate")),
+        )
 
     with gr.Row(equal_height=True):
         output = TRAIN_SECTIONS["output"][0][0]
@@ -286,6 +291,7 @@ def bind_train(board: Board) -> None:
 
     for key in PLAN_INPUTS:
         bind(board, m[key].change, board.plan, form, ["train.plan"])
+    bind(board, m["train.plan_calibrate"].click, board.plan_calibrate, form, ["train.plan"])
 
     live = list(LIVE_VIEW)
     bind(board, m["train.start"].click, board.start, form, [*live, "train.output_dir"])

@@ -1,0 +1,167 @@
+"""This machine's throughput for the planner (core/plan.py): a short measured run, remembered in the cache folder.
+
+    llamafactory-cli plan --calibrate        (the board's "Calibrate" button runs the same command)
+
+Two real training jobs (`llamafactory-cli train`, sft LoRA on the demo data, a few steps each) on the tiny `demo`
+model, whose step is almost all fixed cost, and on `demo-small` (31M parameters), whose step is mostly arithmetic;
+each one's seconds per step is the median over its steps after the first (warm-up). `core.plan.calibrate` turns
+the two into seconds per FLOP and a fixed cost per step, written atomically to
+`<cache>/plan_calibration.json`; the planner then gives CPU jobs a time. Pure at import: the jobs run in child
+processes, and the dataset lengths are measured with the tokenizer only.
+
+`measure` (peak RSS and median seconds per step of one job) is shared with benchmarks/plan_accuracy.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from core.paths import PACKAGE_ROOT
+
+CALIBRATION_JOB = {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"}
+CALIBRATION_MODELS = ("demo", "demo-small")
+CALIBRATION_STEPS = 6
+CALIBRATION_BATCH = 4
+
+# Runs the job and prints its exit status and the peak RSS of its process tree's largest process (getrusage).
+WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
+    "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
+)
+
+
+class CalibrationError(RuntimeError):
+    """A measured job failed; the message names the job and how to see why."""
+
+
+def job_args(model: str, extra: dict[str, Any], output_dir: Path, steps: int, batch: int = 16) -> dict[str, Any]:
+    """A short training job on the demo data: cutoff 64, `steps` steps of `batch` rows, no checkpoints."""
+    return {
+        "model_name_or_path": model,
+        "template": "chatml",
+        "dataset_dir": "demo",
+        "cutoff_len": 64,
+        "max_samples": 400,
+        "per_device_train_batch_size": batch,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1e-4,
+        "max_steps": steps,
+        "logging_steps": 1,
+        "save_steps": 10_000,
+        "report_to": "none",
+        "output_dir": str(output_dir),
+        "overwrite_output_dir": True,
+        "do_train": True,
+        **extra,
+    }
+
+
+def step_seconds(records: list[dict[str, Any]]) -> float:
+    """Median seconds per step from trainer_log.jsonl records, the first step (warm-up) left out."""
+    points = [(r["current_steps"], r["elapsed_s"]) for r in records if "elapsed_s" in r and "loss" in r]
+    gaps = [(t2 - t1) / max(1, s2 - s1) for (s1, t1), (s2, t2) in zip(points, points[1:], strict=False)]
+    if not gaps:
+        raise CalibrationError("trainer_log.jsonl has fewer than two logged steps: raise max_steps")
+    return statistics.median(gaps)
+
+
+def measure(args: dict[str, Any], workdir: Path) -> tuple[int, float]:
+    """(peak RSS in bytes, median seconds per step) of one `llamafactory-cli train` job of `args`."""
+    config = workdir / f"job-{time.monotonic_ns()}.json"
+    config.write_text(json.dumps(args))
+    command = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "core.cli", "train", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=PACKAGE_ROOT, env=env, check=False)
+    out = done.stdout.split()
+    if done.returncode or len(out) != 2 or out[0] != "0":
+        raise CalibrationError(
+            f"the measured job {args['stage']} {args['finetuning_type']} on {args['model_name_or_path']} failed — "
+            f"run it by hand to see why: llamafactory-cli train {config}"
+        )
+    log = Path(args["output_dir"]) / "trainer_log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return int(out[1]), step_seconds(records)
+
+
+def demo_lengths(args: dict[str, Any]):
+    """The measured lengths (core.plan.DataLengths) of a demo job's dataset, with the tokenizer only."""
+    from transformers import AutoTokenizer
+
+    from core.data.stats import dataset_stats
+    from core.data.template import get_template_and_fix_tokenizer
+    from core.demo import resolve_model_path
+    from core.hparams import DataArguments
+    from core.plan import data_lengths
+
+    data_args = DataArguments(
+        template="chatml", dataset=args["dataset"], dataset_dir="demo", cutoff_len=64, max_samples=400
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args["model_name_or_path"]))
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    batch = int(args["per_device_train_batch_size"])
+    return data_lengths(dataset_stats(tokenizer, template, data_args, stage=args["stage"], batch_size=batch))
+
+
+def run_calibration(steps: int = CALIBRATION_STEPS, say=print) -> dict[str, Any]:
+    """Measure, store and return this machine's figure (see the module docstring)."""
+    from core.demo import ensure_demo_model
+    from core.plan import calibrate, estimate, read_config
+
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in CALIBRATION_MODELS:
+            ensure_demo_model({"demo": "tiny", "demo-small": "small"}[model])
+            args = job_args(model, CALIBRATION_JOB, Path(tmp) / model, steps, batch=CALIBRATION_BATCH)
+            flops = estimate(args, read_config(model), device="cpu", lengths=demo_lengths(args)).flops_per_step
+            seconds = measure(args, Path(tmp))[1]
+            say(f"{model}: {seconds:.3f} s per step ({flops / 1e9:.2f} GFLOP per step)")
+            points.append((flops, seconds))
+    per_flop, overhead = calibrate(points[0], points[1])
+    figure = {
+        "seconds_per_flop": per_flop,
+        "step_overhead": overhead,
+        "gflops": 1 / per_flop / 1e9,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "points": points,
+    }
+    save_calibration(figure)
+    return figure
+
+
+def calibration_path() -> Path:
+    from core.paths import cache_dir
+
+    return cache_dir() / "plan_calibration.json"
+
+
+def save_calibration(figure: dict[str, Any]) -> Path:
+    """Write the figure atomically (a temporary file renamed over the old one)."""
+    path = calibration_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".plan_calibration-", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump(figure, out, indent=1)
+    os.replace(temporary, path)
+    return path
+
+
+def load_calibration() -> tuple[float, float] | None:
+    """(seconds per FLOP, fixed seconds per step) measured on this machine, or None before the first calibration
+    (or when the file cannot be read: calibrating again rewrites it)."""
+    try:
+        figure = json.loads(calibration_path().read_text())
+        per_flop, overhead = float(figure["seconds_per_flop"]), float(figure["step_overhead"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (per_flop, overhead) if per_flop > 0 and overhead >= 0 else None
