@@ -179,6 +179,9 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
     if problems:
         raise ArgumentError(problems)
     prepare_output_dir(training_args)  # before anything is written, so a refused folder stays as it was
+    from core.train.checkpointing import decide
+
+    decide(raw, model_args, data_args, training_args, finetuning_args)  # gradient checkpointing where it pays
     if _is_main_process():
         write_job_yaml(training_args.output_dir, raw)
         from core.repro import write_repro
