@@ -128,11 +128,12 @@ def child(kind: str, data: str, workers: int, overwrite: bool, word_tokenizer: b
         process_index=0,
     )
     base = _rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = get_dataset(template, None, data_args, train, stage, tokenizer)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "samples": len(out["train_dataset"]), "base_mb": base, "peak_mb": peak}))
+    result = {"seconds": seconds, "cpu": cpu, "samples": len(out["train_dataset"]), "base_mb": base, "peak_mb": peak}
+    print(json.dumps(result))
 
 
 LF_STAGES = {"sft": "sft", "dpo": "rm", "kto": "kto", "pt": "pt", "ppo": "ppo"}  # our kind -> LF's stage
@@ -169,10 +170,10 @@ def lf_child(kind: str, data: str, model: str, output: str) -> None:
     module = load_tokenizer(model_args)
     tokenizer = module["tokenizer"]
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = get_dataset(template, model_args, data_args, training_args, stage, **module)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "samples": len(out["train_dataset"])}))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "samples": len(out["train_dataset"])}))
 
 
 def measure_lf(python: str, kind: str, data: Path, tmp: Path) -> dict:
@@ -399,10 +400,12 @@ def main() -> None:
             if args.baseline:
                 trees.append(("LF", None))
             print(f"{args.rows:,} rows a kind, cutoff_len {CUTOFF}, demo tokenizer, chatml; rows/s (samples out)")
-            print(f"{'kind':<6}{'code':<9}{'1 process':>12}{f'{args.workers} processes':>14}{'cached s':>10}")
+            print(f"{'kind':<6}{'code':<9}{'1 process':>12}{f'{args.workers} processes':>14}{'cached s':>10}", end="")
+            print(f"{'per CPU s':>11}   (rows / process CPU second: steadier on a shared machine)")
             rates_order: list[str] = []  # kinds done: every other kind runs the other code first
             for kind in args.kinds.split(","):
                 rates: dict[str, float] = {}
+                cpu_rates: dict[str, float] = {}
                 for label, tree in trees[:: 1 if len(rates_order) % 2 == 0 else -1]:
                     cache = tmp / f"cache-{label}"
                     if label == "LF":
@@ -410,20 +413,26 @@ def main() -> None:
                     else:
                         one = measure(tree, kind, data, cache, 1, True)
                     rates[label] = args.rows / one["seconds"]
+                    cpu_rates[label] = args.rows / max(one["cpu"], 1e-9)
                     if label != "this":  # the other code's single-process figure is the one compared
-                        print(f"{kind:<6}{label:<9}{rates[label]:>12,.0f}   ({one['samples']:,} samples)", flush=True)
+                        print(
+                            f"{kind:<6}{label:<9}{rates[label]:>12,.0f}{'':>24}{cpu_rates[label]:>11,.0f}"
+                            f"   ({one['samples']:,} samples)",
+                            flush=True,
+                        )
                         continue
                     many = measure(tree, kind, data, cache, args.workers, True)
                     warm = measure(tree, kind, data, cache, 1, False)
                     print(
                         f"{kind:<6}{label:<9}{rates[label]:>12,.0f}{args.rows / many['seconds']:>14,.0f}"
-                        f"{warm['seconds']:>10.2f}   ({one['samples']:,} samples)",
+                        f"{warm['seconds']:>10.2f}{cpu_rates[label]:>11,.0f}   ({one['samples']:,} samples)",
                         flush=True,
                     )
                 rates_order.append(kind)
                 for label in ("against", "LF"):
                     if label in rates:
-                        print(f"{kind:<6}{'/ ' + label:<9}{rates['this'] / rates[label]:>11.2f}x")
+                        ratio, cpu_ratio = rates["this"] / rates[label], cpu_rates["this"] / cpu_rates[label]
+                        print(f"{kind:<6}{'/ ' + label:<9}{ratio:>11.2f}x{'':>24}{cpu_ratio:>10.2f}x")
         if args.baseline:
             baseline(args.baseline, data, args.rows, args.repeat, tmp)
         if args.memory_gb:

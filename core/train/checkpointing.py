@@ -1,8 +1,8 @@
 """Gradient (activation) checkpointing only where it pays.
 
-Checkpointing recomputes every layer's forward during the backward pass: about a third more compute per step
-(measured on this project's CPU models: see benchmarks/stage_speed.py and docs/architecture.md), in exchange for
-keeping one tensor per layer instead of all of a layer's activations. LLaMA-Factory turns it on for every run
+Checkpointing recomputes every layer's forward during the backward pass: one more forward per step (the planner
+counts +2 FLOPs per parameter and token, +50% on a LoRA step's 4), in exchange for keeping one tensor per layer
+instead of all of a layer's activations. LLaMA-Factory turns it on for every run
 (unless `disable_gradient_checkpointing: true`); on a model whose activations fit with room to spare that only
 makes each step slower. Here, when the job does not choose (`gradient_checkpointing` / `activation_checkpointing`
 unset), the planner (`core.plan.estimate`) decides: off while the whole job (weights, gradients, optimizer,
