@@ -7,7 +7,9 @@ LLaMA-Factory, and peak memory on a big file.
 - Rows/s: get_dataset from a generated jsonl (read, convert, template, tokenize, mask, write the cache) with the
   demo model's tokenizer, chatml, cutoff_len 256, one process and --workers processes, then once more with the
   cache warm. Each measurement runs in a fresh process. `--against DIR` measures another checkout's code (e.g. the
-  code before a change) the same way, alternating with this one, and prints the ratio.
+  code before a change) the same way, alternating with this one, and prints the ratio. With `--baseline CLI`,
+  LLaMA-Factory's own `get_dataset` (its interpreter, same rows, tokenizer, chatml, cutoff, one process,
+  overwrite_cache; pairwise data as its rm stage) is timed the same way and the ratio printed.
 - `--baseline CLI`: `<CLI> train job.yaml` for LLaMA-Factory and ours on the same sft job (the rows above, the demo
   model, lora, max_steps 1, overwrite_cache), back to back --repeat times each, alternating: seconds from launch to
   the first training step (the first record in trainer_log.jsonl) and the rows/s of each one's data preparation
@@ -79,9 +81,13 @@ def write_data(folder: Path, n: int) -> None:
         "pairs": {
             "file_name": "pairs.jsonl",
             "ranking": True,
-            "columns": {"chosen": "chosen", "rejected": "rejected"},
+            "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"},
         },
-        "tagged": {"file_name": "tagged.jsonl", "columns": {"kto_tag": "label"}},
+        # every column named: LLaMA-Factory leaves the ones a `columns` block omits unset
+        "tagged": {
+            "file_name": "tagged.jsonl",
+            "columns": {"prompt": "instruction", "query": "input", "response": "output", "kto_tag": "label"},
+        },
     }
     (folder / "dataset_info.json").write_text(json.dumps(info))
 
@@ -122,11 +128,74 @@ def child(kind: str, data: str, workers: int, overwrite: bool, word_tokenizer: b
         process_index=0,
     )
     base = _rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = get_dataset(template, None, data_args, train, stage, tokenizer)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "samples": len(out["train_dataset"]), "base_mb": base, "peak_mb": peak}))
+    result = {"seconds": seconds, "cpu": cpu, "samples": len(out["train_dataset"]), "base_mb": base, "peak_mb": peak}
+    print(json.dumps(result))
+
+
+LF_STAGES = {"sft": "sft", "dpo": "rm", "kto": "kto", "pt": "pt", "ppo": "ppo"}  # our kind -> LF's stage
+
+
+def lf_child(kind: str, data: str, model: str, output: str) -> None:
+    """LLaMA-Factory's own get_dataset on the same rows, tokenizer, template and cutoff (run by its interpreter)."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity_error()
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    stage, name = LF_STAGES[kind], KINDS[kind][1]
+    job = {
+        "model_name_or_path": model,
+        "stage": stage,
+        "do_train": True,
+        "finetuning_type": "lora",
+        "dataset": name,
+        "dataset_dir": data,
+        "template": "chatml",
+        "cutoff_len": CUTOFF,
+        "overwrite_cache": True,
+        "output_dir": output,
+        "report_to": "none",
+    }
+    if stage == "ppo":
+        job["reward_model"] = model
+    model_args, data_args, training_args, _, _ = get_train_args(job)
+    module = load_tokenizer(model_args)
+    tokenizer = module["tokenizer"]
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    start, cpu = time.perf_counter(), time.process_time()
+    out = get_dataset(template, model_args, data_args, training_args, stage, **module)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "samples": len(out["train_dataset"])}))
+
+
+def measure_lf(python: str, kind: str, data: Path, tmp: Path) -> dict:
+    from core.demo import ensure_demo_model
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1", HF_DATASETS_CACHE=str(tmp / "lf-cache"))
+    output = tmp / f"lf-{kind}"
+    argv = [python, __file__, "--lf-child", kind, "--data", str(data), "--model", str(ensure_demo_model())]
+    done = subprocess.run([*argv, "--output", str(output)], env=env, capture_output=True, text=True, check=False)
+    shutil.rmtree(tmp / "lf-cache", ignore_errors=True)
+    if done.returncode != 0:
+        raise SystemExit(f"LLaMA-Factory measurement failed ({kind}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def interpreter_of(cli: str) -> str:
+    """The Python a console script runs under: the path in its `#!` line."""
+    first = Path(cli).read_text(encoding="utf-8", errors="replace").splitlines()[0]
+    if not first.startswith("#!"):
+        raise SystemExit(f"error: {cli} is not a console script with a #! line; give the llamafactory-cli path")
+    return first[2:].strip().split()[0]
 
 
 def _demo_tokenizer():
@@ -308,9 +377,15 @@ def main() -> None:
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--overwrite", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--word-tokenizer", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lf-child", choices=list(KINDS), help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.data, args.workers, args.overwrite, args.word_tokenizer)
+        return
+    if args.lf_child:
+        lf_child(args.lf_child, args.data, args.model, args.output)
         return
 
     sys.path.insert(0, str(ROOT))
@@ -322,26 +397,42 @@ def main() -> None:
         write_data(data, args.rows)
         if not args.skip_rows:
             trees = [("this", ROOT)] + ([("against", args.against.resolve())] if args.against else [])
+            if args.baseline:
+                trees.append(("LF", None))
             print(f"{args.rows:,} rows a kind, cutoff_len {CUTOFF}, demo tokenizer, chatml; rows/s (samples out)")
-            print(f"{'kind':<6}{'code':<9}{'1 process':>12}{f'{args.workers} processes':>14}{'cached s':>10}")
+            print(f"{'kind':<6}{'code':<9}{'1 process':>12}{f'{args.workers} processes':>14}{'cached s':>10}", end="")
+            print(f"{'per CPU s':>11}   (rows / process CPU second: steadier on a shared machine)")
+            rates_order: list[str] = []  # kinds done: every other kind runs the other code first
             for kind in args.kinds.split(","):
                 rates: dict[str, float] = {}
-                for label, tree in trees:
+                cpu_rates: dict[str, float] = {}
+                for label, tree in trees[:: 1 if len(rates_order) % 2 == 0 else -1]:
                     cache = tmp / f"cache-{label}"
-                    one = measure(tree, kind, data, cache, 1, True)
+                    if label == "LF":
+                        one = measure_lf(interpreter_of(args.baseline), kind, data, tmp)
+                    else:
+                        one = measure(tree, kind, data, cache, 1, True)
                     rates[label] = args.rows / one["seconds"]
-                    if label == "against":  # the other code's single-process figure is the one compared
-                        print(f"{kind:<6}{label:<9}{rates[label]:>12,.0f}   ({one['samples']:,} samples)", flush=True)
+                    cpu_rates[label] = args.rows / max(one["cpu"], 1e-9)
+                    if label != "this":  # the other code's single-process figure is the one compared
+                        print(
+                            f"{kind:<6}{label:<9}{rates[label]:>12,.0f}{'':>24}{cpu_rates[label]:>11,.0f}"
+                            f"   ({one['samples']:,} samples)",
+                            flush=True,
+                        )
                         continue
                     many = measure(tree, kind, data, cache, args.workers, True)
                     warm = measure(tree, kind, data, cache, 1, False)
                     print(
                         f"{kind:<6}{label:<9}{rates[label]:>12,.0f}{args.rows / many['seconds']:>14,.0f}"
-                        f"{warm['seconds']:>10.2f}   ({one['samples']:,} samples)",
+                        f"{warm['seconds']:>10.2f}{cpu_rates[label]:>11,.0f}   ({one['samples']:,} samples)",
                         flush=True,
                     )
-                if "against" in rates:
-                    print(f"{kind:<6}{'ratio':<9}{rates['this'] / rates['against']:>11.2f}x")
+                rates_order.append(kind)
+                for label in ("against", "LF"):
+                    if label in rates:
+                        ratio, cpu_ratio = rates["this"] / rates[label], cpu_rates["this"] / cpu_rates[label]
+                        print(f"{kind:<6}{'/ ' + label:<9}{ratio:>11.2f}x{'':>24}{cpu_ratio:>10.2f}x")
         if args.baseline:
             baseline(args.baseline, data, args.rows, args.repeat, tmp)
         if args.memory_gb:

@@ -3,7 +3,7 @@ LLaMA-Factory on the identical job.
 
     python benchmarks/stage_speed.py [--models demo-small DIR ...] [--stages pt,sft,rm,dpo,kto,ppo]
         [--steps 12] [--rounds 2] [--batch-size 8] [--cutoff-len 128] [--lora-rank 16]
-        [--baseline /work/lf-venv/bin/llamafactory-cli] [--before-tree DIR]
+        [--baseline /work/lf-venv/bin/llamafactory-cli] [--before-tree DIR] [--set packing=true ...]
     python benchmarks/stage_speed.py --make-model DIR --hidden 512 --layers 8 [--intermediate 2560] [--vocab N]
 
 Each run is a fresh process given the same LLaMA-Factory-style job (LoRA on all linear layers, the demo datasets,
@@ -76,6 +76,12 @@ def build_job(stage: str, model: str, dataset_dir: str, output_dir: str, options
     }
     if stage == "ppo":
         job["reward_model"] = model
+    for item in options.set or []:
+        key, _, value = item.partition("=")
+        try:
+            job[key] = json.loads(value)
+        except json.JSONDecodeError:  # plain text: sigmoid, chatml
+            job[key] = value
     return job
 
 
@@ -247,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before-tree", metavar="DIR", help="another checkout of this project to compare with (e.g. main's)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="one more job key for every run, both frameworks (JSON value: packing=true, cutoff_len=512)",
+    )
     parser.add_argument("--make-model", metavar="DIR", help="write a random Llama of the size below and exit")
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=8)
@@ -306,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"LoRA rank {options.lora_rank} on all linear layers, batch {options.batch_size}, cutoff_len "
         f"{options.cutoff_len}, {options.steps} steps, {options.rounds} alternating rounds (medians)"
+        + (f", also {' '.join(options.set)}" if options.set else "")
     )
     header = f"{'model':<28} {'stage':<5} {'s/step':>8} {'tokens/s':>9} {'peak MiB':>9}"
     if options.before_tree:

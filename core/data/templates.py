@@ -140,14 +140,29 @@ class Template:
         self, tokenizer: Any, conversations: list[tuple[list[dict[str, str]], str | None, str | None]]
     ) -> list[list[tuple[list[int], list[int]]]]:
         """encode_multiturn of many (messages, system, tools) at once: one batched tokenizer call for every piece
-        of every conversation, several times faster than a call per piece."""
+        of every conversation, several times faster than a call per piece.
+
+        Each distinct piece is encoded once: pieces are encoded on their own, so equal text gives equal ids, and
+        preference data repeats them (a pair's prompt on both sides; kto's prompt and answers again in its
+        mismatched KL rows), which halves the tokenizer's work for kto. Repeats get their own copy of the ids."""
         if self.use_tokenizer_template:
             return [encode_with_chat_template(tokenizer, m, s, t, self.enable_thinking) for m, s, t in conversations]
         rendered = [self.render(m, s, t) for m, s, t in conversations]
         texts = [text for pairs in rendered for pair in pairs for text in pair]
-        nonempty = [text for text in texts if text]
-        encoded = iter(encode_texts(tokenizer, nonempty) if nonempty else [])
-        flat = [next(encoded) if text else [] for text in texts]
+        unique: dict[str, int] = {}
+        for text in texts:
+            if text and text not in unique:
+                unique[text] = len(unique)
+        ids = encode_texts(tokenizer, list(unique)) if unique else []
+        used = [False] * len(ids)
+        flat = []
+        for text in texts:
+            if not text:
+                flat.append([])
+                continue
+            index = unique[text]
+            flat.append(list(ids[index]) if used[index] else ids[index])
+            used[index] = True
         out, k = [], 0
         for pairs in rendered:
             out.append([(flat[k + 2 * i], flat[k + 2 * i + 1]) for i in range(len(pairs))])

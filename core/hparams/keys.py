@@ -225,7 +225,10 @@ UNSUPPORTED_VALUES: dict[str, dict[str, str]] = {
 
 # LLaMA-Factory keys that have no effect here: accepted and dropped with a note saying why.
 IGNORED_KEYS: dict[str, str] = {
-    "disable_gradient_checkpointing": "gradient checkpointing is off unless you set gradient_checkpointing: true",
+    "disable_gradient_checkpointing": (
+        "gradient checkpointing is on only when the job would not fit in memory without it; "
+        "true keeps it off (as gradient_checkpointing: false does)"
+    ),
     "use_reentrant_gc": "gradient checkpointing options go in gradient_checkpointing_kwargs",
     "hf_hub_token": "set the HF_TOKEN environment variable instead, so the token never lands in job.yaml",
     "ms_hub_token": "ModelScope is not supported; models load from local folders or the Hugging Face hub",

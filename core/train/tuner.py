@@ -186,6 +186,9 @@ def run_exp(args: dict[str, Any] | str | list[str] | None = None, callbacks: lis
         write_repro(training_args.output_dir, raw, training_args.seed)
     log = console_log(training_args.output_dir) if _is_main_process() else contextlib.nullcontext()
     with log:
+        from core.train.checkpointing import decide
+
+        decide(raw, model_args, data_args, training_args, finetuning_args)  # gradient checkpointing where it pays
         _run_stage(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)
 
 

@@ -232,3 +232,24 @@ def test_kto_learns_the_tags(make_args, method, overrides):
     assert train[-1]["loss"] < train[0]["loss"]
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl", "lr"):
         assert key in train[-1], key
+
+
+def test_one_reference_forward_for_the_batch_and_its_kl_rows_equals_two(tmp_path):
+    """reference_logps runs the answers and the (longer or shorter) KL rows through one forward: the same sums as
+    one forward per group, within 1e-5."""
+    import torch.nn.functional as F
+
+    model = lora(tiny_llama())
+    trainer = make_trainer(tmp_path, model)
+    batch = feedback_batch([True, False, True])
+    # KL rows 3 tokens longer than the answers, with a padded row
+    batch["kl_input_ids"] = F.pad(batch["kl_input_ids"], (0, 3), value=5)
+    batch["kl_attention_mask"] = F.pad(batch["kl_attention_mask"], (0, 3), value=1)
+    batch["kl_labels"] = F.pad(batch["kl_labels"], (0, 3), value=7)
+    batch["kl_attention_mask"][1, -2:] = 0
+    batch["kl_labels"][1, -2:] = -100
+    merged = trainer.reference_logps(model, batch)
+    with torch.no_grad(), trainer._reference(model) as ref:
+        sums, _ = trainer._forward_logps(ref, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        kl_sums, _ = trainer._forward_logps(ref, batch["kl_input_ids"], batch["kl_attention_mask"], batch["kl_labels"])
+    torch.testing.assert_close(merged, torch.stack((sums, kl_sums), dim=1), rtol=0, atol=1e-5)

@@ -49,3 +49,5 @@ def test_every_stage_logs_one_progress_line_per_logging_step(demo_model, tmp_pat
         assert steps == [(2, 4), (4, 4)], f"{stage}: progress lines {steps} in\n{text}"
         raw = [line for line in text.splitlines() if RAW_DICT.search(line)]
         assert not raw, f"{stage}: raw log dicts in job.log:\n" + "\n".join(raw)
+        # the demo model's activations fit with room to spare: no recomputation, and the log says why
+        assert "Gradient checkpointing: off: the job needs about" in text, f"{stage}:\n{text}"
