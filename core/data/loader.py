@@ -614,7 +614,17 @@ def get_dataset(
             if part.what == "train set" and data_args.streaming:
                 from core.data.streaming import streamed_dataset
 
-                train_dataset = streamed_dataset(part, template, tokenizer, data_args, stage, seed)
+                train_dataset = streamed_dataset(
+                    part,
+                    template,
+                    tokenizer,
+                    data_args,
+                    stage,
+                    seed,
+                    convert=_converted,
+                    mix=mix_lazily,
+                    processor=PROCESSORS[part.kind],
+                )
                 continue
             dataset = _prepared(part, rows, scans, template, tokenizer, data_args, log_file)
             if part.what == "train set":

@@ -23,18 +23,18 @@ STREAMING_STAGES = ("pt", "sft")
 CANONICAL_COLUMNS = ["_prompt", "_response", "_system", "_tools", "_kto_tag"]
 
 
-def _rows(attrs: list, need: str | None, data_args: Any, seed: int):
-    from core.data.loader import _converted, mix_lazily
-
-    sources = [partial(_converted, attr, need, data_args, data_args.max_samples) for attr in attrs]
-    yield from mix_lazily(sources, data_args, seed)
+def _rows(attrs: list, need: str | None, data_args: Any, seed: int, convert: Any, mix: Any):
+    sources = [partial(convert, attr, need, data_args, data_args.max_samples) for attr in attrs]
+    yield from mix(sources, data_args, seed)
 
 
-def streamed_dataset(part: Any, template: Any, tokenizer: Any, data_args: Any, stage: str, seed: int):
-    """The part's rows as a tokenized `datasets.IterableDataset` (see the module docstring)."""
+def streamed_dataset(
+    part: Any, template: Any, tokenizer: Any, data_args: Any, stage: str, seed: int, *, convert, mix, processor
+):
+    """The part's rows as a tokenized `datasets.IterableDataset` (see the module docstring). The loader, which
+    imports this module, passes in its row converter, lazy mixer and the stage's processor (the ones a prepared
+    dataset uses), so this module never imports the loader back."""
     from datasets import IterableDataset
-
-    from core.data.loader import PROCESSORS
 
     if stage not in STREAMING_STAGES:
         raise DataError(f"streaming: stage {stage} prepares its data whole; streaming works for pt and sft.")
@@ -47,10 +47,17 @@ def streamed_dataset(part: Any, template: Any, tokenizer: Any, data_args: Any, s
     rows = IterableDataset.from_generator(
         # A tuple, not a list: datasets would read the items of a list in gen_kwargs as shards, in any order.
         _rows,
-        gen_kwargs={"attrs": tuple(part.attrs), "need": part.need, "data_args": data_args, "seed": seed},
+        gen_kwargs={
+            "attrs": tuple(part.attrs),
+            "need": part.need,
+            "data_args": data_args,
+            "seed": seed,
+            "convert": convert,
+            "mix": mix,
+        },
     )
     rows = rows.shuffle(seed=seed, buffer_size=int(data_args.buffer_size))
-    function = partial(PROCESSORS[part.kind], template=template, tokenizer=tokenizer, data_args=data_args)
+    function = partial(processor, template=template, tokenizer=tokenizer, data_args=data_args)
     dataset = rows.map(
         function, batched=True, batch_size=data_args.preprocessing_batch_size or 1000, remove_columns=CANONICAL_COLUMNS
     )
