@@ -46,9 +46,11 @@ STAGE_JOBS = {
     "rm": {"stage": "rm", "dataset": "demo_pref"},
     "dpo": {"stage": "dpo", "dataset": "demo_pref", "pref_loss": "sigmoid", "pref_beta": 0.1},
     "kto": {"stage": "kto", "dataset": "demo_kto", "pref_beta": 0.1},
-    # The policy's own weights with a fresh value head as the reward model: the same for both, no rm run first.
-    "ppo": {"stage": "ppo", "dataset": "demo_ppo", "reward_model_type": "full", "max_new_tokens": 16},
+    # The reward model is a LoRA rm adapter on the same base, trained for a few steps first (reward_model_for).
+    "ppo": {"stage": "ppo", "dataset": "demo_ppo", "reward_model_type": "lora", "max_new_tokens": 16},
 }
+# LLaMA-Factory 0.9.5's ppo needs trl<=0.9.6, which cannot be installed beside the transformers it needs.
+NOT_COMPARABLE = {"ppo": "LLaMA-Factory 0.9.5's ppo needs trl<=0.9.6 (not installable with its transformers)"}
 
 
 def build_job(stage: str, model: str, dataset_dir: str, output_dir: str, options: argparse.Namespace) -> dict:
@@ -74,8 +76,6 @@ def build_job(stage: str, model: str, dataset_dir: str, output_dir: str, options
         "seed": 42,
         **STAGE_JOBS[stage],
     }
-    if stage == "ppo":
-        job["reward_model"] = model
     for item in options.set or []:
         key, _, value = item.partition("=")
         try:
@@ -226,6 +226,19 @@ def make_model(path: str, hidden: int, layers: int, intermediate: int, vocab: in
     print(f"wrote {path}: {count / 1e6:.1f}M parameters, vocabulary {config.vocab_size}")
 
 
+def reward_model_for(model_path: str, workdir: Path, options: argparse.Namespace) -> str:
+    """A LoRA rm adapter on `model_path`, trained for 4 steps by our own CLI: what a ppo job needs as its reward model
+    (`reward_model_type: lora`). Written once per model into the work folder."""
+    from core.paths import DEMO_DATA_DIR
+
+    output_dir = workdir / f"{Path(model_path).name}-reward-model"
+    if not (output_dir / "adapter_config.json").is_file():
+        steps = argparse.Namespace(**{**vars(options), "steps": 4, "set": None})
+        job = build_job("rm", model_path, str(DEMO_DATA_DIR), str(output_dir), steps)
+        run_once("ours", sys.executable, job, workdir, f"{Path(model_path).name}-reward-model", options.threads)
+    return str(output_dir)
+
+
 KEYS = ("s_per_step", "cpu_s_per_step", "peak_mib")
 
 
@@ -299,13 +312,19 @@ def main(argv: list[str] | None = None) -> int:
         for model in options.models:
             model_path = resolve_model_path(model)
             for stage in stages:
-                results: dict[str, list[dict]] = {name: [] for name, _ in frameworks}
+                runners = [(n, p) for n, p in frameworks if n != "llamafactory" or stage not in NOT_COMPARABLE]
+                if len(runners) < len(frameworks):
+                    print(f"  {stage}: ours only: {NOT_COMPARABLE[stage]}", file=sys.stderr)
+                reward_model = reward_model_for(model_path, workdir, options) if stage == "ppo" else None
+                results: dict[str, list[dict]] = {name: [] for name, _ in runners}
                 for round_index in range(options.rounds):
-                    order = frameworks if round_index % 2 == 0 else frameworks[::-1]
+                    order = runners if round_index % 2 == 0 else runners[::-1]
                     for name, python in order:
                         tag = f"{Path(model).name}-{stage}-{name}-{round_index}"
                         output_dir = str(workdir / tag)
                         job = build_job(stage, model_path, str(DEMO_DATA_DIR), output_dir, options)
+                        if reward_model:
+                            job["reward_model"] = reward_model
                         try:
                             result = run_once(name, python, job, workdir, tag, options.threads, options.before_tree)
                             results[name].append(result)
@@ -344,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                 f" {ours['cpu_s_per_step'] / before['cpu_s_per_step']:>6.2f}"
                 f" {ours['peak_mib'] / before['peak_mib']:>6.2f}"
             )
-        if options.baseline:
+        if options.baseline and "llamafactory" not in results:
+            line += f"  (no LLaMA-Factory figure: {NOT_COMPARABLE[stage]})"
+        elif options.baseline:
             theirs = {k: statistics.median([r[k] for r in results["llamafactory"]]) for k in KEYS}
             their_tokens = [r["tokens_per_s"] for r in results["llamafactory"] if r["tokens_per_s"]]
             their_rate = statistics.median(their_tokens) if their_tokens else None
