@@ -75,10 +75,12 @@ class PageCache:
                 captured["headers"] = list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Stored before the last chunk goes out: a client that has the answer finds it cached.
+                    self._store(key, captured)
             await send(message)
 
         await self.app(scope, receive, capture)
-        self._store(key, captured)
 
     def clear(self) -> None:
         self.entries.clear()
