@@ -26,6 +26,7 @@ CALIBRATE_COMMAND = [sys.executable, "-m", "core.cli", "plan", "--calibrate"]
 CALIBRATE_TIMEOUT_S = 900
 
 PLAN_INPUTS = (
+    "top.lang",  # the bar is text in the page's language
     "top.model_name",
     "top.model_path",
     "top.finetuning_type",
