@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.paths import PACKAGE_ROOT
+from core.runfolder import TRAINER_LOG, read_log_records
 
 CALIBRATION_JOB = {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"}
 CALIBRATION_MODELS = ("demo", "demo-small")
@@ -87,9 +88,8 @@ def measure(args: dict[str, Any], workdir: Path) -> tuple[int, float]:
             f"the measured job {args['stage']} {args['finetuning_type']} on {args['model_name_or_path']} failed — "
             f"run it by hand to see why: llamafactory-cli train {config}"
         )
-    log = Path(args["output_dir"]) / "trainer_log.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return int(out[1]), step_seconds(records)
+    log = Path(args["output_dir"]) / TRAINER_LOG
+    return int(out[1]), step_seconds(read_log_records(log))
 
 
 def demo_lengths(args: dict[str, Any]):
