@@ -27,6 +27,10 @@ Memory, per device, in bytes (`estimate(args, config)`):
 Time: tokens per step x FLOPs per token (6 x parameters to train every weight, 4 x when only adapters learn since
 the frozen weights still pass gradients back, +2 x with gradient checkpointing, + attention) / the device's
 sustained FLOP/s (a table of common GPUs at a stated model-FLOPs utilisation, or a figure measured on this machine).
+On a CPU, eager PyTorch also pays per operation, whatever the tensor sizes, and on small models that is most of the
+step: the calibrated figure adds seconds per layer pass (each layer's forward, and twice that for its backward) and
+per adapter pass (each LoRA module's forward and backward), counted for every forward the stage makes (the
+reference of dpo / kto, the KL pairs of kto, the recomputation of gradient checkpointing).
 """
 
 from __future__ import annotations
@@ -196,6 +200,8 @@ class Estimate:
     trainable: int = 0
     tokens_per_step: int = 0
     flops_per_step: float = 0.0
+    layer_passes: int = 0  # layer forwards per step, a backward counted as two
+    adapter_passes: int = 0  # the same for each adapted (LoRA) module
     seconds_per_step: float | None = None
     steps: int | None = None
 
@@ -294,12 +300,15 @@ def estimate(
     device: str = "cuda",
     seconds_per_flop: float | None = None,
     step_overhead: float = 0.0,
+    layer_seconds: float = 0.0,
+    adapter_seconds: float = 0.0,
     lengths: DataLengths | None = None,
 ) -> Estimate:
     """Memory per device (and time, when `seconds_per_flop` is known) of the job `args` on the model `config`.
 
-        `seconds_per_flop` and `step_overhead` (seconds a step costs whatever its size: Python, optimizer launch, data)
-    describe the device: `device_seconds_per_flop(name)` for a GPU of the table, `calibrate` for this machine.
+        `seconds_per_flop` and `step_overhead` (seconds a step costs whatever its size: Python, optimizer, data),
+    `layer_seconds` and `adapter_seconds` (per layer pass and per adapter pass, see the module docstring) describe
+    the device: `device_seconds_per_flop(name)` for a GPU of the table, `calibrate` for this machine.
         `lengths`: the dataset's measured lengths (`data_lengths`); without them every sample is assumed to fill
         cutoff_len (the upper bound), as packing does.
     """
@@ -381,13 +390,26 @@ def estimate(
     if args.get("gradient_checkpointing"):
         per_token += 2 * shape.params
     attention = 12 * shape.layers * shape.hidden * tokens  # QK^T and AV, forward and backward
-    if stage in ("dpo", "kto") and method in ("lora", "oft"):
-        per_token += 2 * shape.params  # the reference forward with the adapter switched off
+    if stage == "dpo":
+        per_token += 2 * shape.params  # the reference's forward (the adapter switched off, or the reference model)
     if stage == "kto":
-        per_token += 2 * shape.params * (2 if method in ("lora", "oft") else 1)  # the KL pairs' forward(s)
+        # the policy's forward of the KL pairs (no_grad), and the reference's over the answers and the KL pairs
+        per_token += 2 * shape.params + 4 * shape.params
     result.flops_per_step = float(result.tokens_per_step * (per_token + attention)) / world_size
+    # forwards without gradients: dpo's reference; kto's KL pairs through the policy, then the reference over both
+    no_grad = {"dpo": 1, "kto": 2}.get(stage, 0)
+    recompute = shape.layers if args.get("gradient_checkpointing") else 0
+    layer_passes = shape.layers * (1 + no_grad) + recompute + 2 * _layers_backward(args, shape)
+    adapted = len(_lora_targets(args)) * shape.layers if method in ("lora", "oft") else 0
+    result.layer_passes = layer_passes * accumulation
+    result.adapter_passes = adapted * (1 + no_grad + 2 + (1 if recompute else 0)) * accumulation
     if seconds_per_flop:
-        result.seconds_per_step = step_overhead + result.flops_per_step * seconds_per_flop
+        result.seconds_per_step = (
+            step_overhead
+            + layer_seconds * result.layer_passes
+            + adapter_seconds * result.adapter_passes
+            + result.flops_per_step * seconds_per_flop
+        )
     result.steps = _steps(args, dataset_rows, batch * accumulation * world_size)
     return result
 
@@ -479,12 +501,50 @@ def _steps(args: dict[str, Any], rows: int | None, per_step: int) -> int | None:
     return math.ceil(rows / max(per_step, 1)) * max(1, math.ceil(float(args.get("num_train_epochs", 3))))
 
 
-def calibrate(small: tuple[float, float], large: tuple[float, float]) -> tuple[float, float]:
-    """(seconds_per_flop, step_overhead) from two measured jobs, each (flops_per_step, seconds_per_step): a small
-    one whose time is mostly overhead and a large one whose time is mostly arithmetic."""
-    (f1, t1), (f2, t2) = small, large
-    per_flop = max((t2 - t1) / (f2 - f1), 1e-15) if f2 != f1 else t2 / f2
-    return per_flop, max(0.0, t1 - f1 * per_flop)
+def calibrate(points: list[tuple[Estimate, float]]) -> dict[str, float]:
+    """The CPU time model (`estimate`'s keyword arguments) from three measured jobs, each (its estimate, measured
+    seconds per step): one whose step is mostly per-layer cost (a tiny model, full), one that adds adapters (the same
+    with LoRA), and one whose step is mostly arithmetic (a bigger model). Solves the three equations
+    seconds = layer_seconds x layer passes + adapter_seconds x adapter passes + seconds_per_flop x FLOPs; a cost
+    the measurements make negative (noise) is taken as none and the others solved again."""
+    names = ("layer_seconds", "adapter_seconds", "seconds_per_flop")
+    rows = [[e.layer_passes, e.adapter_passes, e.flops_per_step] for e, _ in points]
+    seconds = [t for _, t in points]
+    free = list(range(3))
+    while True:
+        solved = _least_squares([[row[i] for i in free] for row in rows], seconds)
+        negative = [i for i, value in zip(free, solved, strict=True) if value <= 0 and i != 2]
+        if not negative or len(free) == 1:
+            break
+        free.remove(negative[0])
+    figure = dict.fromkeys(names, 0.0)
+    for i, value in zip(free, solved, strict=True):
+        figure[names[i]] = max(value, 0.0)
+    figure["seconds_per_flop"] = max(figure["seconds_per_flop"], 1e-15)
+    figure["step_overhead"] = 0.0
+    return figure
+
+
+def _least_squares(rows: list[list[float]], values: list[float]) -> list[float]:
+    """x minimising |rows x - values| (the normal equations, Gauss-Jordan; a handful of unknowns), columns scaled
+    to 1 first so FLOPs (1e10) and pass counts (1e2) solve together."""
+    size = len(rows[0])
+    scale = [max(abs(row[j]) for row in rows) or 1.0 for j in range(size)]
+    a = [[row[j] / scale[j] for j in range(size)] for row in rows]
+    matrix = [
+        [sum(r[i] * r[j] for r in a) for j in range(size)] + [sum(r[i] * v for r, v in zip(a, values, strict=True))]
+        for i in range(size)
+    ]
+    for col in range(size):
+        pivot = max(range(col, size), key=lambda r: abs(matrix[r][col]))
+        matrix[col], matrix[pivot] = matrix[pivot], matrix[col]
+        if abs(matrix[col][col]) < 1e-12:
+            continue
+        for r in range(size):
+            if r != col:
+                factor = matrix[r][col] / matrix[col][col]
+                matrix[r] = [x - factor * y for x, y in zip(matrix[r], matrix[col], strict=True)]
+    return [matrix[i][size] / matrix[i][i] / scale[i] if abs(matrix[i][i]) >= 1e-12 else 0.0 for i in range(size)]
 
 
 def device_seconds_per_flop(name: str) -> float:
