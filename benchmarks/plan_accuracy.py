@@ -5,9 +5,9 @@ seconds per step, per stage and method, on a demo model.
 
 Each job runs as `python -m core.cli train` in a wrapper process that reports its children's peak RSS
 (getrusage); seconds per step come from trainer_log.jsonl's elapsed_s between the first and last step (the first
-step's warm-up left out). The planner's time model for this CPU (seconds per FLOP and a fixed cost per step) is
-calibrated once, on sft LoRA of the tiny `demo` model (almost all fixed cost) and of the chosen model, and then
-predicts every job. Prints estimate, measurement and ratio per job.
+step's warm-up left out). The planner's time model for this CPU (seconds per FLOP, per layer pass and per adapter
+pass) is calibrated once, as `plan --calibrate` does (sft full and LoRA on the tiny `demo`, sft LoRA on
+`demo-small`), and then predicts every job. Prints estimate, measurement and ratio per job.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.plan import calibrate, estimate, read_config  # noqa: E402
-from core.plan_calibrate import demo_lengths, job_args, measure  # noqa: E402
+from core.plan_calibrate import demo_lengths, describe, job_args, measure  # noqa: E402
 
 JOBS = {
     "sft_lora": {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"},
@@ -60,20 +60,20 @@ def model_path(name: str) -> str:
     return str(path)
 
 
-def calibrated(tmp: Path, steps: int, stored: bool) -> tuple[float, float]:
-    """(seconds per FLOP, fixed seconds per step): the figure `plan --calibrate` stored, or measured now the same way
-    (sft LoRA on demo and demo-small) without storing it."""
-    from core.plan_calibrate import CALIBRATION_BATCH, CALIBRATION_JOB, CALIBRATION_MODELS, load_calibration
+def calibrated(tmp: Path, steps: int, stored: bool) -> dict[str, float]:
+    """The CPU time model (`estimate` keyword arguments): the figure `plan --calibrate` stored, or measured now the
+    same way (core.plan_calibrate.CALIBRATION_JOBS) without storing it."""
+    from core.plan_calibrate import CALIBRATION_BATCH, CALIBRATION_JOBS, load_calibration
 
     figure = load_calibration() if stored else None
     if figure:
         return figure
     points = []
-    for model in CALIBRATION_MODELS:
-        args = job_args(model, CALIBRATION_JOB, tmp / f"calibrate-{model}", steps, batch=CALIBRATION_BATCH)
+    for index, (model, job) in enumerate(CALIBRATION_JOBS):
+        args = job_args(model, job, tmp / f"calibrate-{index}-{model}", steps, batch=CALIBRATION_BATCH)
         planned = estimate(args, read_config(model), device="cpu", lengths=demo_lengths(args))
-        points.append((planned.flops_per_step, measure(args, tmp)[1]))
-    return calibrate(points[0], points[1])
+        points.append((planned, measure(args, tmp)[1]))
+    return calibrate(points)
 
 
 def main() -> None:
@@ -88,8 +88,8 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs; {options.steps} steps")
     with tempfile.TemporaryDirectory() as tmp:
-        per_flop, overhead = calibrated(Path(tmp), options.steps, options.stored)
-        print(f"calibrated: {1 / per_flop / 1e9:.1f} GFLOP/s sustained, {overhead * 1000:.0f} ms per step fixed")
+        timing = calibrated(Path(tmp), options.steps, options.stored)
+        print(f"calibrated: {describe(timing)}")
         print(
             f"{'model':<10} {'job':<11} {'est. MB':>8} {'RSS MB':>8} {'ratio':>6} | "
             f"{'est. s/step':>11} {'s/step':>8} {'ratio':>6}"
@@ -102,9 +102,7 @@ def main() -> None:
                 args = job_args(model, JOBS[name], Path(tmp) / f"{label}-{name}", options.steps, options.batch)
                 rss, per_step = measure(args, Path(tmp))
                 lengths = demo_lengths(args)
-                planned = estimate(
-                    args, config, device="cpu", lengths=lengths, seconds_per_flop=per_flop, step_overhead=overhead
-                )
+                planned = estimate(args, config, device="cpu", lengths=lengths, **timing)
                 memory.append(planned.total / rss)
                 time.append(planned.seconds_per_step / per_step)
                 print(

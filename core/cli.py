@@ -324,20 +324,17 @@ def _plan(argv: list[str]) -> int:
     parser.add_argument(
         "--calibrate",
         action="store_true",
-        help="measure this machine's CPU (two short training jobs, about a minute) and remember it for CPU plans",
+        help="measure this machine's CPU (three short training jobs, about a minute) and remember it for CPU plans",
     )
     if argv == ["--calibrate"]:
-        from core.plan_calibrate import CalibrationError, calibration_path, run_calibration
+        from core.plan_calibrate import CalibrationError, calibration_path, describe, run_calibration
 
         try:
             figure = run_calibration()
         except CalibrationError as err:
             print(f"calibration failed: {err}", file=sys.stderr)
             return 1
-        print(
-            f"{figure['gflops']:.1f} GFLOP/s sustained, {figure['step_overhead'] * 1000:.0f} ms per step fixed "
-            f"(load average {figure['load_average']}) — saved in {calibration_path()}"
-        )
+        print(f"{describe(figure)} (load average {figure['load_average']}) — saved in {calibration_path()}")
         return 0
     if (status := _help_status(parser, argv)) is not None:
         return status
@@ -359,7 +356,7 @@ def _plan(argv: list[str]) -> int:
     else:
         from core.plan_check import cpu_time_model
 
-        kwargs["seconds_per_flop"], kwargs["step_overhead"] = cpu_time_model()
+        kwargs.update(cpu_time_model())
     memory_gb = options["memory_gb"] or (DEVICES[gpu]["memory_gb"] if gpu else _host_memory_gb())
     device_bytes = int(memory_gb * GB)
     lengths = None if options["no_data"] else _plan_lengths(args)

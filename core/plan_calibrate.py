@@ -2,12 +2,12 @@
 
     llamafactory-cli plan --calibrate        (the board's "Calibrate" button runs the same command)
 
-Two real training jobs (`llamafactory-cli train`, sft LoRA on the demo data, a few steps each) on the tiny `demo`
-model, whose step is almost all fixed cost, and on `demo-small` (31M parameters), whose step is mostly arithmetic;
-each one's seconds per step is the median over its steps after the first (warm-up). `core.plan.calibrate` turns
-the two into seconds per FLOP and a fixed cost per step, written atomically to
-`<cache>/plan_calibration.json`; the planner then gives CPU jobs a time. Pure at import: the jobs run in child
-processes, and the dataset lengths are measured with the tokenizer only.
+Three real training jobs (`llamafactory-cli train`, sft on the demo data, batch 16, a few steps each): the tiny
+`demo` model full (its step is almost all per-layer cost) and with LoRA (adds the adapters' cost), and `demo-small`
+(31M parameters) with LoRA, whose step is mostly arithmetic; each one's seconds per step is the median over its
+steps after the first (warm-up). `core.plan.calibrate` solves the three for seconds per layer pass, per adapter pass
+and per FLOP, written atomically to `<cache>/plan_calibration.json`; the planner then gives CPU jobs a time. Pure at
+import: the jobs run in child processes, and the dataset lengths are measured with the tokenizer only.
 
 `measure` (peak RSS and median seconds per step of one job) is shared with benchmarks/plan_accuracy.py.
 """
@@ -27,10 +27,15 @@ from typing import Any
 from core.paths import PACKAGE_ROOT
 from core.runfolder import TRAINER_LOG, read_log_records
 
-CALIBRATION_JOB = {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"}
-CALIBRATION_MODELS = ("demo", "demo-small")
+CALIBRATION_JOBS = (
+    ("demo", {"stage": "sft", "finetuning_type": "full", "dataset": "demo_sft"}),
+    ("demo", {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"}),
+    ("demo-small", {"stage": "sft", "finetuning_type": "lora", "dataset": "demo_sft"}),
+)
 CALIBRATION_STEPS = 6
-CALIBRATION_BATCH = 4
+CALIBRATION_BATCH = 16
+TIME_KEYS = ("seconds_per_flop", "step_overhead", "layer_seconds", "adapter_seconds")
+"""The calibration's figures that are `core.plan.estimate` keyword arguments."""
 
 # Runs the job and prints its exit status and the peak RSS of its process tree's largest process (getrusage).
 WRAPPER = (
@@ -118,23 +123,25 @@ def run_calibration(steps: int = CALIBRATION_STEPS, say=print) -> dict[str, Any]
 
     points = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in CALIBRATION_MODELS:
+        for index, (model, job) in enumerate(CALIBRATION_JOBS):
             ensure_demo_model({"demo": "tiny", "demo-small": "small"}[model])
-            args = job_args(model, CALIBRATION_JOB, Path(tmp) / model, steps, batch=CALIBRATION_BATCH)
-            flops = estimate(args, read_config(model), device="cpu", lengths=demo_lengths(args)).flops_per_step
+            args = job_args(model, job, Path(tmp) / f"{index}-{model}", steps, batch=CALIBRATION_BATCH)
+            planned = estimate(args, read_config(model), device="cpu", lengths=demo_lengths(args))
             seconds = measure(args, Path(tmp))[1]
-            say(f"{model}: {seconds:.3f} s per step ({flops / 1e9:.2f} GFLOP per step)")
-            points.append((flops, seconds))
-    per_flop, overhead = calibrate(points[0], points[1])
+            say(
+                f"{model} {job['finetuning_type']}: {seconds:.3f} s per step ({planned.flops_per_step / 1e9:.2f} "
+                f"GFLOP, {planned.layer_passes} layer and {planned.adapter_passes} adapter passes per step)"
+            )
+            points.append((planned, seconds))
     figure = {
-        "seconds_per_flop": per_flop,
-        "step_overhead": overhead,
-        "gflops": 1 / per_flop / 1e9,
+        **calibrate(points),
+        "gflops": 0.0,
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpus": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2),
-        "points": points,
+        "points": [[e.layer_passes, e.adapter_passes, e.flops_per_step, t] for e, t in points],
     }
+    figure["gflops"] = 1 / figure["seconds_per_flop"] / 1e9
     save_calibration(figure)
     return figure
 
@@ -156,12 +163,24 @@ def save_calibration(figure: dict[str, Any]) -> Path:
     return path
 
 
-def load_calibration() -> tuple[float, float] | None:
-    """(seconds per FLOP, fixed seconds per step) measured on this machine, or None before the first calibration
-    (or when the file cannot be read: calibrating again rewrites it)."""
+def load_calibration() -> dict[str, float] | None:
+    """This machine's time model (`core.plan.estimate`'s keyword arguments: seconds per FLOP, per layer pass, per
+    adapter pass and per step), or None before the first calibration (or when the file cannot be read: calibrating
+    again rewrites it). A figure stored by an older version (FLOPs and a fixed cost only) still reads."""
     try:
-        figure = json.loads(calibration_path().read_text())
-        per_flop, overhead = float(figure["seconds_per_flop"]), float(figure["step_overhead"])
-    except (OSError, ValueError, KeyError, TypeError):
+        stored = json.loads(calibration_path().read_text())
+        figure = {key: float(stored.get(key, 0.0)) for key in TIME_KEYS}
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
-    return (per_flop, overhead) if per_flop > 0 and overhead >= 0 else None
+    if figure["seconds_per_flop"] <= 0 or min(figure.values()) < 0:
+        return None
+    return figure
+
+
+def describe(figure: dict[str, Any]) -> str:
+    """One line: the figure as `plan --calibrate` prints it."""
+    return (
+        f"{1 / figure['seconds_per_flop'] / 1e9:.1f} GFLOP/s sustained, {figure.get('layer_seconds', 0) * 1e3:.2f} ms"
+        f" per layer pass, {figure.get('adapter_seconds', 0) * 1e3:.2f} ms per adapter pass, "
+        f"{figure.get('step_overhead', 0) * 1e3:.0f} ms per step fixed"
+    )

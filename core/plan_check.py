@@ -63,25 +63,24 @@ def host_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def cpu_time_model() -> tuple[float | None, float]:
-    """(seconds per FLOP, fixed seconds per step) of this machine's CPU from `plan --calibrate`, (None, 0) before."""
+def cpu_time_model() -> dict[str, float]:
+    """This machine's CPU time model from `plan --calibrate` (`core.plan.estimate` keyword arguments), {} before."""
     from core.plan_calibrate import load_calibration
 
-    figure = load_calibration()
-    return figure if figure else (None, 0.0)
+    return load_calibration() or {}
 
 
-def device_of(devices: list[str], host: int | None = None) -> tuple[str, int, float | None, float, int]:
-    """(what, bytes per device, seconds per FLOP or None, fixed seconds per step, world size) for the chosen GPUs,
-    all visible GPUs when none is chosen, or this machine's CPU and available memory when it has none."""
+def device_of(devices: list[str], host: int | None = None) -> tuple[str, int, dict[str, float], int]:
+    """(what, bytes per device, time model: `estimate` keyword arguments, {} when unknown, world size) for the
+    chosen GPUs, all visible GPUs when none is chosen, or this machine's CPU and available memory when it has none."""
     gpus = gpu_memory()
     chosen = [gpus[device] for device in devices if device in gpus] or list(gpus.values())
     if not chosen:
-        per_flop, overhead = cpu_time_model()
-        return "CPU", host_memory() if host is None else host, per_flop, overhead, 1
+        return "CPU", host_memory() if host is None else host, cpu_time_model(), 1
     name, memory = min(chosen, key=lambda item: item[1])
     known = next((key for key in DEVICES if key.split("-")[0].replace(" ", "") in name.replace(" ", "")), None)
-    return name, memory, device_seconds_per_flop(known) if known else None, 0.0, len(chosen)
+    timing = {"seconds_per_flop": device_seconds_per_flop(known)} if known else {}
+    return name, memory, timing, len(chosen)
 
 
 def visible_gpus() -> list[str]:
@@ -94,15 +93,9 @@ def job_plan(args: dict[str, Any], devices: list[str], lengths: Any = None) -> t
     """The estimate of `args` on `devices`, their memory per device, the "Fit it" lines (none when it fits) and the
     devices' name. `lengths`: the dataset's measured lengths (core.plan.DataLengths), else cutoff_len per sample.
     Raises PlanError when the model's config cannot be read."""
-    name, memory, per_flop, overhead, world = device_of(devices)
+    name, memory, timing, world = device_of(devices)
     config = read_config(str(args.get("model_name_or_path") or ""))
-    options = {
-        "world_size": world,
-        "device": "cpu" if name == "CPU" else "cuda",
-        "seconds_per_flop": per_flop,
-        "step_overhead": overhead,
-        "lengths": lengths,
-    }
+    options = {"world_size": world, "device": "cpu" if name == "CPU" else "cuda", **timing, "lengths": lengths}
     result = estimate(args, config, **options)
     changes = fit(args, config, memory, **options)[1] if result.verdict(memory) == "too_big" else []
     return result, memory, changes, name

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core import plan_calibrate, plan_check
+from core import plan, plan_calibrate, plan_check
 from core.cli import main
 from core.plan import DataLengths, estimate, read_config
 
@@ -91,20 +91,29 @@ def test_calibration_is_stored_atomically_and_gives_cpu_plans_a_time(tmp_path, m
     config = read_config("demo")
     assert estimate(DEMO_JOB, config, device="cpu").seconds_per_step is None
 
-    measured = iter([(600 * 1024**2, 0.2), (900 * 1024**2, 1.2)])  # (peak RSS, s/step) of demo, demo-small
+    # (peak RSS, s/step) of demo full, demo LoRA, demo-small LoRA
+    measured = iter([(600 * 1024**2, 0.02), (610 * 1024**2, 0.03), (900 * 1024**2, 0.5)])
     monkeypatch.setattr(plan_calibrate, "measure", lambda args, workdir: next(measured))
     monkeypatch.setattr(plan_calibrate, "demo_lengths", lambda args: DataLengths(rows=400, longest=40, mean_padded=30))
     monkeypatch.setattr("core.demo.ensure_demo_model", lambda size: None)
     assert main(["plan", "--calibrate"]) == 0
     assert "GFLOP/s sustained" in capsys.readouterr().out
     stored = json.loads((tmp_path / "plan_calibration.json").read_text())
-    assert stored["seconds_per_flop"] > 0 and 0 <= stored["step_overhead"] < 0.2
+    assert stored["seconds_per_flop"] > 0 and stored["layer_seconds"] > 0 and stored["adapter_seconds"] > 0
     assert [path.name for path in tmp_path.iterdir()] == ["plan_calibration.json"]  # no temporary left
 
-    per_flop, overhead = plan_check.cpu_time_model()
-    timed = estimate(DEMO_JOB, config, device="cpu", seconds_per_flop=per_flop, step_overhead=overhead)
-    assert timed.seconds_per_step > overhead and timed.total_seconds == timed.seconds_per_step  # max_steps 1
+    timing = plan_check.cpu_time_model()
+    timed = estimate(DEMO_JOB, config, device="cpu", **timing)
+    assert timed.seconds_per_step > 0 and timed.total_seconds == timed.seconds_per_step  # max_steps 1
 
+    # a figure stored by the earlier version (FLOPs and a fixed cost only) still reads
+    (tmp_path / "plan_calibration.json").write_text(json.dumps({"seconds_per_flop": 1e-10, "step_overhead": 0.01}))
+    assert plan_calibrate.load_calibration() == {
+        "seconds_per_flop": 1e-10,
+        "step_overhead": 0.01,
+        "layer_seconds": 0.0,
+        "adapter_seconds": 0.0,
+    }
     (tmp_path / "plan_calibration.json").write_text("{not json")
     assert plan_calibrate.load_calibration() is None  # unreadable: calibrate again
 
@@ -138,3 +147,45 @@ def test_freeze_keeps_activations_only_for_the_layers_it_trains():
     assert last_two.parts["activations"] * 9 == full * 2
     first_two = estimate({**job, "finetuning_type": "freeze", "freeze_trainable_layers": -2}, config)
     assert first_two.parts["activations"] == full  # the gradient passes back through every layer above them
+
+
+def test_the_cpu_time_model_counts_every_forward_and_solves_back_what_made_the_times():
+    config = read_config("demo")
+    sft = {**DEMO_JOB, "stage": "sft", "finetuning_type": "lora"}
+    plans = {
+        name: estimate({**sft, **extra}, config, device="cpu")
+        for name, extra in {
+            "sft_full": {"finetuning_type": "full"},
+            "sft_lora": {},
+            "dpo_lora": {"stage": "dpo"},
+            "kto_lora": {"stage": "kto"},
+            "kto_full": {"stage": "kto", "finetuning_type": "full"},
+            "sft_lora_gc": {"gradient_checkpointing": True},
+        }.items()
+    }
+    layers = plans["sft_full"].layer_passes // 3  # one forward and a backward counted as two
+    assert plans["sft_full"].adapter_passes == 0 and plans["sft_lora"].adapter_passes > 0
+    assert plans["dpo_lora"].layer_passes == plans["sft_lora"].layer_passes + layers  # the reference's forward
+    assert plans["kto_lora"].layer_passes == plans["sft_lora"].layer_passes + 2 * layers  # KL pairs, reference
+    assert plans["sft_lora_gc"].layer_passes == plans["sft_lora"].layer_passes + layers  # recomputed forward
+    # kto's reference and KL forwards cost FLOPs whatever the method (the full reference was not counted before)
+    extra = plans["kto_full"].flops_per_step - plans["sft_full"].flops_per_step
+    assert extra == pytest.approx(plans["kto_full"].tokens_per_step * 6 * plans["kto_full"].params)
+
+    truth = {"layer_seconds": 2e-3, "adapter_seconds": 1.5e-4, "seconds_per_flop": 7e-12}
+
+    def seconds(e):
+        return sum(
+            truth[key] * value
+            for key, value in zip(truth, (e.layer_passes, e.adapter_passes, e.flops_per_step), strict=True)
+        )
+
+    points = [(e, seconds(e)) for e in (plans["sft_full"], plans["sft_lora"], plans["kto_lora"])]
+    solved = plan.calibrate(points)
+    for key, value in truth.items():
+        assert solved[key] == pytest.approx(value, rel=1e-6), key
+    # noise that would make a cost negative: that cost is taken as none, the others solved again
+    noisy = [(e, t) for e, t in points]
+    noisy[1] = (noisy[1][0], noisy[0][1])  # LoRA no slower than full
+    noisy_figure = plan.calibrate(noisy)
+    assert min(noisy_figure.values()) >= 0 and noisy_figure["seconds_per_flop"] > 0

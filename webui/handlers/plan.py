@@ -60,14 +60,9 @@ def plan_of(args: dict[str, Any], values: Values) -> tuple[Estimate, int, list[s
     if zero:
         args["deepspeed"] = f"ds_z{zero[0]}{'_offload' if zero[1] else ''}"
     devices = [str(device) for device in values.get("train.devices") or []]
-    name, memory, per_flop, overhead, world = device_of(devices, host_memory())
+    name, memory, timing, world = device_of(devices, host_memory())
     config = read_config(str(args.get("model_name_or_path") or ""))
-    options = {
-        "world_size": world,
-        "device": "cpu" if name == "CPU" else "cuda",
-        "seconds_per_flop": per_flop,
-        "step_overhead": overhead,
-    }
+    options = {"world_size": world, "device": "cpu" if name == "CPU" else "cuda", **timing}
     result = estimate(args, config, **options)
     changes = fit(args, config, memory, **options)[1] if result.verdict(memory) == "too_big" else []
     return result, memory, changes, name
