@@ -75,14 +75,10 @@ def _print_preview(result: dict[str, Any], offset: int) -> None:
 
 
 def _stats(args: argparse.Namespace) -> dict[str, Any]:
-    from transformers import AutoTokenizer
-
     from core.data.stats import dataset_stats
-    from core.data.template import get_template_and_fix_tokenizer
-    from core.demo import resolve_model_path
+    from core.data.template import tokenizer_and_template
     from core.hparams import DataArguments
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model), trust_remote_code=False)
     data_args = DataArguments(
         template=args.template,
         dataset=args.dataset,
@@ -91,7 +87,7 @@ def _stats(args: argparse.Namespace) -> dict[str, Any]:
         max_samples=args.max_samples,
         packing=args.packing,
     )
-    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    tokenizer, template = tokenizer_and_template(args.model, data_args)
     return dataset_stats(tokenizer, template, data_args, stage=args.stage, batch_size=args.batch_size)
 
 

@@ -79,3 +79,14 @@ def get_template_and_fix_tokenizer(tokenizer: Any, data_args: Any) -> Template:
         enable_thinking=True if enable_thinking is None else bool(enable_thinking),
     )
     return template.bind(tokenizer.bos_token, tokenizer.eos_token)
+
+
+def tokenizer_and_template(model: str, data_args: Any) -> tuple[Any, Template]:
+    """The tokenizer of `model` (a folder, hub id or demo name; never remote code) and the template of `data_args`
+    fitted to it: what the data commands (`data stats`, `data tokens`) tokenize with, as training does."""
+    from transformers import AutoTokenizer
+
+    from core.demo import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model), trust_remote_code=False)
+    return tokenizer, get_template_and_fix_tokenizer(tokenizer, data_args)

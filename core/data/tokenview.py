@@ -232,14 +232,10 @@ def _text(view: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        from transformers import AutoTokenizer
-
         from core.data.stats import format_stats
-        from core.data.template import get_template_and_fix_tokenizer
-        from core.demo import resolve_model_path
+        from core.data.template import tokenizer_and_template
         from core.hparams import DataArguments
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model), trust_remote_code=False)
         data_args = DataArguments(
             template=args.template,
             dataset=args.dataset,
@@ -249,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             train_on_prompt=args.train_on_prompt,
             mask_history=args.mask_history,
         )
-        template = get_template_and_fix_tokenizer(tokenizer, data_args)
+        tokenizer, template = tokenizer_and_template(args.model, data_args)
         result: dict[str, Any] = {"view": token_view(tokenizer, template, data_args, args.stage, args.index)}
         if not args.no_stats:
             result["stats"] = length_stats(tokenizer, template, data_args, args.stage, args.batch_size)
