@@ -521,6 +521,7 @@ def test_runs_tab_compares_two_runs_and_diffs_their_arguments(ui: Any, finished_
     ui.board.runner.wait(other, timeout=30)
     compared = ui.board.compare_runs(form(ui, runs__compare=[finished_run, other]))
     figure = compared["runs.compare_plot"]
+    assert compared["runs.compare_box"]["visible"] is True  # hidden until the first comparison
     assert [trace.name for trace in figure.data] == ["demo/lora/finished", "demo/lora/finished_lr"]
     assert len({trace.line.color for trace in figure.data}) == 2 and len(figure.data[0].x) == 30
     assert figure.layout.xaxis.title.text == "step" and figure.layout.title.text == "Train loss (smoothed)"
@@ -535,7 +536,7 @@ def test_runs_tab_compares_two_runs_and_diffs_their_arguments(ui: Any, finished_
     assert two.layout.yaxis2.title.text == "Learning rate" and two.layout.title.text.endswith("Learning rate")
     assert list(two.data[0].y) != list(figure.data[0].y)  # smoothing 0: the raw loss, not the default 0.6
     one = ui.board.compare_runs(form(ui, runs__compare=[finished_run]))
-    assert alerts(one, "warning") == [alert("en", "compare_pick_two")]
+    assert alerts(one, "warning") == [alert("en", "compare_pick_two")] and "runs.compare_box" not in one
     # A shared link: ?compare=<model>/<method>/<run>,... opens the same comparison.
     linked = ui.board.compare_link("demo/lora/finished, demo/lora/finished_lr", form(ui))
     assert linked["runs.compare"]["value"] == [finished_run, other]

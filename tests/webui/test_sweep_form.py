@@ -99,7 +99,11 @@ def test_sweep_runs_one_at_a_time_on_cpu_groups_under_its_sweep_and_aborts(board
     table = board.refresh_runs_table(picked)["runs.table"]
     assert sorted(Path(p).name for p in table.iloc[:, -1]) == sorted(r.name for r in runs)
     assert board.pick_sweep({**picked, "runs.sweep_metric": "reward"})["runs.sweep_metric"] == "eval_loss"
-    summary = board.show_sweep(picked)["runs.sweep_summary"]
+    shown = board.show_sweep(picked)
+    assert shown["runs.sweep_box"]["visible"] is True and shown["runs.sweep_abort"]["visible"] is True
+    summary = shown["runs.sweep_summary"]
+    none_picked = board.show_sweep({**picked, "runs.sweep": ""})  # "(all runs)": no empty summary, no Abort
+    assert none_picked["runs.sweep_box"]["visible"] is False and none_picked["runs.sweep_abort"]["visible"] is False
     assert list(summary.columns) == ["Rank", "learning_rate", "lora_rank", "Best eval loss", "State", "Run"]
     assert sorted(summary["Run"]) == sorted(run.name for run in runs)
     assert set(summary["State"]) == {state_name("en", "running"), state_name("en", "queued")}

@@ -161,7 +161,11 @@ class RunsHandlers(BoardBase):
         diff = registry.config_diff({name: read_args(path) for name, path in zip(names, paths, strict=True)})
         key_title = entry(lang, "runs.diff").get("key_column", "key")
         shown = [[key, *(_shown(value) for value in run_values)] for key, run_values in diff]
-        return {"runs.compare_plot": figure, "runs.diff": pd.DataFrame(shown, columns=[key_title, *names])}
+        return {
+            "runs.compare_box": gr.update(visible=True),
+            "runs.compare_plot": figure,
+            "runs.diff": pd.DataFrame(shown, columns=[key_title, *names]),
+        }
 
     def compare_link(self, query: str | None, values: Values) -> Updates:
         """A page opened with `?compare=<run>,<run>` (names as the table shows them, <model>/<method>/<run>) -> the

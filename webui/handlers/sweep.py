@@ -219,8 +219,9 @@ class SweepHandlers(BoardBase):
         their values and states, and their curves of that metric overlaid."""
         lang = values.get("top.lang")
         folder = self._known_sweep(values.get("runs.sweep"))
-        if folder is None:
-            return {"runs.sweep_summary": pd.DataFrame(), "runs.sweep_plot": None}
+        if folder is None:  # "(all runs)": the summary, its chart and Abort sweep hide
+            hidden = gr.update(visible=False)
+            return {"runs.sweep_box": hidden, "runs.sweep_abort": hidden, "runs.sweep_summary": pd.DataFrame()}
         record = sweep.read_record(folder)
         metric = values.get("runs.sweep_metric") or record.get("metric") or "eval_loss"
         rows = sweep.summary(folder, metric)
@@ -242,7 +243,12 @@ class SweepHandlers(BoardBase):
             title=metric_name,
             hint=alert(lang, "compare_no_metric"),
         )
-        return {"runs.sweep_summary": pd.DataFrame(table, columns=header), "runs.sweep_plot": figure}
+        return {
+            "runs.sweep_box": gr.update(visible=True),
+            "runs.sweep_abort": gr.update(visible=True),
+            "runs.sweep_summary": pd.DataFrame(table, columns=header),
+            "runs.sweep_plot": figure,
+        }
 
 
 def _member_dirs(rows: list[dict[str, Any]], record: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:

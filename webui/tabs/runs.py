@@ -74,8 +74,11 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
             variant="primary", scale=0, min_width=160, elem_id="runs_compare_button",
             **button_label(lang, "runs.compare_button"),
         )  # fmt: skip
-    compare_plot = gr.Plot(elem_id="runs_compare_plot", **initial(lang, "runs.compare_plot"))
-    diff = gr.Dataframe(interactive=False, wrap=True, elem_id="runs_diff", **initial(lang, "runs.diff"))
+    # The overlay and the diff appear with the first comparison, the sweep's summary once a sweep is picked: an
+    # empty table would show placeholder headers (1, 2, 3) and an empty chart only a frame.
+    with gr.Column(visible=False, elem_id="runs_compare_box") as compare_box:
+        compare_plot = gr.Plot(elem_id="runs_compare_plot", **initial(lang, "runs.compare_plot"))
+        diff = gr.Dataframe(interactive=False, wrap=True, elem_id="runs_diff", **initial(lang, "runs.diff"))
     with gr.Row(equal_height=True):
         sweep = gr.Dropdown(
             board.sweep_choices(lang), value="", scale=4, elem_id="runs_sweep", **initial(lang, "runs.sweep")
@@ -88,13 +91,15 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
             variant="stop",
             scale=0,
             min_width=160,
+            visible=False,
             elem_id="runs_sweep_abort",
             **button_label(lang, "runs.sweep_abort"),
         )
-    sweep_summary = gr.Dataframe(
-        interactive=False, wrap=True, elem_id="runs_sweep_summary", **initial(lang, "runs.sweep_summary")
-    )
-    sweep_plot = gr.Plot(elem_id="runs_sweep_plot", **initial(lang, "runs.sweep_plot"))
+    with gr.Column(visible=False, elem_id="runs_sweep_box") as sweep_box:
+        sweep_summary = gr.Dataframe(
+            interactive=False, wrap=True, elem_id="runs_sweep_summary", **initial(lang, "runs.sweep_summary")
+        )
+        sweep_plot = gr.Plot(elem_id="runs_sweep_plot", **initial(lang, "runs.sweep_plot"))
     table = gr.Dataframe(
         value=board.runs_table(lang, rows=rows),
         interactive=False,
@@ -117,11 +122,13 @@ def create_runs_tab(lang: str, board: Board) -> dict[str, gr.components.Componen
         "compare_x": axis,
         "compare_smooth": smooth,
         "compare_button": compare_button,
+        "compare_box": compare_box,
         "compare_plot": compare_plot,
         "diff": diff,
         "sweep": sweep,
         "sweep_metric": sweep_metric,
         "sweep_abort": sweep_abort,
+        "sweep_box": sweep_box,
         "sweep_summary": sweep_summary,
         "sweep_plot": sweep_plot,
         "table": table,
@@ -136,13 +143,13 @@ def bind_runs(board: Board, tabs: gr.Tabs, demo: gr.Blocks | None = None) -> Non
     outputs = ["runs.table", "runs.model", "runs.stage", "runs.state", "runs.compare", "runs.sweep"]
     bind(board, m["runs.refresh"].click, board.refresh_runs_table, FILTERS, outputs)
     # A sweep picked: the table keeps only its members, the summary ranks them, the plot overlays them.
-    sweep_out = ["runs.sweep_summary", "runs.sweep_plot"]
+    sweep_out = ["runs.sweep_box", "runs.sweep_abort", "runs.sweep_summary", "runs.sweep_plot"]
     bind(board, m["runs.sweep"].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
     bind(board, m["runs.sweep"].input, board.pick_sweep, SWEEP_VIEW, [*sweep_out, "runs.sweep_metric"], api_name=False)
     bind(board, m["runs.sweep_metric"].input, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
     bind(board, m["runs.refresh"].click, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
     bind(board, m["runs.sweep_abort"].click, board.abort_sweep, ["runs.sweep"], [])
-    compared = ["runs.compare_plot", "runs.diff"]
+    compared = ["runs.compare_box", "runs.compare_plot", "runs.diff"]
     bind(board, m["runs.compare_button"].click, board.compare_runs, COMPARE, compared)
     for key in ("runs.compare_metric", "runs.compare_x", "runs.compare_smooth"):
         bind(board, m[key].input, board.compare_runs, COMPARE, compared, api_name=False)
