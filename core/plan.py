@@ -29,8 +29,10 @@ the frozen weights still pass gradients back, +2 x with gradient checkpointing, 
 sustained FLOP/s (a table of common GPUs at a stated model-FLOPs utilisation, or a figure measured on this machine).
 On a CPU, eager PyTorch also pays per operation, whatever the tensor sizes, and on small models that is most of the
 step: the calibrated figure adds seconds per layer pass (each layer's forward, and twice that for its backward) and
-per adapter pass (each LoRA module's forward and backward), counted for every forward the stage makes (the
-reference of dpo / kto, the KL pairs of kto, the recomputation of gradient checkpointing).
+per adapter pass and token (each LoRA module's forward and backward: its dropout, down and up projections and the
+sum are element-wise work over every token, which on small models outweighs their FLOPs), counted for every
+forward the stage makes (the reference of dpo / kto, the KL pairs of kto, the recomputation of gradient
+checkpointing).
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ class Estimate:
     tokens_per_step: int = 0
     flops_per_step: float = 0.0
     layer_passes: int = 0  # layer forwards per step, a backward counted as two
-    adapter_passes: int = 0  # the same for each adapted (LoRA) module
+    adapter_token_passes: int = 0  # the same for each adapted (LoRA) module, times the tokens each pass covers
     seconds_per_step: float | None = None
     steps: int | None = None
 
@@ -301,13 +303,13 @@ def estimate(
     seconds_per_flop: float | None = None,
     step_overhead: float = 0.0,
     layer_seconds: float = 0.0,
-    adapter_seconds: float = 0.0,
+    adapter_token_seconds: float = 0.0,
     lengths: DataLengths | None = None,
 ) -> Estimate:
     """Memory per device (and time, when `seconds_per_flop` is known) of the job `args` on the model `config`.
 
         `seconds_per_flop` and `step_overhead` (seconds a step costs whatever its size: Python, optimizer, data),
-    `layer_seconds` and `adapter_seconds` (per layer pass and per adapter pass, see the module docstring) describe
+    `layer_seconds` and `adapter_token_seconds` (per layer pass, per adapter pass and token: the module docstring)
     the device: `device_seconds_per_flop(name)` for a GPU of the table, `calibrate` for this machine.
         `lengths`: the dataset's measured lengths (`data_lengths`); without them every sample is assumed to fill
         cutoff_len (the upper bound), as packing does.
@@ -389,7 +391,9 @@ def estimate(
         per_token = 2 * shape.params + 2 * backward + 2 * trainable + 2 * shape.vocab * shape.hidden
     if args.get("gradient_checkpointing"):
         per_token += 2 * shape.params
-    attention = 12 * shape.layers * shape.hidden * tokens  # QK^T and AV, forward and backward
+    # QK^T and AV: 4 FLOPs per token, position and width forward in every layer, twice that backward in the layers
+    # the backward pass goes through (freeze of the last N layers: only those)
+    attention = (4 * shape.layers + 8 * _layers_backward(args, shape)) * shape.hidden * tokens
     if stage == "dpo":
         per_token += 2 * shape.params  # the reference's forward (the adapter switched off, or the reference model)
     if stage == "kto":
@@ -402,12 +406,13 @@ def estimate(
     layer_passes = shape.layers * (1 + no_grad) + recompute + 2 * _layers_backward(args, shape)
     adapted = len(_lora_targets(args)) * shape.layers if method in ("lora", "oft") else 0
     result.layer_passes = layer_passes * accumulation
-    result.adapter_passes = adapted * (1 + no_grad + 2 + (1 if recompute else 0)) * accumulation
+    adapter_passes = adapted * (1 + no_grad + 2 + (1 if recompute else 0))
+    result.adapter_token_passes = adapter_passes * result.tokens_per_step // world_size
     if seconds_per_flop:
         result.seconds_per_step = (
             step_overhead
             + layer_seconds * result.layer_passes
-            + adapter_seconds * result.adapter_passes
+            + adapter_token_seconds * result.adapter_token_passes
             + result.flops_per_step * seconds_per_flop
         )
     result.steps = _steps(args, dataset_rows, batch * accumulation * world_size)
@@ -505,10 +510,11 @@ def calibrate(points: list[tuple[Estimate, float]]) -> dict[str, float]:
     """The CPU time model (`estimate`'s keyword arguments) from three measured jobs, each (its estimate, measured
     seconds per step): one whose step is mostly per-layer cost (a tiny model, full), one that adds adapters (the same
     with LoRA), and one whose step is mostly arithmetic (a bigger model). Solves the three equations
-    seconds = layer_seconds x layer passes + adapter_seconds x adapter passes + seconds_per_flop x FLOPs; a cost
+    seconds = layer_seconds x layer passes + adapter_token_seconds x adapter token passes + seconds_per_flop x FLOPs;
+    a cost
     the measurements make negative (noise) is taken as none and the others solved again."""
-    names = ("layer_seconds", "adapter_seconds", "seconds_per_flop")
-    rows = [[e.layer_passes, e.adapter_passes, e.flops_per_step] for e, _ in points]
+    names = ("layer_seconds", "adapter_token_seconds", "seconds_per_flop")
+    rows = [[e.layer_passes, e.adapter_token_passes, e.flops_per_step] for e, _ in points]
     seconds = [t for _, t in points]
     free = list(range(3))
     while True:

@@ -6,8 +6,8 @@ Three real training jobs (`llamafactory-cli train`, sft on the demo data, batch 
 `demo` model full (its step is almost all per-layer cost) and with LoRA (adds the adapters' cost), and `demo-small`
 (31M parameters) with LoRA, whose step is mostly arithmetic; each one's seconds per step is the median over its
 steps after the first (warm-up). `core.plan.calibrate` solves the three for seconds per layer pass, per adapter pass
-and per FLOP, written atomically to `<cache>/plan_calibration.json`; the planner then gives CPU jobs a time. Pure at
-import: the jobs run in child processes, and the dataset lengths are measured with the tokenizer only.
+and token, and per FLOP, written atomically to `<cache>/plan_calibration.json`; the planner then gives CPU jobs a
+time. Pure at import: the jobs run in child processes, and the dataset lengths are measured with the tokenizer only.
 
 `measure` (peak RSS and median seconds per step of one job) is shared with benchmarks/plan_accuracy.py.
 """
@@ -34,7 +34,7 @@ CALIBRATION_JOBS = (
 )
 CALIBRATION_STEPS = 6
 CALIBRATION_BATCH = 16
-TIME_KEYS = ("seconds_per_flop", "step_overhead", "layer_seconds", "adapter_seconds")
+TIME_KEYS = ("seconds_per_flop", "step_overhead", "layer_seconds", "adapter_token_seconds")
 """The calibration's figures that are `core.plan.estimate` keyword arguments."""
 
 # Runs the job and prints its exit status and the peak RSS of its process tree's largest process (getrusage).
@@ -130,7 +130,8 @@ def run_calibration(steps: int = CALIBRATION_STEPS, say=print) -> dict[str, Any]
             seconds = measure(args, Path(tmp))[1]
             say(
                 f"{model} {job['finetuning_type']}: {seconds:.3f} s per step ({planned.flops_per_step / 1e9:.2f} "
-                f"GFLOP, {planned.layer_passes} layer and {planned.adapter_passes} adapter passes per step)"
+                f"GFLOP, {planned.layer_passes} layer passes, {planned.adapter_token_passes:,} adapter token passes"
+                " a step)"
             )
             points.append((planned, seconds))
     figure = {
@@ -139,7 +140,7 @@ def run_calibration(steps: int = CALIBRATION_STEPS, say=print) -> dict[str, Any]
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpus": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2),
-        "points": [[e.layer_passes, e.adapter_passes, e.flops_per_step, t] for e, t in points],
+        "points": [[e.layer_passes, e.adapter_token_passes, e.flops_per_step, t] for e, t in points],
     }
     figure["gflops"] = 1 / figure["seconds_per_flop"] / 1e9
     save_calibration(figure)
@@ -165,8 +166,9 @@ def save_calibration(figure: dict[str, Any]) -> Path:
 
 def load_calibration() -> dict[str, float] | None:
     """This machine's time model (`core.plan.estimate`'s keyword arguments: seconds per FLOP, per layer pass, per
-    adapter pass and per step), or None before the first calibration (or when the file cannot be read: calibrating
-    again rewrites it). A figure stored by an older version (FLOPs and a fixed cost only) still reads."""
+    adapter pass and token, and per step), or None before the first calibration (or when the file cannot be read:
+    calibrating again rewrites it). A figure stored by an older version still reads: the keys it lacks (its
+    per-adapter-pass figure was per pass, not per token, and is left out) count as no cost until recalibrated."""
     try:
         stored = json.loads(calibration_path().read_text())
         figure = {key: float(stored.get(key, 0.0)) for key in TIME_KEYS}
@@ -181,6 +183,6 @@ def describe(figure: dict[str, Any]) -> str:
     """One line: the figure as `plan --calibrate` prints it."""
     return (
         f"{1 / figure['seconds_per_flop'] / 1e9:.1f} GFLOP/s sustained, {figure.get('layer_seconds', 0) * 1e3:.2f} ms"
-        f" per layer pass, {figure.get('adapter_seconds', 0) * 1e3:.2f} ms per adapter pass, "
+        f" per layer pass, {figure.get('adapter_token_seconds', 0) * 1e6:.2f} µs per adapter pass and token, "
         f"{figure.get('step_overhead', 0) * 1e3:.0f} ms per step fixed"
     )

@@ -58,7 +58,7 @@ def test_the_bar_asks_for_a_calibration_then_gives_the_time(ui: Any, monkeypatch
     html = ui.board.plan(form(ui))["train.plan"]
     assert "press Calibrate to measure this machine" in html
     # The button's command, faked: what `plan --calibrate` stores (1 GFLOP/s, 2 ms a layer pass) and its last line.
-    figure = {"seconds_per_flop": 1e-9, "layer_seconds": 0.002, "adapter_seconds": 0.0001}
+    figure = {"seconds_per_flop": 1e-9, "layer_seconds": 0.002, "adapter_token_seconds": 2e-7}
     code = (
         f"import json, sys; from core.plan_calibrate import save_calibration; save_calibration({figure!r}); "
         "print('1.0 GFLOP/s sustained, 50 ms per step fixed')"
