@@ -199,3 +199,15 @@ def test_cli_plan_prints_the_table_and_fit_it(tmp_path):
 def test_the_planner_imports_no_torch():
     code = "import sys, core.plan; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT)}).returncode == 0
+
+
+def test_preference_logits_keep_no_log_softmax_tensor():
+    """dpo / kto log-probs come from chunked logsumexp (core/train/pref_trainer.py): per logit the bf16 value, the
+    fp32 copy logsumexp keeps for the backward pass and the gradient, 8 bytes; transformers' sft loss also builds a
+    log-softmax, 14 bytes. Measured on an H200 with a 150k vocabulary: dpo at 1.20-1.42x with 14, 1.01-1.14x now."""
+    config = {"vocab_size": 150_000, "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 16,
+              "num_attention_heads": 16, "tie_word_embeddings": True}  # fmt: skip
+    job = {"cutoff_len": 64, "per_device_train_batch_size": 4, "bf16": True, "finetuning_type": "lora"}
+    sft = estimate({**job, "stage": "sft"}, config).parts["logits"]
+    dpo = estimate({**job, "stage": "dpo"}, config).parts["logits"]
+    assert sft == 4 * 64 * 150_000 * 14 and dpo == 2 * 4 * 64 * 150_000 * 8  # a pair is two rows
