@@ -421,6 +421,11 @@ class PreferenceTrainer(_PreferenceBase):
 
     def batch_loss(self, model: nn.Module, inputs: dict[str, Any], split: str) -> torch.Tensor:
         batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        # The reference first: its forward keeps nothing, and run before the policy's it does not add its working
+        # memory on top of the activations the policy's forward keeps for the backward pass.
+        precomputed = inputs.get(REF_LOGPS_COLUMN)
+        if precomputed is None and self.loss_type not in REFERENCE_FREE_LOSSES:
+            precomputed = self.reference_logps(model, inputs)
         sums, avgs = self._forward_logps(model, *batch)
         half = sums.shape[0] // 2
         use_avg = self.loss_type in AVERAGED_LOSSES
@@ -432,9 +437,6 @@ class PreferenceTrainer(_PreferenceBase):
                 policy[:half], policy[half:], self.beta, self.simpo_gamma, self.label_smoothing
             )
         else:
-            precomputed = inputs.get(REF_LOGPS_COLUMN)
-            if precomputed is None:
-                precomputed = self.reference_logps(model, inputs)
             ref_sums = torch.cat((precomputed[:, 0], precomputed[:, 1]))
             ref_avgs = torch.cat((precomputed[:, 2], precomputed[:, 3]))
             ref = ref_avgs if use_avg else ref_sums
@@ -500,7 +502,8 @@ class KTOTrainer(_PreferenceBase):
         batch = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         kl_batch = (inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_labels"])
         tags = inputs["kto_tags"].bool()
-        sums, avgs = self._forward_logps(model, *batch)
+        # The forwards without gradients first (the KL pairs through the policy, then the reference): run before
+        # the policy's own forward, their working memory does not stack on the activations it keeps.
         with torch.no_grad():
             kl_sums, _ = self._forward_logps(model, *kl_batch)
             precomputed = inputs.get(REF_LOGPS_COLUMN)
@@ -509,6 +512,7 @@ class KTOTrainer(_PreferenceBase):
             ref_sums, ref_kl_sums = precomputed[:, 0], precomputed[:, 1]
             # One KL estimate for the whole (global) batch; it only shifts the target, no gradient flows through it.
             kl = self.accelerator.gather((kl_sums - ref_kl_sums).mean().reshape(1)).mean().clamp(min=0)
+        sums, avgs = self._forward_logps(model, *batch)
 
         losses, chosen_rewards, rejected_rewards = kto_loss(
             sums[tags],
