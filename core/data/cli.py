@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="llamafactory-cli data", description="Inspect, add, check and curate registered datasets."
     )
     sub = parser.add_subparsers(dest="action", required=True)
+    # `data tokens` is dispatched before this parser (it loads the tokenizer, core.data.tokenview); listed here so
+    # that `data --help` names it.
+    sub.add_parser("tokens", help="one sample token by token as training sees it: `data tokens --help`")
 
     listing = sub.add_parser("list", help="names in dataset_info.json, optionally only those a stage can use")
     listing.add_argument("--dataset-dir", default="data", help="folder with dataset_info.json; 'demo' = demo data")

@@ -132,3 +132,10 @@ def test_cli_tokens_json_and_text(ddir, tmp_path, capsys, make_tokenizer):
     assert "[masked]  loss  ~cut~  <special>" in capsys.readouterr().out
     assert main([*argv, "--index", "5"]) == 2
     assert "pick 0 to 0" in capsys.readouterr().err
+
+
+def test_data_help_names_the_tokens_action(capsys):
+    from core.cli import main as cli_main
+
+    assert cli_main(["data", "--help"]) == 0
+    assert "tokens" in capsys.readouterr().out
