@@ -340,7 +340,7 @@ def _plan(argv: list[str]) -> int:
         return status
     options, rest = _plan_options(argv)
     from core.hparams import ArgumentError, read_args
-    from core.plan import DEVICES, GB, PlanError, device_seconds_per_flop, estimate, fit, format_table, read_config
+    from core.plan import DEVICES, GB, PlanError, device_time_model, estimate, fit, format_table, read_config
 
     if options["gpu"] is not None and options["gpu"] not in DEVICES:
         raise ArgumentError([f"--gpu: received {options['gpu']!r} — unknown GPU — use one of: {', '.join(DEVICES)}"])
@@ -352,7 +352,7 @@ def _plan(argv: list[str]) -> int:
     gpu = options["gpu"]
     kwargs = {"world_size": options["devices"], "device": "cuda" if gpu else "cpu"}
     if gpu:
-        kwargs["seconds_per_flop"] = device_seconds_per_flop(gpu)
+        kwargs.update(device_time_model(gpu))
     else:
         from core.plan_check import cpu_time_model
 

@@ -60,6 +60,12 @@ DEVICES: dict[str, dict[str, float]] = {
     "V100": {"memory_gb": 32, "tflops": 125},
     "T4": {"memory_gb": 16, "tflops": 65},
 }
+# On a GPU the host launches every operation; a step can be no faster than those launches, however small the model:
+# per layer pass (a forward, a backward counted as two) and per LoRA module pass, fitted to 22 bf16 jobs of a 359M
+# model on an H200 (torch 2.11, eager; benchmarks/plan_accuracy.py --cuda H200), whose steps ran at 1-8% of the
+# FLOP figure. The step takes the longer of that and the FLOP time, since launches overlap the GPU's work.
+GPU_LAYER_SECONDS = 1.5e-3
+GPU_ADAPTER_SECONDS = 1.6e-4
 CUDA_RUNTIME_BYTES = int(0.6 * GB)  # CUDA context + cuBLAS workspace, outside torch's allocator
 # Peak RSS of a training job whose model is negligible (the 155k-parameter demo, sft LoRA: 574 MB measured by
 # benchmarks/plan_accuracy.py --model demo): Python, torch, transformers, peft, trl, datasets and the tokenizer.
@@ -203,7 +209,8 @@ class Estimate:
     tokens_per_step: int = 0
     flops_per_step: float = 0.0
     layer_passes: int = 0  # layer forwards per step, a backward counted as two
-    adapter_token_passes: int = 0  # the same for each adapted (LoRA) module, times the tokens each pass covers
+    adapter_passes: int = 0  # the same for each adapted (LoRA) module
+    adapter_token_passes: int = 0  # adapter passes times the tokens each pass covers
     seconds_per_step: float | None = None
     steps: int | None = None
 
@@ -308,13 +315,15 @@ def estimate(
     step_overhead: float = 0.0,
     layer_seconds: float = 0.0,
     adapter_token_seconds: float = 0.0,
+    adapter_seconds: float = 0.0,
     lengths: DataLengths | None = None,
 ) -> Estimate:
     """Memory per device (and time, when `seconds_per_flop` is known) of the job `args` on the model `config`.
 
         `seconds_per_flop` and `step_overhead` (seconds a step costs whatever its size: Python, optimizer, data),
-    `layer_seconds` and `adapter_token_seconds` (per layer pass, per adapter pass and token: the module docstring)
-    the device: `device_seconds_per_flop(name)` for a GPU of the table, `calibrate` for this machine.
+    `layer_seconds`, `adapter_token_seconds` (per layer pass, per adapter pass and token: the module docstring) and
+    `adapter_seconds` (per adapter pass, the GPUs' launch cost: `device_time_model`)
+    the device: `device_time_model(name)` for a GPU of the table, `calibrate` for this machine.
         `lengths`: the dataset's measured lengths (`data_lengths`); without them every sample is assumed to fill
         cutoff_len (the upper bound), as packing does.
     """
@@ -411,14 +420,18 @@ def estimate(
     adapted = len(_lora_targets(args)) * shape.layers if method in ("lora", "oft") else 0
     result.layer_passes = layer_passes * accumulation
     adapter_passes = adapted * (1 + no_grad + 2 + (1 if recompute else 0))
+    result.adapter_passes = adapter_passes * accumulation
     result.adapter_token_passes = adapter_passes * result.tokens_per_step // world_size
     if seconds_per_flop:
-        result.seconds_per_step = (
-            step_overhead
-            + layer_seconds * result.layer_passes
+        operations = (
+            layer_seconds * result.layer_passes
+            + adapter_seconds * result.adapter_passes
             + adapter_token_seconds * result.adapter_token_passes
-            + result.flops_per_step * seconds_per_flop
         )
+        arithmetic = result.flops_per_step * seconds_per_flop
+        # a CPU does both in turn; a GPU computes while the host launches the next operations
+        busy = max(operations, arithmetic) if device == "cuda" else operations + arithmetic
+        result.seconds_per_step = step_overhead + busy
     result.steps = _steps(args, dataset_rows, batch * accumulation * world_size)
     return result
 
@@ -559,6 +572,16 @@ def _least_squares(rows: list[list[float]], values: list[float]) -> list[float]:
 
 def device_seconds_per_flop(name: str) -> float:
     return 1.0 / (DEVICES[name]["tflops"] * 1e12 * MFU)
+
+
+def device_time_model(name: str) -> dict[str, float]:
+    """`estimate`'s time keyword arguments for a GPU of the table: its FLOP figure and the launch cost per layer
+    and per adapter pass."""
+    return {
+        "seconds_per_flop": device_seconds_per_flop(name),
+        "layer_seconds": GPU_LAYER_SECONDS,
+        "adapter_seconds": GPU_ADAPTER_SECONDS,
+    }
 
 
 def format_bytes(count: float) -> str:

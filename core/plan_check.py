@@ -19,7 +19,7 @@ from core.plan import (
     DEVICES,
     GB,
     Estimate,
-    device_seconds_per_flop,
+    device_time_model,
     estimate,
     fit,
     format_table,
@@ -79,7 +79,7 @@ def device_of(devices: list[str], host: int | None = None) -> tuple[str, int, di
         return "CPU", host_memory() if host is None else host, cpu_time_model(), 1
     name, memory = min(chosen, key=lambda item: item[1])
     known = next((key for key in DEVICES if key.split("-")[0].replace(" ", "") in name.replace(" ", "")), None)
-    timing = {"seconds_per_flop": device_seconds_per_flop(known)} if known else {}
+    timing = device_time_model(known) if known else {}
     return name, memory, timing, len(chosen)
 
 
