@@ -320,10 +320,10 @@ def estimate(
 ) -> Estimate:
     """Memory per device (and time, when `seconds_per_flop` is known) of the job `args` on the model `config`.
 
-        `seconds_per_flop` and `step_overhead` (seconds a step costs whatever its size: Python, optimizer, data),
+        `seconds_per_flop`, `step_overhead` (seconds a step costs whatever its size: Python, optimizer, data),
     `layer_seconds`, `adapter_token_seconds` (per layer pass, per adapter pass and token: the module docstring) and
-    `adapter_seconds` (per adapter pass, the GPUs' launch cost: `device_time_model`)
-    the device: `device_time_model(name)` for a GPU of the table, `calibrate` for this machine.
+    `adapter_seconds` (per adapter pass: a GPU's launch cost) describe the device: `device_time_model(name)` for a
+    GPU of the table, `calibrate` for this machine.
         `lengths`: the dataset's measured lengths (`data_lengths`); without them every sample is assumed to fill
         cutoff_len (the upper bound), as packing does.
     """
@@ -528,8 +528,7 @@ def calibrate(points: list[tuple[Estimate, float]]) -> dict[str, float]:
     seconds per step): one whose step is mostly per-layer cost (a tiny model, full), one that adds adapters (the same
     with LoRA), and one whose step is mostly arithmetic (a bigger model). Solves the three equations
     seconds = layer_seconds x layer passes + adapter_token_seconds x adapter token passes + seconds_per_flop x FLOPs;
-    a cost
-    the measurements make negative (noise) is taken as none and the others solved again."""
+    a cost the measurements make negative (noise) is taken as none and the others solved again."""
     names = ("layer_seconds", "adapter_token_seconds", "seconds_per_flop")
     rows = [[e.layer_passes, e.adapter_token_passes, e.flops_per_step] for e, _ in points]
     seconds = [t for _, t in points]
