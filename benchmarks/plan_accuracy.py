@@ -59,7 +59,7 @@ MADE_MODELS = {
 }
 """Random Llamas with the demo tokenizer that benchmarks/stage_speed.py --make-model writes once into the cache."""
 
-# One job on the GPU: run_exp in this process, then the allocator's peak and the exit status on the last line.
+# One job on the GPU: run_exp in this process, then a line `PEAK <bytes>` with the allocator's peak.
 CUDA_RUNNER = (
     "import json, sys, torch\n"
     "from core import run_exp\n"
