@@ -689,3 +689,24 @@ def test_entry_point_options(monkeypatch: pytest.MonkeyPatch, argv: list[str], e
     monkeypatch.setattr(app, "launch", lambda **kwargs: calls.append(kwargs))
     app.main(argv)
     assert (calls[0]["host"], calls[0]["port"], calls[0]["share"]) == expected
+
+
+def test_a_handler_fed_by_several_fields_runs_once_for_their_latest_values(ui: Any) -> None:
+    """Bound once per field, a preview handler can run twice at once: the run that read the older values (a key
+    typed, its values not yet) may finish last and leave a stale "give both a key and its values" on screen. Each
+    such handler is one event over all its fields, and "always_last" keeps one run in flight with the newest values."""
+    fed: dict[tuple[Any, tuple[int, ...]], list[Any]] = {}
+    for block_fn in ui.fns.values():
+        handler = getattr(block_fn.fn, "handler", None)
+        if handler is None or not all(event in ("change", "input", "submit") for _, event in block_fn.targets):
+            continue
+        fed.setdefault((handler, tuple(sorted(id(out) for out in block_fn.outputs))), []).append(block_fn)
+    assert fed
+    for (handler, _), block_fns in fed.items():
+        assert len(block_fns) == 1, f"{handler.__name__} is bound {len(block_fns)} times to field changes"
+        if len(block_fns[0].targets) > 1:
+            assert block_fns[0].trigger_mode == "always_last", handler.__name__
+    board = ui.board
+    plan = next(fn for fn in ui.fns.values() if getattr(fn.fn, "handler", None) == board.plan)
+    sweep = next(fn for fn in ui.fns.values() if getattr(fn.fn, "handler", None) == board.sweep_preview)
+    assert len(plan.targets) > 5 and len(sweep.targets) >= 6

@@ -38,6 +38,9 @@ def test_a_sweep_from_the_train_tab_is_grouped_and_ranked_in_the_runs_tab(tmp_pa
             expect(preview).to_contain_text(f"4 runs in sweep {sweep}", timeout=20_000)
             for name in names:
                 expect(preview).to_contain_text(name)
+            # No older preview, computed before the last row was complete, lands after the right one.
+            page.wait_for_timeout(2500)
+            expect(preview).to_contain_text(f"4 runs in sweep {sweep}")
             page.locator("#sweep_metric input").click()
             page.get_by_role("option", name="Final train loss", exact=True).click()
             page.locator("#sweep_start").click()

@@ -68,13 +68,17 @@ def compose_output(log_text: str, notes: list[Any], end: int | None = None, run:
 
 def bind(
     board: Any,
-    event: Callable[..., Any],
+    event: Callable[..., Any] | list[Any],
     handler: Callable[[Values], Updates],
     inputs: Iterable[str],
     outputs: Iterable[str],
     **kwargs: Any,
 ) -> Any:
     """Connect `handler` to a gradio event (`component.click`, `timer.tick`, ...) by "tab.elem" keys.
+
+    `event` may be a list of triggers (`[box.change, other.change]`): one gradio event then serves them all, with
+    trigger_mode "always_last", so the handler's last run reads the fields' latest values. Bind a handler to each of
+    several fields separately and two runs may overlap, the one that started with older values finishing last.
 
     Every bound handler also receives the language and the session's notes and may return alerts: those become
     toasts and lines in the log box, and a handler that crashes shows a toast instead of a traceback. Its path
@@ -123,8 +127,12 @@ def bind(
         return result or {output_list[0]: gr.skip()}
 
     run.checked_inputs = tuple(inputs)  # type: ignore[attr-defined] - what the field check covers (tests read it)
+    run.handler = handler  # type: ignore[attr-defined] - the handler it runs (tests read it)
     kwargs.setdefault("show_progress", "hidden")
     kwargs.setdefault("api_name", getattr(handler, "__name__", None))
+    if isinstance(event, list):
+        kwargs.setdefault("trigger_mode", "always_last")
+        return gr.on(event, run, inputs=input_set, outputs=output_list, **kwargs)
     return event(run, inputs=input_set, outputs=output_list, **kwargs)
 
 
@@ -165,6 +173,10 @@ def bind_stream(
             yield {output_list[0]: gr.skip()}
 
     run.checked_inputs = tuple(inputs)  # type: ignore[attr-defined] - what the field check covers (tests read it)
+    run.handler = handler  # type: ignore[attr-defined] - the handler it runs (tests read it)
     kwargs.setdefault("show_progress", "hidden")
     kwargs.setdefault("api_name", getattr(handler, "__name__", None))
+    if isinstance(event, list):
+        kwargs.setdefault("trigger_mode", "always_last")
+        return gr.on(event, run, inputs=input_set, outputs=output_list, **kwargs)
     return event(run, inputs=input_set, outputs=output_list, **kwargs)

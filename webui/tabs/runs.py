@@ -144,18 +144,16 @@ def bind_runs(board: Board, tabs: gr.Tabs, demo: gr.Blocks | None = None) -> Non
     bind(board, m["runs.refresh"].click, board.refresh_runs_table, FILTERS, outputs)
     # A sweep picked: the table keeps only its members, the summary ranks them, the plot overlays them.
     sweep_out = ["runs.sweep_box", "runs.sweep_abort", "runs.sweep_summary", "runs.sweep_plot"]
-    bind(board, m["runs.sweep"].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
     bind(board, m["runs.sweep"].input, board.pick_sweep, SWEEP_VIEW, [*sweep_out, "runs.sweep_metric"], api_name=False)
     bind(board, m["runs.sweep_metric"].input, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
     bind(board, m["runs.refresh"].click, board.show_sweep, SWEEP_VIEW, sweep_out, api_name=False)
     bind(board, m["runs.sweep_abort"].click, board.abort_sweep, ["runs.sweep"], [])
     compared = ["runs.compare_box", "runs.compare_plot", "runs.diff"]
     bind(board, m["runs.compare_button"].click, board.compare_runs, COMPARE, compared)
-    for key in ("runs.compare_metric", "runs.compare_x", "runs.compare_smooth"):
-        bind(board, m[key].input, board.compare_runs, COMPARE, compared, api_name=False)
-    for key in ("runs.model", "runs.stage", "runs.state", "runs.sort", "runs.descending"):
-        bind(board, m[key].input, board.refresh_runs_table, FILTERS, outputs, api_name=False)
-    bind(board, m["runs.text"].submit, board.refresh_runs_table, FILTERS, outputs, api_name=False)
+    views = [m[key].input for key in ("runs.compare_metric", "runs.compare_x", "runs.compare_smooth")]
+    bind(board, views, board.compare_runs, COMPARE, compared, api_name=False)
+    filters = [m[f"runs.{key}"].input for key in ("model", "stage", "state", "sort", "descending", "sweep")]
+    bind(board, [*filters, m["runs.text"].submit], board.refresh_runs_table, FILTERS, outputs, api_name=False)
 
     if demo is not None:
         link_outputs = [m[key] for key in ("runs.compare", *compared)] + [tabs]

@@ -264,8 +264,7 @@ def bind_train(board: Board) -> None:
 
     # .change, not .input: a checkpoint picked for Chat, or set by a page load, changes what Start continues from too.
     source = ["top.checkpoint_path", "top.finetuning_type"]
-    for key in source:
-        bind(board, m[key].change, board.show_start_from, ["top.lang", *source], ["train.start_from"])
+    bind(board, [m[key].change for key in source], board.show_start_from, ["top.lang", *source], ["train.start_from"])
     bind(board, m["train.stage"].input, board.change_stage, data, ["train.dataset", "train.preview_box", *sections])
     bind(board, m["train.dataset_dir"].blur, board.change_dataset_dir, data, ["train.dataset", "train.preview_box"])
     bind(board, m["train.dataset"].input, board.preview_close, [], ["train.preview_box"], api_name="dataset_changed")
@@ -289,8 +288,7 @@ def bind_train(board: Board) -> None:
     bind(board, m["train.arg_load"].click, board.load_args, form, top_form + train_form + sections)
     bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file", "train.output_dir"])
 
-    for key in PLAN_INPUTS:
-        bind(board, m[key].change, board.plan, form, ["train.plan"])
+    bind(board, [m[key].change for key in PLAN_INPUTS], board.plan, form, ["train.plan"])
     bind(board, m["train.plan_calibrate"].click, board.plan_calibrate, form, ["train.plan"])
 
     live = list(LIVE_VIEW)
@@ -301,12 +299,11 @@ def bind_train(board: Board) -> None:
     bind(board, m["train.sweep_start"].click, board.start_sweep, sweep_form, [*live, "train.output_dir"])
     bind(board, m["train.sweep_abort"].click, board.abort_sweep, ["train.view_run"], [])
     preview_in = [*SWEEP_CONTROLS, "train.output_dir", "train.devices"]
-    for key in preview_in:
-        bind(board, m[key].change, board.sweep_preview, preview_in, ["train.sweep_preview"], api_name=False)
+    changes = [m[key].change for key in preview_in]
+    bind(board, changes, board.sweep_preview, preview_in, ["train.sweep_preview"], api_name=False)
     rerun_inputs = ["train.view_run", "train.devices", "train.ds_stage", "train.trust_remote_code"]
     bind(board, m["train.rerun"].click, board.rerun, rerun_inputs, live)
     view = ["train.view_run", "train.poll_state", "train.loss_log_y"]
-    bind(board, m["train.view_run"].input, board.change_view, view, live)
-    bind(board, m["train.loss_log_y"].input, board.change_view, view, live, api_name="change_scale")
+    bind(board, [m["train.view_run"].input, m["train.loss_log_y"].input], board.change_view, view, live)
     bind(board, m["train.view_run"].focus, board.refresh_runs, [], ["train.view_run"])
     bind(board, m["train.timer"].tick, board.poll, view, live, queue=True, quiet=True)
