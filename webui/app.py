@@ -97,7 +97,7 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
         manager.add("tabs", tab_list)
 
         bind_top(board)
-        bind_train(board)
+        bind_train(board, demo)
         bind_data(board)
         bind_runs(board, tabs, demo)
         bind_eval(infer)
@@ -112,7 +112,6 @@ def create_ui(lang: str | None = None, runner: Any = None) -> gr.Blocks:
 
 def _bind_page_load(board: Any, demo: gr.Blocks) -> None:
     """A page (re)load shows the running job (else the newest run) and the choices remembered since start."""
-    from webui.controls import JOB_PLACEMENT, TOP_ARGUMENTS, TRAIN_ARGUMENTS
     from webui.handlers.choices import SECTIONS
     from webui.handlers.events import bind
     from webui.handlers.live import LIVE_VIEW
@@ -122,8 +121,6 @@ def _bind_page_load(board: Any, demo: gr.Blocks) -> None:
     page = ["train.poll_state", "train.loss_log_y", *TOP_BAR]
     fresh = [key for key in ("train.output_dir", "eval.output_dir", "export.export_dir") if key in board.manager]
     bind(board, demo.load, board.on_load, page, [*remembered, *LIVE_VIEW, *fresh])
-    form = [*(f"top.{name}" for name in TOP_ARGUMENTS), *(f"train.{name}" for name in TRAIN_ARGUMENTS), *JOB_PLACEMENT]
-    bind(board, demo.load, board.plan, form, ["train.plan"])
 
 
 def make_runner() -> Any:

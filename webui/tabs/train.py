@@ -253,8 +253,9 @@ def _button(lang: str, name: str) -> dict[str, Any]:
     return button_label(lang, f"train.{name}")
 
 
-def bind_train(board: Board) -> None:
-    """Events of the Train tab: stage / data, dataset preview, the buttons, the live view's timer."""
+def bind_train(board: Board, demo: gr.Blocks | None = None) -> None:
+    """Events of the Train tab: stage / data, dataset preview, the buttons, the live view's timer; the plan bar
+    redraws on a page load too (`demo`), in the same event as its fields' changes."""
     m = board.manager
     top_form = [f"top.{name}" for name in TOP_ARGUMENTS]
     train_form = [f"train.{name}" for name in TRAIN_ARGUMENTS]
@@ -288,7 +289,9 @@ def bind_train(board: Board) -> None:
     bind(board, m["train.arg_load"].click, board.load_args, form, top_form + train_form + sections)
     bind(board, m["train.arg_export"].click, board.export_args, form, ["train.export_file", "train.output_dir"])
 
-    bind(board, [m[key].change for key in PLAN_INPUTS], board.plan, form, ["train.plan"])
+    # One event with the page load: a load's plan, read before the remembered choices are restored, never lands last.
+    loaded = [] if demo is None else [demo.load]
+    bind(board, [*loaded, *(m[key].change for key in PLAN_INPUTS)], board.plan, form, ["train.plan"])
     bind(board, m["train.plan_calibrate"].click, board.plan_calibrate, form, ["train.plan"])
 
     live = list(LIVE_VIEW)
