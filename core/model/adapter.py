@@ -2,7 +2,8 @@
 
 `init_adapter` is called by `load_model` after the weights are loaded; it returns the model to train (a
 `PeftModel` for lora) with `requires_grad` set, and trainable parameters in fp32 unless `pure_bf16` asked for
-bf16 everywhere (half-precision master weights lose small updates).
+bf16 everywhere (half-precision master weights lose small updates). Under autocast a trainable LoRA layer takes
+its 16-bit input as it is rather than an fp32 copy (`_no_recast_under_autocast`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,28 @@ def _upcast_trainable(model: nn.Module, finetuning_args: Any) -> None:
     for param in model.parameters():
         if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
             param.data = param.data.float()
+
+
+def _no_recast_under_autocast(model: nn.Module) -> int:
+    """Under autocast (bf16 / fp16 mixed precision), a LoRA layer's input is not cast to the fp32 adapter's dtype.
+
+    peft casts each adapted layer's input to the adapter weights' dtype; with fp32 adapters in a 16-bit model under
+    autocast that makes an fp32 copy which autocast at once casts back to 16 bits: two copies per layer and pass,
+    and the second is kept for the backward pass instead of the input that other layers already keep (k, v share
+    q's input, up shares gate's). Autocast casts the adapter weights itself, so the values, the loss and the
+    gradients are the same bits. Without autocast (or for DoRA and the other variants) peft casts as before.
+    Returns the number of layers changed."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    def decide(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        x = args[0] if args else kwargs.get("x")
+        autocast = isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type)
+        module.cast_input_dtype_enabled = not (autocast and not module.lora_variant)
+
+    layers = [module for module in model.modules() if type(module) is LoraLinear]
+    for module in layers:
+        module.register_forward_pre_hook(decide, with_kwargs=True)
+    return len(layers)
 
 
 def _setup_full(model: nn.Module) -> nn.Module:
@@ -236,5 +259,6 @@ def init_adapter(
         model = _setup_freeze(config, model, finetuning_args)
     else:
         model = _setup_lora(model, model_args, finetuning_args, is_trainable=True)
+        _no_recast_under_autocast(model)
     _upcast_trainable(model, finetuning_args)
     return model

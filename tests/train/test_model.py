@@ -187,6 +187,51 @@ def test_pure_bf16_keeps_trainable_weights_in_bf16_otherwise_fp32(demo_model):
     assert {p.dtype for n, p in lora.named_parameters() if not p.requires_grad} == {torch.bfloat16}
 
 
+def _saved_bytes_and_grads(model, ids: torch.Tensor) -> tuple[int, dict[str, torch.Tensor]]:
+    """Bytes autograd keeps for the backward pass of one bf16-autocast step (each storage once), and the gradients."""
+    storages: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return sum(storages.values()), grads
+
+
+def test_lora_under_autocast_keeps_no_recast_copies_of_its_inputs(demo_model):
+    """fp32 adapters in a bf16 model: under autocast the adapters take their input as it is, not an fp32 copy cast
+    back to bf16 and kept for backward. Same gradients to the bit, less memory kept (k, v share q's input, up
+    shares gate's, o's input is kept by attention)."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    torch.manual_seed(0)
+    model = _load("lora", lora_rank=4, model_kw={"compute_dtype": torch.bfloat16})
+    ids = torch.randint(3, 500, (4, 32))
+    lean, lean_grads = _saved_bytes_and_grads(model, ids)
+    layers = [module for module in model.modules() if type(module) is LoraLinear]
+    assert len(layers) == 14  # 7 linear layers in each of the 2 decoder layers
+    for module in layers:  # peft's own behaviour: cast every input to the adapter's fp32
+        module._forward_pre_hooks.clear()
+        module.cast_input_dtype_enabled = True
+    copied, copied_grads = _saved_bytes_and_grads(model, ids)
+    assert lean_grads.keys() == copied_grads.keys() and len(lean_grads) == 28
+    assert all(torch.equal(lean_grads[name], copied_grads[name]) for name in lean_grads)
+    hidden = model.config.hidden_size
+    copies = 3 * ids.numel() * hidden * 2 * model.config.num_hidden_layers  # k, v and up at the least, in bf16
+    assert copied - lean >= copies, (copied, lean)
+
+    # Without autocast the adapters still get their input in fp32 (peft casts), and the output stays bf16.
+    model.eval()
+    with torch.no_grad():
+        logits = _load("lora", lora_rank=4, model_kw={"compute_dtype": torch.bfloat16})(input_ids=ids).logits
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+
+
 def test_pissa_init_keeps_the_model_output(demo_model):
     base = _load("full", is_trainable=False)
     model = _load("lora", pissa_init=True, pissa_iter=-1, lora_rank=4)

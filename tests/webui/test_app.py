@@ -698,7 +698,8 @@ def test_a_handler_fed_by_several_fields_runs_once_for_their_latest_values(ui: A
     fed: dict[tuple[Any, tuple[int, ...]], list[Any]] = {}
     for block_fn in ui.fns.values():
         handler = getattr(block_fn.fn, "handler", None)
-        if handler is None or not all(event in ("change", "input", "submit") for _, event in block_fn.targets if event != "load"):
+        events = {event for _, event in block_fn.targets} - {"load"}
+        if handler is None or not events <= {"change", "input", "submit"}:
             continue
         fed.setdefault((handler, tuple(sorted(id(out) for out in block_fn.outputs))), []).append(block_fn)
     assert fed
