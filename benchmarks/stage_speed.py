@@ -331,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                         except RuntimeError as error:  # one failed run must not lose the others' figures
                             print(f"  {error}", file=sys.stderr)
                             continue
-                        print(f"  {tag}: {results[name][-1]['s_per_step']:.3f} s/step", file=sys.stderr)
+                        done = results[name][-1]
+                        print(f"  {tag}: {done['s_per_step']:.3f} s/step, {done['peak_mib']:.0f} MiB", file=sys.stderr)
                 rows.append((model, stage, results))
 
     print(
