@@ -144,18 +144,19 @@ class Manager:
 
 
 def _text_kind(component: Any) -> str | None:
-    """How a component shows its locale text: as its value (buttons, headings), label (+ info), or not at all."""
+    """How a component shows its locale text: as its value (buttons), label (+ info), or not at all (state, and
+    HTML / Markdown, whose text a handler computes in the page's language: a relabel would overwrite it)."""
     import gradio as gr
 
     if isinstance(component, gr.DownloadButton):
         return "label"
-    if isinstance(component, (gr.Button, gr.Markdown)):
+    if isinstance(component, gr.Button):
         return "value"
     if isinstance(component, (gr.Tab, gr.Accordion)):
         return "label"
     if isinstance(component, gr.blocks.BlockContext):  # rows, columns, groups: no text of their own
         return None
-    if isinstance(component, (gr.State, gr.Timer, gr.HTML)):
+    if isinstance(component, (gr.State, gr.Timer, gr.HTML, gr.Markdown)):
         return None
     if isinstance(component, (gr.Plot, gr.File, gr.Dataframe)):
         return "label"

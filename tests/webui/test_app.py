@@ -691,6 +691,21 @@ def test_entry_point_options(monkeypatch: pytest.MonkeyPatch, argv: list[str], e
     assert (calls[0]["host"], calls[0]["port"], calls[0]["share"]) == expected
 
 
+def test_a_language_switch_redraws_the_sweep_preview_instead_of_overwriting_it(ui: Any) -> None:
+    """Computed text (the sweep preview, a Markdown) is not relabelled: a relabel put its locale label ("Sweep
+    runs") in place of the preview. It is redrawn in the new language instead: the language is one of its triggers."""
+    board, m = ui.board, ui.board.manager
+    assert "train.sweep_preview" not in board.change_lang(form(ui, top__lang="zh"))
+    board.change_lang(form(ui, top__lang="en"))
+    preview = next(fn for fn in ui.fns.values() if getattr(fn.fn, "handler", None) == board.sweep_preview)
+    assert (m["top.lang"]._id, "change") in preview.targets
+    sweep = {"train.sweep_key1": "learning_rate", "train.sweep_values1": "1e-4,5e-4", "train.output_dir": "sweep_a"}
+    english = board.sweep_preview(form(ui, **{k.replace(".", "__"): v for k, v in sweep.items()}))
+    chinese = board.sweep_preview(form(ui, top__lang="zh", **{k.replace(".", "__"): v for k, v in sweep.items()}))
+    assert "sweep_a-learning_rate-1e-4" in chinese["train.sweep_preview"]
+    assert english["train.sweep_preview"] != chinese["train.sweep_preview"]
+
+
 def test_a_handler_fed_by_several_fields_runs_once_for_their_latest_values(ui: Any) -> None:
     """Bound once per field, a preview handler can run twice at once: the run that read the older values (a key
     typed, its values not yet) may finish last and leave a stale "give both a key and its values" on screen. Each

@@ -88,7 +88,7 @@ class SweepHandlers(BoardBase):
         _, members = sweep.plan({"output_dir": name}, grid)
         placement = sweep.split_devices(self._sweep_pool(values), len(members))
         groups = len({tuple(devices) for devices in placement})
-        header = ["#", *grid, entry(lang, "train.sweep_preview").get("run_column", "run")]
+        header = ["#", *grid, alert(lang, "sweep_run_column")]
         lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
         for index, ((run_dir, args), devices) in enumerate(zip(members, placement, strict=True), 1):
             shown = [str(args[key]) for key in grid]

@@ -302,7 +302,7 @@ def bind_train(board: Board, demo: gr.Blocks | None = None) -> None:
     bind(board, m["train.sweep_start"].click, board.start_sweep, sweep_form, [*live, "train.output_dir"])
     bind(board, m["train.sweep_abort"].click, board.abort_sweep, ["train.view_run"], [])
     preview_in = [*SWEEP_CONTROLS, "train.output_dir", "train.devices"]
-    changes = [m[key].change for key in preview_in]
+    changes = [m[key].change for key in (*preview_in, "top.lang")]  # the preview is text in the page's language
     bind(board, changes, board.sweep_preview, preview_in, ["train.sweep_preview"], api_name=False)
     rerun_inputs = ["train.view_run", "train.devices", "train.ds_stage", "train.trust_remote_code"]
     bind(board, m["train.rerun"].click, board.rerun, rerun_inputs, live)
