@@ -63,7 +63,9 @@ def _no_recast_under_autocast(model: nn.Module) -> int:
     autocast that makes an fp32 copy which autocast at once casts back to 16 bits: two copies per layer and pass,
     and the second is kept for the backward pass instead of the input that other layers already keep (k, v share
     q's input, up shares gate's). Autocast casts the adapter weights itself, so the values, the loss and the
-    gradients are the same bits. Without autocast (or for DoRA and the other variants) peft casts as before.
+    gradients are the same bits; peft's own 4-bit LoRA layer (lora.bnb.Linear4bit) already skips the cast under
+    autocast, this does the same for the plain one. Without autocast (or for DoRA and the other variants) peft casts
+    as before.
     Returns the number of layers changed."""
     from peft.tuners.lora import Linear as LoraLinear
 
