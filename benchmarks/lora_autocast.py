@@ -52,7 +52,7 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from core.model.adapter import _no_recast_under_autocast
+    from core.model.adapter import no_recast_under_autocast
 
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -69,7 +69,7 @@ def main() -> None:
         if param.requires_grad:
             param.data = param.data.float()
     board = copy.deepcopy(peft_cast)
-    _no_recast_under_autocast(board)
+    no_recast_under_autocast(board)
     models = {"peft cast": peft_cast.to(options.device), "board": board.to(options.device)}
     ids = torch.randint(0, 1000, (options.batch, options.seq), device=options.device)
 

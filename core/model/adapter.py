@@ -3,7 +3,7 @@
 `init_adapter` is called by `load_model` after the weights are loaded; it returns the model to train (a
 `PeftModel` for lora) with `requires_grad` set, and trainable parameters in fp32 unless `pure_bf16` asked for
 bf16 everywhere (half-precision master weights lose small updates). Under autocast a trainable LoRA layer takes
-its 16-bit input as it is rather than an fp32 copy (`_no_recast_under_autocast`).
+its 16-bit input as it is rather than an fp32 copy (`no_recast_under_autocast`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _upcast_trainable(model: nn.Module, finetuning_args: Any) -> None:
             param.data = param.data.float()
 
 
-def _no_recast_under_autocast(model: nn.Module) -> int:
+def no_recast_under_autocast(model: nn.Module) -> None:
     """Under autocast (bf16 / fp16 mixed precision), a LoRA layer's input is not cast to the fp32 adapter's dtype.
 
     peft casts each adapted layer's input to the adapter weights' dtype; with fp32 adapters in a 16-bit model under
@@ -65,8 +65,7 @@ def _no_recast_under_autocast(model: nn.Module) -> int:
     q's input, up shares gate's). Autocast casts the adapter weights itself, so the values, the loss and the
     gradients are the same bits; peft's own 4-bit LoRA layer (lora.bnb.Linear4bit) already skips the cast under
     autocast, this does the same for the plain one. Without autocast (or for DoRA and the other variants) peft casts
-    as before.
-    Returns the number of layers changed."""
+    as before."""
     from peft.tuners.lora import Linear as LoraLinear
 
     def decide(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -74,10 +73,9 @@ def _no_recast_under_autocast(model: nn.Module) -> int:
         autocast = isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type)
         module.cast_input_dtype_enabled = not (autocast and not module.lora_variant)
 
-    layers = [module for module in model.modules() if type(module) is LoraLinear]
-    for module in layers:
-        module.register_forward_pre_hook(decide, with_kwargs=True)
-    return len(layers)
+    for module in model.modules():
+        if type(module) is LoraLinear:
+            module.register_forward_pre_hook(decide, with_kwargs=True)
 
 
 def _setup_full(model: nn.Module) -> nn.Module:
@@ -261,6 +259,6 @@ def init_adapter(
         model = _setup_freeze(config, model, finetuning_args)
     else:
         model = _setup_lora(model, model_args, finetuning_args, is_trainable=True)
-        _no_recast_under_autocast(model)
+        no_recast_under_autocast(model)
     _upcast_trainable(model, finetuning_args)
     return model

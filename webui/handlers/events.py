@@ -126,19 +126,12 @@ def bind(
         # gradio reads an empty dict as one output value, not as "no updates": skip one output explicitly.
         return result or {output_list[0]: gr.skip()}
 
-    run.checked_inputs = tuple(inputs)  # type: ignore[attr-defined] - what the field check covers (tests read it)
-    run.handler = handler  # type: ignore[attr-defined] - the handler it runs (tests read it)
-    kwargs.setdefault("show_progress", "hidden")
-    kwargs.setdefault("api_name", getattr(handler, "__name__", None))
-    if isinstance(event, list):
-        kwargs.setdefault("trigger_mode", "always_last")
-        return gr.on(event, run, inputs=input_set, outputs=output_list, **kwargs)
-    return event(run, inputs=input_set, outputs=output_list, **kwargs)
+    return _connect(event, run, handler, inputs, input_set, output_list, kwargs)
 
 
 def bind_stream(
     board: Any,
-    event: Callable[..., Any],
+    event: Callable[..., Any] | list[Any],
     handler: Callable[[Values], Iterable[Updates]],
     inputs: Iterable[str],
     outputs: Iterable[str],
@@ -172,6 +165,20 @@ def bind_stream(
         if not sent:
             yield {output_list[0]: gr.skip()}
 
+    return _connect(event, run, handler, inputs, input_set, output_list, kwargs)
+
+
+def _connect(
+    event: Callable[..., Any] | list[Any],
+    run: Callable[..., Any],
+    handler: Callable[..., Any],
+    inputs: list[str],
+    input_set: set[Any],
+    output_list: list[Any],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Wire `run` (bind's or bind_stream's wrapper of `handler`) to the event, or to one "always_last" event over a
+    list of triggers; the wrapper names its handler and checked inputs for the tests."""
     run.checked_inputs = tuple(inputs)  # type: ignore[attr-defined] - what the field check covers (tests read it)
     run.handler = handler  # type: ignore[attr-defined] - the handler it runs (tests read it)
     kwargs.setdefault("show_progress", "hidden")
